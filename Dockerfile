@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1
+#
+# The loyalty ledger on its embedded store, serving gRPC on port 50051 with its data in the volume /data.
+#
+#   docker build -t loyalty-ledger .
+#   docker run -p 50051:50051 -v ledger-data:/data loyalty-ledger
+#
+# Optional extras (for example the PostgreSQL backend's driver): docker build --build-arg EXTRAS=postgres .
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: generate loyalty/ from proto/, build the wheel, install it into /opt/ledger ----------------------
+FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+
+# Code generators, in a venv of their own.
+RUN python -m venv /opt/tools \
+ && /opt/tools/bin/pip install "grpcio-tools>=1.85.1" "mypy-protobuf>=5.1" "setuptools>=68" wheel
+
+WORKDIR /src
+COPY . .
+
+# Same generation step as `make gen`; then a wheel holding ledger, projections, policies (with its YAML
+# documents), clients and the generated loyalty package.
+RUN PYTHON=/opt/tools/bin/python bash scripts/gen_proto.sh \
+ && test -f loyalty/v1/__init__.py \
+ && /opt/tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+
+# The runtime gets the grpcio and protobuf versions the code was generated with (or newer within what the
+# generated code accepts): pin them to the generator's.
+RUN /opt/tools/bin/pip freeze | grep -iE '^(grpcio|protobuf)==' > /tmp/constraints.txt \
+ && python -m venv /opt/ledger \
+ && whl="$(ls /wheels/*.whl)" \
+ && if [ -n "$EXTRAS" ]; then spec="${whl}[${EXTRAS}]"; else spec="$whl"; fi \
+ && /opt/ledger/bin/pip install --constraint /tmp/constraints.txt "$spec" \
+ && /opt/ledger/bin/python -c "import ledger, policies, projections, loyalty.v1"
+
+# ---- runtime ----------------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG EXTRAS=""
+
+# psycopg (the postgres extra) needs the client library at run time.
+RUN case ",${EXTRAS}," in \
+      *,postgres,*) apt-get update && apt-get install -y --no-install-recommends libpq5 \
+                    && rm -rf /var/lib/apt/lists/* ;; \
+    esac \
+ && groupadd --system --gid 10001 ledger \
+ && useradd --system --uid 10001 --gid ledger --home-dir /data --shell /usr/sbin/nologin ledger \
+ && mkdir -p /data \
+ && chown ledger:ledger /data
+
+COPY --from=build /opt/ledger /opt/ledger
+
+ENV PATH=/opt/ledger/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LEDGER_STORE=sqlite:////data/ledger.db
+
+USER ledger
+WORKDIR /data
+VOLUME /data
+EXPOSE 50051
+
+# Standard gRPC health check against the server in this container.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "ledger.cli", "health"]
+
+ENTRYPOINT ["ledger"]
+CMD ["serve", "--listen", "0.0.0.0:50051"]

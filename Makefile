@@ -1,0 +1,114 @@
+# Build, run and test the loyalty ledger. Every target does its own set-up (virtual environment, install,
+# code generation) and is cheap to repeat: the install is redone only when pyproject.toml changes and the
+# code generation only when the .proto files change.
+#
+#   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
+#   make test             lint, type-check, proto lint, then the whole test suite
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON       ?= python3
+VENV         ?= .venv
+EXTRAS       ?= dev,postgres,kurrentdb
+BUF_VERSION  ?= 1.75.0
+LEDGER_STORE ?= sqlite:///$(CURDIR)/var/ledger.db
+ARGS         ?=
+PYTEST_ARGS  ?=
+
+PY           := $(VENV)/bin/python
+VENV_STAMP   := $(VENV)/.installed-stamp
+BUF          := npm_config_loglevel=error npx --yes @bufbuild/buf@$(BUF_VERSION)
+# Without a buf.yaml of its own, the proto module is linted with buf's STANDARD rules.
+BUF_CONFIG   := {"version":"v2","modules":[{"path":"proto"}],"lint":{"use":["STANDARD"]}}
+PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
+MYPY_DIRS    := ledger projections policies clients bench tests
+
+.PHONY: help venv gen serve test lint typecheck buf-lint pytest bench clean distclean
+
+help:
+	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
+	@echo "make test       gen, ruff, mypy, buf lint, then pytest (extra pytest flags: PYTEST_ARGS=...)"
+	@echo "make venv       create $(VENV) and install the package with extras [$(EXTRAS)]"
+	@echo "make gen        generate the Python package loyalty/ from proto/"
+	@echo "make lint       ruff check"
+	@echo "make typecheck  mypy (strict)"
+	@echo "make buf-lint   buf lint of proto/ (needs npx)"
+	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
+	@echo "make clean      remove generated code, build output and caches (make distclean: also $(VENV) and var/)"
+
+# --- set-up ---------------------------------------------------------------------------------------------------
+
+venv: $(VENV_STAMP)
+
+# The editable install is in "compat" mode: it puts the repository root on the venv's sys.path, so the
+# generated package loyalty/ (which does not exist yet at install time) is importable from `.venv/bin/ledger`.
+
+$(VENV_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, $(PYTHON) is " + sys.version.split()[0] + " (choose another with PYTHON=...)")'
+	@if [ ! -x "$(PY)" ]; then echo "venv: creating $(VENV)"; $(PYTHON) -m venv "$(VENV)"; fi
+	@echo "venv: installing the package and its extras [$(EXTRAS)] into $(VENV)"
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
+	@touch "$@"
+
+gen: venv
+	@PYTHON="$(PY)" scripts/gen_proto.sh
+
+# --- run ------------------------------------------------------------------------------------------------------
+
+serve: gen
+	@mkdir -p var
+	LEDGER_STORE='$(LEDGER_STORE)' $(VENV)/bin/ledger serve $(ARGS)
+
+bench: gen
+	@test -f bench/run.py || { echo "bench: bench/run.py does not exist" >&2; exit 1; }
+	$(PY) bench/run.py $(ARGS)
+
+# --- checks ---------------------------------------------------------------------------------------------------
+
+test: gen
+	@$(MAKE) lint
+	@$(MAKE) typecheck
+	@$(MAKE) buf-lint
+	@$(MAKE) pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# mypy's `files` (pyproject.toml) name these directories; here only those that hold Python code yet are passed.
+typecheck: gen
+	@targets=""; for d in $(MYPY_DIRS); do \
+		if [ -d "$$d" ] && [ -n "$$(find "$$d" -name '*.py' -print -quit)" ]; then targets="$$targets $$d"; fi; \
+	done; \
+	if [ -z "$$targets" ]; then echo "typecheck: no Python code to check yet"; exit 0; fi; \
+	echo "$(VENV)/bin/mypy$$targets"; $(VENV)/bin/mypy $$targets
+
+buf-lint:
+	@if ! command -v npx >/dev/null 2>&1; then \
+		echo "buf lint: SKIPPED - npx is not installed (install Node.js and npm to lint the proto files)"; \
+	elif [ -z "$(PROTO_FILES)" ]; then \
+		echo "buf lint: no .proto files under proto/loyalty/v1/ yet"; \
+	elif [ -f buf.yaml ]; then \
+		echo "$(BUF) lint"; $(BUF) lint; \
+	elif [ -f proto/buf.yaml ]; then \
+		echo "$(BUF) lint proto"; $(BUF) lint proto; \
+	else \
+		echo "buf lint proto/ (STANDARD rules)"; $(BUF) lint --config '$(BUF_CONFIG)'; \
+	fi
+
+pytest: gen
+	@echo "$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)"; \
+	rc=0; $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; \
+	exit "$$rc"
+
+# --- housekeeping ---------------------------------------------------------------------------------------------
+
+clean:
+	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf "$(VENV)" var

@@ -1,0 +1,523 @@
+"""Conversions between the wire (``loyalty.v1`` messages) and the ledger (domain commands, state, events)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ledger.application.results import Balances
+from ledger.domain import commands as cmd
+from ledger.domain import events as ev
+from ledger.domain.decide.benefits import entitlement_status, used_in_month
+from ledger.domain.decide.context import effective_tier
+from ledger.domain.state import Entitlement as EntitlementState
+from ledger.domain.state import Lot as LotState
+from ledger.domain.state import Membership as MembershipState
+from ledger.domain.state import MemberState
+from ledger.domain.state import TierOverride as OverrideState
+from loyalty.v1 import audit_pb2, common_pb2, member_pb2
+from policies.model import Policy
+from policies.ratio import format_ratio
+from policies.rules.memberships import cooling_off_end
+from policies.rules.tiers import tier_gap, window_start
+
+# -- times ----------------------------------------------------------------------------------------------------
+
+
+def to_datetime(ts: Timestamp) -> datetime:
+    """A Timestamp as an aware UTC datetime (microsecond precision)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+def optional_datetime(message: Any, name: str) -> datetime | None:
+    return to_datetime(getattr(message, name)) if message.HasField(name) else None
+
+
+def to_timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    ts.seconds = delta.days * 86400 + delta.seconds
+    ts.nanos = delta.microseconds * 1000
+    return ts
+
+
+def stamp(target: Timestamp, value: datetime | None) -> None:
+    """Set a Timestamp field in place (leaves it unset for None)."""
+    if value is not None:
+        target.CopyFrom(to_timestamp(value))
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- enums ----------------------------------------------------------------------------------------------------
+
+CHANNELS: Mapping[int, str] = {
+    common_pb2.CHANNEL_UNSPECIFIED: "",
+    common_pb2.CHANNEL_POS: "pos",
+    common_pb2.CHANNEL_WEB_MALL: "web_mall",
+    common_pb2.CHANNEL_MINI_PROGRAM: "mini_program",
+    common_pb2.CHANNEL_APP: "app",
+    common_pb2.CHANNEL_OPERATOR_CONSOLE: "operator_console",
+    common_pb2.CHANNEL_SYSTEM: "system",
+}
+CHANNEL_CODES: Mapping[str, common_pb2.Channel.ValueType] = {v: k for k, v in CHANNELS.items() if v}
+
+IDENTITY_KINDS: Mapping[int, str] = {
+    common_pb2.IDENTITY_KIND_CARD_NUMBER: "card_number",
+    common_pb2.IDENTITY_KIND_PHONE_HASH: "phone_hash",
+    common_pb2.IDENTITY_KIND_OPEN_ID: "open_id",
+    common_pb2.IDENTITY_KIND_UNION_ID: "union_id",
+    common_pb2.IDENTITY_KIND_EXTERNAL_ID: "external_id",
+}
+
+LOT_SOURCES: Mapping[str, member_pb2.LotSource.ValueType] = {
+    "purchase": member_pb2.LOT_SOURCE_PURCHASE,
+    "behaviour": member_pb2.LOT_SOURCE_BEHAVIOUR,
+    "adjustment": member_pb2.LOT_SOURCE_ADJUSTMENT,
+    "refund_return": member_pb2.LOT_SOURCE_REFUND_RETURN,
+    "merge": member_pb2.LOT_SOURCE_MERGE,
+}
+
+ENTITLEMENT_STATUSES: Mapping[str, member_pb2.EntitlementStatus.ValueType] = {
+    "available": member_pb2.ENTITLEMENT_STATUS_AVAILABLE,
+    "used_up": member_pb2.ENTITLEMENT_STATUS_USED_UP,
+    "expired": member_pb2.ENTITLEMENT_STATUS_EXPIRED,
+    "revoked": member_pb2.ENTITLEMENT_STATUS_REVOKED,
+}
+
+MEMBERSHIP_STATUSES: Mapping[str, member_pb2.PaidMembershipStatus.ValueType] = {
+    "active": member_pb2.PAID_MEMBERSHIP_STATUS_ACTIVE,
+    "cancelled": member_pb2.PAID_MEMBERSHIP_STATUS_CANCELLED,
+    "lapsed": member_pb2.PAID_MEMBERSHIP_STATUS_LAPSED,
+}
+
+OVERRIDE_KINDS: Mapping[str, member_pb2.TierOverrideKind.ValueType] = {
+    "temporary_upgrade": member_pb2.TIER_OVERRIDE_KIND_TEMPORARY_UPGRADE,
+    "override": member_pb2.TIER_OVERRIDE_KIND_OVERRIDE,
+}
+OVERRIDE_KIND_NAMES: Mapping[int, str] = {v: k for k, v in OVERRIDE_KINDS.items()}
+
+PROBLEM_KINDS: Mapping[str, audit_pb2.ProblemKind.ValueType] = {
+    "hash": audit_pb2.PROBLEM_KIND_HASH_MISMATCH,
+    "prev": audit_pb2.PROBLEM_KIND_CHAIN_BROKEN,
+    "version": audit_pb2.PROBLEM_KIND_VERSION_GAP,
+    "head": audit_pb2.PROBLEM_KIND_VERSION_GAP,
+}
+
+
+# -- requests -> domain ---------------------------------------------------------------------------------------
+
+
+def actor_of(context: common_pb2.RequestContext) -> cmd.Actor:
+    return cmd.Actor(
+        channel=CHANNELS.get(context.channel, ""),
+        store_id=context.store_id,
+        terminal_id=context.terminal_id,
+        operator_id=context.operator_id,
+    )
+
+
+def envelope(
+    program_id: str,
+    command: cmd.MemberCommand,
+    idempotency_key: str,
+    context: common_pb2.RequestContext,
+    *,
+    business_time: bool = True,
+) -> cmd.Envelope:
+    """A command with what every write carries. Holds act at now: ``business_time=False`` drops occurred_at."""
+    return cmd.Envelope(
+        program_id=program_id,
+        command=command,
+        idempotency_key=idempotency_key,
+        occurred_at=optional_datetime(context, "occurred_at") if business_time else None,
+        actor=actor_of(context),
+        correlation_id=context.correlation_id or None,
+    )
+
+
+# -- domain -> responses --------------------------------------------------------------------------------------
+
+
+def ratio(value: Fraction | str) -> str:
+    if isinstance(value, Fraction):
+        return format_ratio(value)
+    return str(value)
+
+
+def snapshot(balance: Balances) -> common_pb2.BalanceSnapshot:
+    return common_pb2.BalanceSnapshot(
+        active=balance.active,
+        pending=balance.pending,
+        held=balance.held,
+        available=max(balance.available, 0),
+        arrears=balance.arrears,
+    )
+
+
+def net_points(balance: Balances) -> int:
+    return balance.active + balance.pending - balance.arrears
+
+
+def actor_message(actor: Mapping[str, str]) -> common_pb2.Actor:
+    return common_pb2.Actor(
+        channel=CHANNEL_CODES.get(actor.get("channel", ""), common_pb2.CHANNEL_UNSPECIFIED),
+        store_id=actor.get("store_id", ""),
+        terminal_id=actor.get("terminal_id", ""),
+        operator_id=actor.get("operator_id", ""),
+    )
+
+
+def portions(debits: Iterable[ev.LotDebit], lots: Mapping[str, LotState] | None = None) -> list[common_pb2.LotPortion]:
+    out = []
+    for d in debits:
+        portion = common_pb2.LotPortion(lot_id=d.lot_id, points=d.points)
+        lot = (lots or {}).get(d.lot_id)
+        if lot is not None:
+            stamp(portion.expires_at, lot.expires_at)
+        out.append(portion)
+    return out
+
+
+def new_lot_portion(lot: ev.NewLot) -> common_pb2.LotPortion:
+    portion = common_pb2.LotPortion(lot_id=lot.lot_id, points=lot.points)
+    stamp(portion.expires_at, lot.expires_at)
+    return portion
+
+
+def balance(state: MemberState, now: datetime) -> member_pb2.Balance:
+    live = [lot for lot in state.lots.values() if not lot.expired and lot.remaining > 0]
+    next_expiry = min((lot.expires_at for lot in live), default=None)
+    msg = member_pb2.Balance(
+        member_id=state.member_id,
+        active=state.active,
+        pending=state.pending,
+        held=state.held,
+        available=max(state.available, 0),
+        arrears=state.arrears,
+        expiring_within_30_days=state.expiring_between(now, now + timedelta(days=30)),
+        next_expiry_points=sum(lot.remaining for lot in live if lot.expires_at == next_expiry),
+        lifetime_earned=state.lifetime_earned,
+        lifetime_redeemed=state.lifetime_redeemed,
+        lifetime_expired=state.lifetime_expired,
+        version=state.version,
+    )
+    stamp(msg.next_expiry_at, next_expiry)
+    stamp(msg.as_of, now)
+    return msg
+
+
+def lot_status(lot: LotState) -> member_pb2.LotStatus.ValueType:
+    if lot.expired:
+        return member_pb2.LOT_STATUS_EXPIRED
+    if lot.remaining <= 0:
+        return member_pb2.LOT_STATUS_SPENT
+    if not lot.activated:
+        return member_pb2.LOT_STATUS_PENDING
+    return member_pb2.LOT_STATUS_ACTIVE
+
+
+def lot(lot: LotState, policy_version: int = 0) -> member_pb2.Lot:
+    msg = member_pb2.Lot(
+        lot_id=lot.lot_id,
+        source=LOT_SOURCES.get(lot.source, member_pb2.LOT_SOURCE_UNSPECIFIED),
+        amount=lot.amount,
+        remaining=lot.remaining,
+        held=lot.held,
+        status=lot_status(lot),
+        order_id=lot.order_id or "",
+        policy_version=policy_version,
+    )
+    stamp(msg.occurred_at, lot.occurred_at)
+    stamp(msg.active_at, lot.active_at)
+    stamp(msg.expires_at, lot.expires_at)
+    return msg
+
+
+def entitlement(ent: EntitlementState, policy: Policy | None, at: datetime, policy_version: int = 0) -> member_pb2.Entitlement:
+    membership_id = ""
+    if ent.source.startswith("membership:"):
+        membership_id = ent.source.split(":", 1)[1]
+    msg = member_pb2.Entitlement(
+        entitlement_id=ent.entitlement_id,
+        benefit_code=ent.benefit,
+        name=ent.name,
+        kind=ent.kind,
+        value_fen=ent.value_fen or 0,
+        quota_total=ent.quota_total or 0,
+        used_total=ent.used_total,
+        quota_per_month=ent.quota_per_month or 0,
+        used_this_month=used_in_month(ent, policy, at) if policy is not None else 0,
+        status=ENTITLEMENT_STATUSES[entitlement_status(ent, at)],
+        source=ent.source,
+        membership_id=membership_id,
+        policy_version=policy_version,
+    )
+    stamp(msg.valid_from, ent.valid_from)
+    stamp(msg.valid_until, ent.valid_until)
+    stamp(msg.granted_at, ent.granted_at)
+    stamp(msg.revoked_at, ent.revoked_at)
+    return msg
+
+
+def granted_entitlement(event: ev.EntitlementGranted) -> member_pb2.Entitlement:
+    msg = member_pb2.Entitlement(
+        entitlement_id=event.entitlement_id,
+        benefit_code=event.benefit,
+        name=event.name,
+        kind=event.kind,
+        value_fen=event.value_fen or 0,
+        quota_total=event.quota_total or 0,
+        quota_per_month=event.quota_per_month or 0,
+        status=member_pb2.ENTITLEMENT_STATUS_AVAILABLE,
+        source=event.source,
+        policy_version=event.policy_version,
+    )
+    stamp(msg.valid_from, event.valid_from)
+    stamp(msg.valid_until, event.valid_until)
+    stamp(msg.granted_at, event.at)
+    return msg
+
+
+def membership(m: MembershipState, policy: Policy | None) -> member_pb2.PaidMembership:
+    msg = member_pb2.PaidMembership(
+        membership_id=m.membership_id,
+        plan_code=m.plan,
+        status=MEMBERSHIP_STATUSES.get(m.status, member_pb2.PAID_MEMBERSHIP_STATUS_UNSPECIFIED),
+        paid_fen=m.price_fen,
+    )
+    stamp(msg.term_start, m.term_start)
+    stamp(msg.term_end, m.term_end)
+    if policy is not None:
+        try:
+            stamp(msg.cooling_off_ends_at, cooling_off_end(policy, m.plan, m.purchased_at))
+        except LookupError:
+            pass
+    return msg
+
+
+def tier_override(o: OverrideState) -> member_pb2.TierOverride:
+    msg = member_pb2.TierOverride(
+        kind=OVERRIDE_KINDS.get(o.kind, member_pb2.TIER_OVERRIDE_KIND_UNSPECIFIED),
+        tier=o.tier,
+        reason=o.reason,
+        operator_id=o.operator_id,
+    )
+    stamp(msg.starts_at, o.starts_at)
+    stamp(msg.ends_at, o.ends_at)
+    return msg
+
+
+def current_tier(state: MemberState, policy: Policy, now: datetime) -> str:
+    """The tier in effect now: the earned tier or an override, and a paid plan's tier if better."""
+    tier = effective_tier(state, policy, now)
+    override = state.override_at(now)
+    if override is not None and override.kind == "override":
+        return tier
+    codes = [level.code for level in policy.tiers.levels]
+    for plan in state.active_plans(now):
+        plan_rule = policy.memberships.get(plan)
+        plan_tier = getattr(plan_rule, "tier", None) if plan_rule is not None else None
+        if isinstance(plan_tier, str) and plan_tier in codes and codes.index(plan_tier) > codes.index(tier):
+            tier = plan_tier
+    return tier
+
+
+def _describe_gap(growth: int, referrals: int | None, purchase: bool) -> str:
+    parts = []
+    if growth:
+        parts.append(f"{growth:,} more growth value")
+    if referrals:
+        parts.append(f"{referrals} more referral{'s' if referrals != 1 else ''}")
+    text = ", or ".join(parts)
+    if purchase:
+        text = (text + ", and " if text else "") + "a recent purchase"
+    return text
+
+
+def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.TierState:
+    start = window_start(policy, now)
+    growth = state.growth_between(start, now)
+    referrals = state.referrals_between(start, now)
+    earned = state.tier
+    gap = tier_gap(policy, earned, growth, referrals, state.last_purchase_at, now)
+    msg = member_pb2.TierState(
+        member_id=state.member_id,
+        tier=current_tier(state, policy, now),
+        earned_tier=earned,
+        growth_in_window=growth,
+        referrals_in_window=referrals,
+        next=member_pb2.TierGap(
+            next_tier=gap.next_tier or "",
+            growth_needed=gap.growth_missing if gap.next_tier else 0,
+            referrals_needed=gap.referrals_missing or 0,
+            purchase_needed=gap.needs_purchase,
+            description=_describe_gap(gap.growth_missing, gap.referrals_missing, gap.needs_purchase)
+            if gap.next_tier
+            else "",
+        ),
+        paid_memberships=[
+            membership(m, policy) for m in sorted(state.memberships.values(), key=lambda m: m.purchased_at, reverse=True)
+        ],
+        version=state.version,
+    )
+    stamp(msg.since, state.tier_since)
+    stamp(msg.window_start, start)
+    stamp(msg.next_review_at, state.next_review_at)
+    if state.downgrade_notice is not None:
+        notice = state.downgrade_notice
+        msg.downgrade_notice.to_tier = notice.target_tier
+        stamp(msg.downgrade_notice.issued_at, notice.issued_at)
+        stamp(msg.downgrade_notice.downgrade_at, notice.downgrade_at)
+    override = state.override_at(now)
+    if override is not None:
+        msg.override.CopyFrom(tier_override(override))
+    return msg
+
+
+# -- events ---------------------------------------------------------------------------------------------------
+
+
+def summary(event: ev.MemberEvent) -> str:
+    """One line in words for history and replay."""
+    match event:
+        case ev.MemberEnrolled():
+            return f"Enrolled at tier {event.tier}"
+        case ev.PurchaseRecorded():
+            rule = f" ({event.multiplier_rule} x{event.multiplier})" if event.multiplier not in ("1", "1.0") else ""
+            return f"Purchase order {event.order_id}: +{event.points} points{rule}"
+        case ev.PointsAwarded():
+            return f"Behaviour {event.behaviour} ({event.reference or '-'}): +{event.points} points"
+        case ev.PointsHeld():
+            return f"Hold {event.hold_id} for order {event.order_id}: {event.points} points reserved"
+        case ev.HoldCommitted():
+            return f"Hold {event.hold_id} committed: -{event.points} points, {event.released} released"
+        case ev.HoldReleased():
+            return f"Hold {event.hold_id} {event.reason}: {event.points} points available again"
+        case ev.PurchaseRefunded():
+            return (
+                f"Refund {event.refund_id} of order {event.order_id}: {event.refunded_fen} fen, "
+                f"-{event.points_taken} points, +{event.points_returned} returned"
+            )
+        case ev.PointsAdjusted():
+            return f"Adjustment {event.reason_code}: {event.points:+d} points"
+        case ev.LotActivated():
+            return f"Lot {event.lot_id} active: {event.points} points"
+        case ev.LotExpired():
+            return f"Lot {event.lot_id} expired: -{event.points} points"
+        case ev.TierChanged():
+            return f"Tier {event.from_tier} -> {event.to_tier} ({event.reason})"
+        case ev.TierReviewed():
+            return f"Tier review: {event.outcome}"
+        case ev.TierOverrideSet():
+            return f"Tier {event.kind.replace('_', ' ')} to {event.tier}"
+        case ev.TierOverrideEnded():
+            return f"Tier override {event.tier} ended"
+        case ev.MembershipPurchased():
+            return f"Paid membership {event.plan} ({event.membership_id}) bought"
+        case ev.MembershipCancelled():
+            return f"Paid membership {event.membership_id} cancelled"
+        case ev.MembershipLapsed():
+            return f"Paid membership {event.membership_id} lapsed"
+        case ev.EntitlementGranted():
+            return f"Granted {event.name}"
+        case ev.EntitlementConsumed():
+            return f"Used {event.entitlement_id} x{event.quantity} on order {event.order_id}"
+        case ev.EntitlementRevoked():
+            return f"Revoked {event.entitlement_id} ({event.reason})"
+        case ev.MemberMerged():
+            return f"Merged into {event.into_member_id}"
+        case ev.MemberAbsorbed():
+            return f"Absorbed member {event.from_member_id}"
+        case _:
+            return event.type
+
+
+def rule(event: ev.MemberEvent) -> str:
+    """The rule that decided an event's numbers, if any."""
+    match event:
+        case ev.PurchaseRecorded():
+            return event.multiplier_rule
+        case ev.PointsAwarded():
+            return f"behaviour:{event.behaviour}"
+        case ev.LotExpired():
+            return "expiry"
+        case ev.HoldReleased():
+            return "hold_timeout" if event.reason == "expired" else ""
+        case ev.TierChanged():
+            return event.reason
+        case ev.TierReviewed():
+            return f"review_{event.outcome}"
+        case ev.PurchaseRefunded():
+            return f"clawback:{event.clawback}"
+        case ev.EntitlementGranted():
+            return event.source
+        case _:
+            return ""
+
+
+def growth_delta(event: ev.MemberEvent) -> int:
+    match event:
+        case ev.PurchaseRecorded() | ev.PointsAwarded():
+            return event.growth
+        case ev.PurchaseRefunded():
+            return -event.growth_taken
+        case ev.MemberAbsorbed():
+            return sum(g.amount for g in event.growth)
+        case _:
+            return 0
+
+
+def order_of(event: ev.MemberEvent) -> str:
+    return str(getattr(event, "order_id", "") or "")
+
+
+def lots_credited(event: ev.MemberEvent) -> list[common_pb2.LotPortion]:
+    out: list[common_pb2.LotPortion] = []
+    new_lot = getattr(event, "lot", None)
+    if isinstance(new_lot, ev.NewLot):
+        out.append(new_lot_portion(new_lot))
+    match event:
+        case ev.PurchaseRefunded():
+            out += portions(event.returned)
+            if event.relot is not None:
+                out.append(new_lot_portion(event.relot))
+        case ev.LotActivated():
+            out.append(common_pb2.LotPortion(lot_id=event.lot_id, points=event.points))
+        case ev.MemberAbsorbed():
+            for t in event.lots:
+                portion = common_pb2.LotPortion(lot_id=t.lot_id, points=t.points)
+                stamp(portion.expires_at, t.expires_at)
+                out.append(portion)
+        case _:
+            pass
+    return out
+
+
+def lots_debited(event: ev.MemberEvent) -> list[common_pb2.LotPortion]:
+    match event:
+        case ev.PointsHeld():
+            return portions(event.allocations)
+        case ev.HoldCommitted() | ev.PointsAdjusted():
+            return portions(event.debits)
+        case ev.PurchaseRefunded():
+            return portions(event.debits)
+        case ev.LotExpired():
+            return [common_pb2.LotPortion(lot_id=event.lot_id, points=event.points)]
+        case _:
+            return []
+
+
+def first(events: Iterable[ev.MemberEvent], kind: type[Any]) -> Any:
+    """The first event of a type in a command's result, or None."""
+    return next((e for e in events if isinstance(e, kind)), None)
+
+
+def of_type(events: Iterable[ev.MemberEvent], kind: type[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]

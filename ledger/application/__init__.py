@@ -1,0 +1,1 @@
+"""The application layer: the one write path, clocks, the scheduler and the queries."""

@@ -1,0 +1,92 @@
+"""Personal data kept beside the log, never in it: encrypted per member with a key of its own.
+
+Erasing a member destroys the key: the ciphertext becomes unreadable while the ledger stays balanced and
+replayable (the log only ever carried pseudonymous ids).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.domain.commands import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalProfile:
+    birth_month: int | None = None
+    baby_birth_date: str | None = None
+    phone: str | None = None
+    consent: bool = False
+
+    def rule_inputs(self) -> Profile:
+        """The only attributes the rules may see, and only with consent."""
+        return Profile(birth_month=self.birth_month if self.consent else None)
+
+
+class PersonalDataStore:
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], PersonalProfile | None] = {}
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS member_key (program_id TEXT, member_id TEXT, key BLOB,"
+                " PRIMARY KEY (program_id, member_id))"
+            )
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS personal_data (program_id TEXT, member_id TEXT, nonce BLOB,"
+                " ciphertext BLOB, PRIMARY KEY (program_id, member_id))"
+            )
+
+    def save(self, program_id: str, member_id: str, profile: PersonalProfile) -> None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT key FROM member_key WHERE program_id=? AND member_id=?", (program_id, member_id)
+            ).fetchone()
+            key = row[0] if row else AESGCM.generate_key(bit_length=256)
+            nonce = os.urandom(12)
+            aad = f"{program_id}/{member_id}".encode()
+            ciphertext = AESGCM(key).encrypt(nonce, json.dumps(asdict(profile)).encode(), aad)
+            self._conn.execute("BEGIN")
+            self._conn.execute("INSERT OR IGNORE INTO member_key VALUES (?,?,?)", (program_id, member_id, key))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO personal_data VALUES (?,?,?,?)", (program_id, member_id, nonce, ciphertext)
+            )
+            self._conn.execute("COMMIT")
+            self._cache[(program_id, member_id)] = profile
+
+    def load(self, program_id: str, member_id: str) -> PersonalProfile | None:
+        cached = self._cache.get((program_id, member_id), ...)
+        if cached is not ...:
+            return cached  # type: ignore[return-value]
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT k.key, p.nonce, p.ciphertext FROM personal_data p JOIN member_key k"
+                " USING (program_id, member_id) WHERE program_id=? AND member_id=?",
+                (program_id, member_id),
+            ).fetchone()
+        profile = None
+        if row is not None:
+            data = AESGCM(row[0]).decrypt(row[1], row[2], f"{program_id}/{member_id}".encode())
+            profile = PersonalProfile(**json.loads(data))
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[(program_id, member_id)] = profile
+        return profile
+
+    def erase(self, program_id: str, member_id: str) -> None:
+        """Destroy the member's key (crypto-shredding); the ciphertext left behind is unreadable."""
+        with self._lock:
+            self._conn.execute("DELETE FROM member_key WHERE program_id=? AND member_id=?", (program_id, member_id))
+            self._conn.execute("DELETE FROM personal_data WHERE program_id=? AND member_id=?", (program_id, member_id))
+            self._cache.pop((program_id, member_id), None)
+
+    def close(self) -> None:
+        self._conn.close()

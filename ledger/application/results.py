@@ -1,0 +1,92 @@
+"""What a write returns, and how it is kept so that a retry returns the first answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from ledger.domain.commands import Envelope
+from ledger.domain.events import MemberEvent, decode, encode
+from ledger.domain.state import MemberState
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    active: int
+    pending: int
+    held: int
+    arrears: int
+
+    @property
+    def available(self) -> int:
+        return self.active - self.held
+
+    @classmethod
+    def of(cls, state: MemberState) -> Balances:
+        return cls(state.active, state.pending, state.held, state.arrears)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The events a command wrote (time-driven events before it are not included) and the balance after."""
+
+    program_id: str
+    member_id: str
+    events: tuple[MemberEvent, ...]
+    version: int
+    balance: Balances
+    recorded_at: datetime
+    replayed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "program_id": self.program_id,
+                "member_id": self.member_id,
+                "events": [encode(e).decode() for e in self.events],
+                "version": self.version,
+                "balance": asdict(self.balance),
+                "recorded_at": self.recorded_at.isoformat(),
+                "extra": self.extra,
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CommandResult:
+        raw = json.loads(data)
+        return cls(
+            program_id=raw["program_id"],
+            member_id=raw["member_id"],
+            events=tuple(decode(e.encode()) for e in raw["events"]),
+            version=raw["version"],
+            balance=Balances(**raw["balance"]),
+            recorded_at=datetime.fromisoformat(raw["recorded_at"]),
+            replayed=True,
+            extra=raw["extra"],
+        )
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__, **{k: _plain(v) for k, v in asdict(value).items()}}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def fingerprint(envelope: Envelope) -> str:
+    """What makes two requests "the same request": the command and its business time (not who sent it)."""
+    body = {
+        "command": {"__type__": type(envelope.command).__name__, **_plain(envelope.command)},
+        "occurred_at": envelope.occurred_at.isoformat() if envelope.occurred_at else None,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

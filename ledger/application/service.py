@@ -1,0 +1,415 @@
+"""``LedgerApp``: the application facade the gRPC edge and the command line call.
+
+It owns the programs (their policies and clocks), hands member commands to the single writer, runs time-driven
+work, and answers the queries and audits. It knows nothing of gRPC or SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ledger.application.clock import Clock
+from ledger.application.identity import IDENTITY_KINDS, identity_digest
+from ledger.application.personal import PersonalDataStore, PersonalProfile
+from ledger.application.results import Balances, CommandResult
+from ledger.application.writer import CommandWriter, MemberChange, ProgramDirectory, Quote, member_stream
+from ledger.domain import commands as cmd
+from ledger.domain import events as ev
+from ledger.domain import program as prog
+from ledger.domain.decide import Context
+from ledger.domain.errors import Conflict, InvalidCommand, NotFound
+from ledger.domain.evolve import evolve
+from ledger.domain.state import MemberState
+from ledger.store.chain import ChainBreak, verify_stream
+from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
+from policies import OrderEarning, PolicyVersion, dump_policy
+
+TICK_CHUNK = 500
+
+
+def program_stream(program_id: str) -> str:
+    return f"program-{program_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    state: MemberState
+    now: datetime
+    policy: PolicyVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayEntry:
+    stored: StoredEvent
+    event: ev.MemberEvent
+    before: Balances
+    after: Balances
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    version: int
+    position: int
+    event_type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    active_after: int
+    pending_after: int
+    held_after: int
+    arrears_after: int
+    available_after: int
+    policy_version: int | None
+    summary: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    program_id: str
+    member_id: str
+    ok: bool
+    events: int
+    head_hash: bytes
+    chain_break: ChainBreak | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+
+ProjectionCheck = Callable[[MemberState, list[ReplayEntry]], list[str]]
+
+
+class LedgerApp(ProgramDirectory):
+    def __init__(
+        self,
+        store: EventStore[Any],
+        clock: Clock,
+        personal: PersonalDataStore,
+        *,
+        project: Callable[[Any, list[StoredEvent], Sequence[MemberChange]], None],
+        identity_owner: Callable[[str, str], str | None],
+        due_members: Callable[[str, datetime, int], list[str]],
+        check_projection: ProjectionCheck | None = None,
+        pepper: bytes = b"little-sprout-dev-pepper",
+        max_batch: int = 256,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.personal = personal
+        self._identity_owner = identity_owner
+        self._due_members = due_members
+        self._check_projection = check_projection
+        self._pepper = pepper
+        self._programs: dict[str, prog.ProgramState] = {}
+        self._program_lock = threading.RLock()
+        for stream_id in store.list_streams("program-"):
+            state = prog.ProgramState(program_id=stream_id.removeprefix("program-"))
+            for stored in store.read_stream(stream_id):
+                prog.evolve_program(state, prog.decode(stored.payload))
+            self._programs[state.program_id] = state
+        self.writer = CommandWriter(store, self, project, max_batch=max_batch)
+
+    def close(self) -> None:
+        self.writer.stop()
+
+    # -- ProgramDirectory -----------------------------------------------------------------------------------
+
+    def program(self, program_id: str) -> prog.ProgramState:
+        found = self._programs.get(program_id)
+        if found is None:
+            raise NotFound("program", program_id)
+        return found
+
+    def program_ids(self) -> list[str]:
+        return sorted(self._programs)
+
+    def now(self, program_id: str) -> datetime:
+        p = self.program(program_id)
+        if p.clock == "test":
+            assert p.test_time is not None
+            return p.test_time
+        return self.clock.now()
+
+    def context(self, program_id: str, occurred_at: datetime | None, member_id: str) -> Context:
+        p = self.program(program_id)
+        now = self.now(program_id)
+        profile = self.personal.load(program_id, member_id)
+        return Context(
+            now=now,
+            at=occurred_at or now,
+            policies=p.policies,
+            profile=profile.rule_inputs() if profile else cmd.Profile(),
+        )
+
+    def identity_owner(self, program_id: str, identity: str) -> str | None:
+        return self._identity_owner(program_id, identity)
+
+    # -- programs -------------------------------------------------------------------------------------------
+
+    def _program_write(
+        self, program_id: str, idempotency_key: str, request: dict[str, Any], decide: Callable[[prog.ProgramState], list[prog.ProgramEvent]]
+    ) -> tuple[prog.ProgramState, bool]:
+        fp = json.dumps(request, sort_keys=True, default=str)
+        with self.writer.lock, self._program_lock:
+            if idempotency_key:
+                found = self.store.find_command(program_id, idempotency_key)
+                if found is not None:
+                    if found.fingerprint != fp:
+                        raise Conflict(f"idempotency key {idempotency_key!r} was used for a different request")
+                    return self.program(program_id), True
+            state = self._programs.get(program_id) or prog.ProgramState(program_id=program_id)
+            produced = decide(state)
+            now = produced[0].at
+            new = [
+                NewEvent(
+                    event_id=f"{program_id}:{state.version + i + 1}",
+                    type=e.type,
+                    schema_version=1,
+                    occurred_at=e.at,
+                    recorded_at=now,
+                    policy_version=None,
+                    idempotency_key=idempotency_key or None,
+                    correlation_id=None,
+                    causation_id=None,
+                    actor={"channel": "operator_console"},
+                    payload=prog.encode(e),
+                )
+                for i, e in enumerate(produced)
+            ]
+            records = (
+                [CommandRecord(program_id, idempotency_key, fp, b"{}", now, program_stream(program_id))]
+                if idempotency_key
+                else []
+            )
+            self.store.append(AppendBatch([StreamAppend(program_stream(program_id), state.version, new)], records))
+            for e in produced:
+                prog.evolve_program(state, e)
+            self._programs[program_id] = state
+            return state, False
+
+    def create_program(
+        self, program_id: str, name: str, document: str, clock: str, test_time: datetime | None, idempotency_key: str = ""
+    ) -> prog.ProgramState:
+        request = {"op": "create", "name": name, "document": document, "clock": clock, "test_time": test_time}
+        state, _ = self._program_write(
+            program_id,
+            idempotency_key,
+            request,
+            lambda s: prog.create_program(s, name=name, document=document, clock=clock, test_time=test_time, now=self.clock.now()),
+        )
+        return state
+
+    def publish_policy(
+        self, program_id: str, document: str, effective_from: datetime | None, idempotency_key: str = ""
+    ) -> PolicyVersion:
+        self.program(program_id)
+        request = {"op": "publish", "document": document, "effective_from": effective_from}
+        state, _ = self._program_write(
+            program_id,
+            idempotency_key,
+            request,
+            lambda s: prog.publish_policy(s, document=document, effective_from=effective_from, now=self.now(program_id)),
+        )
+        return state.policies.latest
+
+    def get_policy(
+        self, program_id: str, version: int | None = None, as_of: datetime | None = None
+    ) -> tuple[PolicyVersion, list[PolicyVersion]]:
+        p = self.program(program_id)
+        if version:
+            try:
+                chosen = p.policies.get(version)
+            except (KeyError, LookupError) as exc:
+                raise NotFound("policy version", str(version)) from exc
+        else:
+            chosen = p.policies.in_force_at(as_of or self.now(program_id))
+        return chosen, list(p.policies)
+
+    @staticmethod
+    def policy_document(pv: PolicyVersion) -> str:
+        return dump_policy(pv.policy)
+
+    def advance_clock(self, program_id: str, to: datetime, idempotency_key: str = "") -> dict[str, Any]:
+        self.program(program_id)
+        request = {"op": "advance", "to": to}
+        state, replayed = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
+        counts = self.run_due(program_id, self.now(program_id))
+        counts["now"] = state.test_time
+        return counts
+
+    def run_due(self, program_id: str, upto: datetime) -> dict[str, Any]:
+        """Tick every member whose next due moment is at or before ``upto`` (the scheduler and AdvanceClock)."""
+        counts: dict[str, Any] = {
+            "members_ticked": 0,
+            "activations": 0,
+            "expiries": 0,
+            "holds_released": 0,
+            "reviews": 0,
+            "tier_changes": 0,
+            "grants": 0,
+        }
+        seen_rounds = 0
+        while True:
+            members = self._due_members(program_id, upto, TICK_CHUNK)
+            if not members or seen_rounds > 10_000:
+                return counts
+            seen_rounds += 1
+            results = self.writer.execute_many(
+                [cmd.Envelope(program_id, cmd.Tick(member_id=m), "") for m in members], timeout=600
+            )
+            for r in results:
+                if isinstance(r, BaseException):
+                    if isinstance(r, NotFound):
+                        continue
+                    raise r
+                counts["members_ticked"] += 1
+                for e in r.events:
+                    key = {
+                        "LotActivated": "activations",
+                        "LotExpired": "expiries",
+                        "HoldReleased": "holds_released",
+                        "TierReviewed": "reviews",
+                        "TierChanged": "tier_changes",
+                        "EntitlementGranted": "grants",
+                    }.get(e.type)
+                    if key:
+                        counts[key] += 1
+
+    # -- members --------------------------------------------------------------------------------------------
+
+    def execute(self, envelope: cmd.Envelope) -> CommandResult:
+        self.program(envelope.program_id)
+        result: CommandResult = self.writer.execute(envelope)
+        return result
+
+    def enroll(
+        self,
+        program_id: str,
+        member_id: str,
+        identities: Sequence[tuple[str, str]],
+        profile: PersonalProfile | None,
+        idempotency_key: str,
+        occurred_at: datetime | None = None,
+        actor: cmd.Actor | None = None,
+    ) -> CommandResult:
+        self.program(program_id)
+        digests = []
+        for i, (kind, value) in enumerate(identities):
+            if kind not in IDENTITY_KINDS:
+                raise InvalidCommand(f"identities[{i}].kind", f"must be one of {', '.join(IDENTITY_KINDS)}")
+            digests.append(identity_digest(self._pepper, program_id, kind, value))
+        envelope = cmd.Envelope(
+            program_id,
+            cmd.EnrollMember(member_id=member_id, identities=tuple(digests)),
+            idempotency_key,
+            occurred_at,
+            actor or cmd.Actor(),
+        )
+        result: CommandResult = self.writer.execute(envelope)
+        if profile is not None:
+            self.personal.save(program_id, member_id, profile)
+        return result
+
+    def lookup(self, program_id: str, kind: str, value: str) -> str:
+        self.program(program_id)
+        if kind not in IDENTITY_KINDS:
+            raise InvalidCommand("identity.kind", f"must be one of {', '.join(IDENTITY_KINDS)}")
+        owner = self._identity_owner(program_id, identity_digest(self._pepper, program_id, kind, value))
+        if owner is None:
+            raise NotFound("member", f"{kind} identity")
+        return owner
+
+    def quote(self, program_id: str, command: cmd.RecordPurchase, occurred_at: datetime | None) -> OrderEarning:
+        self.program(program_id)
+        result: OrderEarning = self.writer.execute(Quote(program_id, command, occurred_at))
+        return result
+
+    def view(self, program_id: str, member_id: str) -> MemberView:
+        """The member's state now: due work runs first, so expired points are never shown as spendable."""
+        self.program(program_id)
+        self.writer.execute(cmd.Envelope(program_id, cmd.Tick(member_id=member_id), ""))
+        with self.writer.lock:
+            state = self._fold(program_id, member_id)
+        now = self.now(program_id)
+        return MemberView(state, now, self.program(program_id).policies.in_force_at(now))
+
+    # -- audit ----------------------------------------------------------------------------------------------
+
+    def _fold(self, program_id: str, member_id: str) -> MemberState:
+        state = MemberState(program_id=program_id, member_id=member_id)
+        for stored in self.store.read_stream(member_stream(program_id, member_id)):
+            evolve(state, ev.decode(stored.payload))
+        if not state.enrolled:
+            raise NotFound("member", member_id)
+        return state
+
+    def replay(self, program_id: str, member_id: str) -> Iterator[ReplayEntry]:
+        self.program(program_id)
+        stored_events = self.store.read_stream(member_stream(program_id, member_id))
+        if not stored_events:
+            raise NotFound("member", member_id)
+        state = MemberState(program_id=program_id, member_id=member_id)
+        for stored in stored_events:
+            event = ev.decode(stored.payload)
+            before = Balances.of(state)
+            evolve(state, event)
+            yield ReplayEntry(stored, event, before, Balances.of(state))
+
+    def history(
+        self, program_id: str, member_id: str, page_size: int = 50, page_token: str = ""
+    ) -> tuple[list[HistoryEntry], str]:
+        entries = list(self.replay(program_id, member_id))
+        end = int(page_token) if page_token else len(entries)
+        if not 0 <= end <= len(entries):
+            raise InvalidCommand("page_token", "is not a token this query returned")
+        start = max(0, end - page_size)
+        page = [
+            HistoryEntry(
+                version=e.stored.version,
+                position=e.stored.position,
+                event_type=e.stored.type,
+                occurred_at=e.stored.occurred_at,
+                recorded_at=e.stored.recorded_at,
+                active_after=e.after.active,
+                pending_after=e.after.pending,
+                held_after=e.after.held,
+                arrears_after=e.after.arrears,
+                available_after=e.after.available,
+                policy_version=e.stored.policy_version,
+                summary=e.stored.type,
+            )
+            for e in reversed(entries[start:end])
+        ]
+        return page, (str(start) if start > 0 else "")
+
+    def verify_member(self, program_id: str, member_id: str) -> VerifyReport:
+        self.program(program_id)
+        stored_events = self.store.read_stream(member_stream(program_id, member_id))
+        if not stored_events:
+            raise NotFound("member", member_id)
+        report = VerifyReport(program_id, member_id, True, len(stored_events), stored_events[-1].hash)
+        report.chain_break = verify_stream(stored_events)
+        if report.chain_break is not None:
+            report.ok = False
+            return report
+        try:
+            entries = list(self.replay(program_id, member_id))
+            state = MemberState(program_id=program_id, member_id=member_id)
+            for e in entries:
+                evolve(state, e.event)
+        except Exception as exc:  # a log that cannot be folded is a finding, not a crash
+            report.ok = False
+            report.mismatches.append(f"replay failed: {exc}")
+            return report
+        if self._check_projection is not None:
+            report.mismatches = self._check_projection(state, entries)
+            report.ok = not report.mismatches
+        return report
+
+    def verify_program(self, program_id: str) -> Iterator[VerifyReport]:
+        self.program(program_id)
+        prefix = f"member-{program_id}-"
+        for stream_id in self.store.list_streams(prefix):
+            yield self.verify_member(program_id, stream_id.removeprefix(prefix))

@@ -1,0 +1,400 @@
+"""The one write path: a single writer thread that decides commands in order and commits them in groups.
+
+Callers (gRPC handlers, the scheduler, ``AdvanceClock``) put commands on a bounded queue and wait. The writer
+takes up to ``max_batch`` commands at a time; for each it checks the idempotency key, loads the member's state,
+runs what fell due up to now (``tick``), decides, and applies the events to the state. Then one store
+transaction appends every event of the group, records the commands and updates the projections; only after it
+commits (fsync) are the callers answered. Commands for one member in one group see each other's effects, so
+two terminals redeeming at once can never overspend: they are decided one after the other.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from ledger.application.results import Balances, CommandResult, fingerprint
+from ledger.domain import commands as cmd
+from ledger.domain import events as ev
+from ledger.domain.decide import Context, decide, next_due, tick
+from ledger.domain.decide.earning import quote
+from ledger.domain.decide.members import merge
+from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
+from ledger.domain.evolve import evolve
+from ledger.domain.state import MemberState
+from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
+
+log = structlog.get_logger("ledger.writer")
+
+SCHEMA_VERSION = 1
+
+
+class Overloaded(Exception):
+    """The write queue is full; the caller should back off and retry (RESOURCE_EXHAUSTED)."""
+
+
+class StoreUnavailable(Exception):
+    """The group could not be committed; nothing of it was written (UNAVAILABLE, safe to retry)."""
+
+
+def member_stream(program_id: str, member_id: str) -> str:
+    return f"member-{program_id}-{member_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A request for what a purchase would earn (decided by the writer so it sees the latest state)."""
+
+    program_id: str
+    command: cmd.RecordPurchase
+    occurred_at: datetime | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: cmd.Envelope | Quote
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    def resolve(self, result: Any) -> None:
+        self.result = result
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+@dataclass(slots=True)
+class _Staged:
+    program_id: str
+    member_id: str
+    state: MemberState
+    expected_version: int
+    events: list[tuple[ev.MemberEvent, NewEvent, Balances, Balances]] = field(default_factory=list)
+    identities: list[str] = field(default_factory=list)
+
+
+class ProgramDirectory:
+    """What the writer needs to know of programs: their policies, their clock, their identities."""
+
+    def context(self, program_id: str, occurred_at: datetime | None, member_id: str) -> Context:
+        raise NotImplementedError
+
+    def identity_owner(self, program_id: str, identity: str) -> str | None:
+        raise NotImplementedError
+
+
+ProjectionHook = Callable[[Any, list[StoredEvent], Sequence["MemberChange"]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """One member touched by a committed group: its state after, and the events with balances around them."""
+
+    program_id: str
+    member_id: str
+    state: MemberState
+    events: tuple[tuple[ev.MemberEvent, NewEvent, Balances, Balances], ...]
+    identities_added: tuple[str, ...]
+    due_at: datetime | None
+
+
+class CommandWriter:
+    def __init__(
+        self,
+        store: EventStore[Any],
+        programs: ProgramDirectory,
+        project: ProjectionHook,
+        *,
+        max_batch: int = 256,
+        max_queue: int = 20_000,
+        cache_size: int = 50_000,
+    ) -> None:
+        self._store = store
+        self._programs = programs
+        self._project = project
+        self._max_batch = max_batch
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
+        self._cache: OrderedDict[str, MemberState] = OrderedDict()
+        self._cache_size = cache_size
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._stopped = False
+        self.lock = threading.RLock()  # held while a group is decided and committed
+        self._thread.start()
+
+    # -- callers --------------------------------------------------------------------------------------------
+
+    def execute(self, request: cmd.Envelope | Quote, timeout: float = 30.0) -> Any:
+        return self.execute_many([request], timeout)[0]
+
+    def execute_many(self, requests: Sequence[cmd.Envelope | Quote], timeout: float = 60.0) -> list[Any]:
+        """Submit several requests at once; results (or exceptions, raised for a single request) in order."""
+        if self._stopped:
+            raise StoreUnavailable("the ledger is shutting down")
+        pendings = [_Pending(r) for r in requests]
+        for p in pendings:
+            try:
+                self._queue.put_nowait(p)
+            except queue.Full as exc:
+                raise Overloaded("the write queue is full") from exc
+        out: list[Any] = []
+        for p in pendings:
+            if not p.done.wait(timeout):
+                raise StoreUnavailable("the write was not acknowledged in time")
+            if p.error is not None:
+                if len(pendings) == 1:
+                    raise p.error
+                out.append(p.error)
+            else:
+                out.append(p.result)
+        return out
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def forget(self, stream_id: str | None = None) -> None:
+        """Drop cached states (all, or one stream) so they are loaded from the log again."""
+        with self.lock:
+            if stream_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(stream_id, None)
+
+    # -- the writer thread ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                group.append(nxt)
+            with self.lock:
+                self._process(group)
+
+    def _process(self, group: list[_Pending]) -> None:
+        staged: dict[str, _Staged] = {}
+        records: list[CommandRecord] = []
+        answered: list[tuple[_Pending, Any]] = []
+        keys: dict[tuple[str, str], tuple[str, _Pending]] = {}
+        followers: list[tuple[_Pending, _Pending]] = []
+        for p in group:
+            try:
+                req = p.request
+                if isinstance(req, Quote):
+                    answered.append((p, self._quote(req, staged)))
+                    continue
+                if req.idempotency_key:
+                    fp = fingerprint(req)
+                    k = (req.program_id, req.idempotency_key)
+                    if k in keys:
+                        first_fp, leader = keys[k]
+                        if first_fp != fp:
+                            raise Conflict(f"idempotency key {req.idempotency_key!r} was used for a different request")
+                        followers.append((p, leader))
+                        continue
+                    found = self._store.find_command(req.program_id, req.idempotency_key)
+                    if found is not None:
+                        if found.fingerprint != fp:
+                            raise Conflict(f"idempotency key {req.idempotency_key!r} was used for a different request")
+                        answered.append((p, CommandResult.from_bytes(found.response)))
+                        continue
+                    keys[k] = (fp, p)
+                result = self._stage(req, staged)
+                if req.idempotency_key:
+                    records.append(
+                        CommandRecord(
+                            program_id=req.program_id,
+                            idempotency_key=req.idempotency_key,
+                            fingerprint=keys[(req.program_id, req.idempotency_key)][0],
+                            response=result.to_bytes(),
+                            recorded_at=result.recorded_at,
+                            stream_id=member_stream(req.program_id, result.member_id),
+                        )
+                    )
+                answered.append((p, result))
+            except DomainError as exc:
+                p.fail(exc)
+            except Exception as exc:  # an invariant broke: nothing of this group is written
+                log.error("group_aborted", error=repr(exc))
+                self._abort(group, staged, exc)
+                return
+        self._commit(group, staged, records, answered, followers)
+
+    def _abort(self, group: list[_Pending], staged: dict[str, _Staged], exc: BaseException) -> None:
+        for stream_id in staged:
+            self._cache.pop(stream_id, None)
+        for p in group:
+            if not p.done.is_set():
+                p.fail(exc)
+
+    def _commit(
+        self,
+        group: list[_Pending],
+        staged: dict[str, _Staged],
+        records: list[CommandRecord],
+        answered: list[tuple[_Pending, Any]],
+        followers: list[tuple[_Pending, _Pending]],
+    ) -> None:
+        appends = [
+            StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[n for _, n, _, _ in s.events])
+            for sid, s in staged.items()
+            if s.events
+        ]
+        if appends or records:
+            changes = [
+                MemberChange(
+                    program_id=s.program_id,
+                    member_id=s.member_id,
+                    state=s.state,
+                    events=tuple(s.events),
+                    identities_added=tuple(s.identities),
+                    due_at=next_due(s.state, self._programs.context(s.program_id, None, s.member_id)),
+                )
+                for s in staged.values()
+                if s.events
+            ]
+            try:
+                self._store.append(
+                    AppendBatch(appends=appends, commands=records),
+                    in_transaction=lambda tx, stored: self._project(tx, stored, changes),
+                )
+            except Exception as exc:
+                log.error("group_not_committed", error=repr(exc), commands=len(group))
+                self._abort(group, staged, StoreUnavailable(f"the write was not committed: {exc}"))
+                return
+        for sid, s in staged.items():
+            if s.state.enrolled:
+                self._remember(sid, s.state)
+        for p, result in answered:
+            p.resolve(result)
+        for follower, leader in followers:
+            if leader.error is not None:
+                follower.fail(leader.error)
+            else:
+                r = leader.result
+                follower.resolve(
+                    CommandResult(r.program_id, r.member_id, r.events, r.version, r.balance, r.recorded_at, True, r.extra)
+                )
+
+    # -- deciding one command -------------------------------------------------------------------------------
+
+    def _remember(self, stream_id: str, state: MemberState) -> None:
+        self._cache[stream_id] = state
+        self._cache.move_to_end(stream_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _load(self, program_id: str, member_id: str, staged: dict[str, _Staged]) -> _Staged:
+        sid = member_stream(program_id, member_id)
+        if sid in staged:
+            return staged[sid]
+        state = self._cache.get(sid)
+        if state is None:
+            state = MemberState(program_id=program_id, member_id=member_id)
+            for stored in self._store.read_stream(sid):
+                evolve(state, ev.decode(stored.payload))
+        s = _Staged(program_id, member_id, state, state.version)
+        staged[sid] = s
+        return s
+
+    def _apply(self, s: _Staged, events: Sequence[ev.MemberEvent], req: cmd.Envelope | None, now: datetime) -> None:
+        for event in events:
+            before = Balances.of(s.state)
+            evolve(s.state, event)
+            after = Balances.of(s.state)
+            new = NewEvent(
+                event_id=str(uuid.uuid4()),
+                type=event.type,
+                schema_version=SCHEMA_VERSION,
+                occurred_at=event.at,
+                recorded_at=now,
+                policy_version=getattr(event, "policy_version", None),
+                idempotency_key=(req.idempotency_key or None) if req else None,
+                correlation_id=req.correlation_id if req else None,
+                causation_id=None,
+                actor=req.actor.as_dict() if req else {"channel": "system"},
+                payload=ev.encode(event),
+            )
+            s.events.append((event, new, before, after))
+
+    def _catch_up(self, s: _Staged, ctx: Context) -> list[ev.MemberEvent]:
+        due = tick(s.state, ctx.for_time(ctx.now))
+        if due:
+            self._apply(s, due, None, ctx.now)
+        return due
+
+    def _quote(self, req: Quote, staged: dict[str, _Staged]) -> Any:
+        ctx = self._programs.context(req.program_id, req.occurred_at, req.command.member_id)
+        s = self._load(req.program_id, req.command.member_id, staged)
+        if not s.state.enrolled:
+            raise NotFound("member", req.command.member_id)
+        self._catch_up(s, ctx)
+        return quote(req.command, s.state, ctx)
+
+    def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> CommandResult:
+        command = req.command
+        ctx = self._programs.context(req.program_id, req.occurred_at, command.member_id)
+        s = self._load(req.program_id, command.member_id, staged)
+        caught_up = self._catch_up(s, ctx)
+        if isinstance(command, cmd.EnrollMember):
+            self._check_identities(req.program_id, command, staged)
+        if isinstance(command, cmd.MergeMembers):
+            source = self._load(req.program_id, command.source_member_id, staged)
+            self._catch_up(source, ctx)
+            target_events, source_events = merge(command, s.state, source.state, ctx)
+            self._apply(source, source_events, req, ctx.now)
+            self._apply(s, target_events, req, ctx.now)
+            produced: list[ev.MemberEvent] = target_events
+        elif isinstance(command, cmd.Tick):
+            if not s.state.enrolled:
+                raise NotFound("member", command.member_id)
+            produced = caught_up
+        else:
+            produced = decide(command, s.state, ctx)
+            if isinstance(command, cmd.EnrollMember):
+                s.identities.extend(command.identities)
+            self._apply(s, produced, req, ctx.now)
+        return CommandResult(
+            program_id=req.program_id,
+            member_id=command.member_id,
+            events=tuple(produced),
+            version=s.state.version,
+            balance=Balances.of(s.state),
+            recorded_at=ctx.now,
+        )
+
+    def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
+        for identity in command.identities:
+            owner = self._programs.identity_owner(program_id, identity)
+            if owner is None:
+                owner = next(
+                    (s.member_id for s in staged.values() if s.program_id == program_id and identity in s.identities),
+                    None,
+                )
+            if owner is not None and owner != command.member_id:
+                raise Refusal(
+                    "IDENTITY_TAKEN",
+                    "this channel identity already belongs to another member",
+                    {"identity_kind": identity.split(":", 1)[0]},
+                )

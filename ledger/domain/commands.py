@@ -1,0 +1,182 @@
+"""Commands: what a caller asks the ledger to do to one member.
+
+Commands are validated at the edge for shape (types, lengths, limits); ``decide`` validates them against the
+member's state and the policy. Ids (lot ids, entitlement ids) are derived from the command, never random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from policies import OrderLine
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: the channel and, at a till, the store, terminal and cashier; for manual actions the operator."""
+
+    channel: str = "system"
+    store_id: str = ""
+    terminal_id: str = ""
+    operator_id: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("channel", self.channel), ("store_id", self.store_id),
+                                  ("terminal_id", self.terminal_id), ("operator_id", self.operator_id)) if v}
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollMember:
+    member_id: str
+    identities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPurchase:
+    member_id: str
+    order_id: str
+    lines: tuple[OrderLine, ...]
+    order_total_fen: int
+    points_paid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AwardPoints:
+    member_id: str
+    behaviour: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPoints:
+    member_id: str
+    hold_id: str
+    order_id: str
+    points: int
+    order_total_fen: int
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitHold:
+    member_id: str
+    hold_id: str
+    points: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    member_id: str
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLine:
+    line_id: str
+    refunded_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPurchase:
+    """Refund a whole order (``lines`` empty) or the given fen of chosen lines."""
+
+    member_id: str
+    order_id: str
+    refund_id: str
+    lines: tuple[RefundLine, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustPoints:
+    member_id: str
+    points: int
+    reason_code: str
+    note: str
+    operator_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseMembership:
+    member_id: str
+    membership_id: str
+    plan: str
+    paid_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelMembership:
+    member_id: str
+    membership_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideTier:
+    member_id: str
+    tier: str
+    kind: str  # "temporary_upgrade" | "override"
+    ends_at: datetime
+    reason: str
+    operator_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeEntitlement:
+    member_id: str
+    entitlement_id: str
+    order_id: str
+    store_id: str
+    quantity: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MergeMembers:
+    """Merge ``source_member_id`` into ``member_id`` (the survivor)."""
+
+    member_id: str
+    source_member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Run everything due for the member up to the program's current time."""
+
+    member_id: str
+
+
+MemberCommand = (
+    EnrollMember
+    | RecordPurchase
+    | AwardPoints
+    | HoldPoints
+    | CommitHold
+    | ReleaseHold
+    | RefundPurchase
+    | AdjustPoints
+    | PurchaseMembership
+    | CancelMembership
+    | OverrideTier
+    | ConsumeEntitlement
+    | MergeMembers
+    | Tick
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Consented personal attributes the rules need, read from the personal-data store (never logged)."""
+
+    birth_month: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A command with what every write carries."""
+
+    program_id: str
+    command: MemberCommand
+    idempotency_key: str
+    occurred_at: datetime | None = None
+    actor: Actor = field(default_factory=Actor)
+    correlation_id: str | None = None

@@ -1,0 +1,350 @@
+"""The member events: the immutable record of everything that happened to a member.
+
+Every event states its business time ``at`` and, where a rule decided a number, the policy version it was
+decided under and the inputs and answers (multiplier and rule, lots debited, ...). ``evolve`` reads those
+answers; it never asks a rule again, so a replay years later gives the same numbers whatever the policy
+has become since.
+
+Events carry pseudonymous ids only: no phone number, birth date or name ever enters a payload.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LotDebit(_Model):
+    """Points taken from (or reserved on) one lot."""
+
+    lot_id: str
+    points: int
+
+
+class NewLot(_Model):
+    """A lot created by the event that carries it."""
+
+    lot_id: str
+    source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge"]
+    points: int
+    active_at: datetime
+    expires_at: datetime
+    order_id: str | None = None
+
+
+class EarnedLine(_Model):
+    line_id: str
+    sku: str
+    category: str
+    quantity: int
+    paid_fen: int
+    rate: str
+    base_points: int
+    bonus_points: int
+    points: int
+
+
+class Candidate(_Model):
+    rule: str
+    factor: str
+
+
+class _Event(_Model):
+    at: datetime
+
+
+class MemberEnrolled(_Event):
+    type: Literal["MemberEnrolled"] = "MemberEnrolled"
+    member_id: str
+    identities: tuple[str, ...]
+    tier: str
+    policy_version: int
+
+
+class PurchaseRecorded(_Event):
+    type: Literal["PurchaseRecorded"] = "PurchaseRecorded"
+    order_id: str
+    lines: tuple[EarnedLine, ...]
+    order_total_fen: int
+    points_paid: int
+    tier: str
+    multiplier: str
+    multiplier_rule: str
+    candidates: tuple[Candidate, ...]
+    points: int
+    growth: int
+    lot: NewLot | None
+    policy_version: int
+
+
+class PointsAwarded(_Event):
+    type: Literal["PointsAwarded"] = "PointsAwarded"
+    behaviour: str
+    reference: str
+    cap_group: str
+    points: int
+    growth: int
+    counts_as_referral: bool
+    lot: NewLot | None
+    arrears_repaid: int
+    policy_version: int
+
+
+class PointsHeld(_Event):
+    type: Literal["PointsHeld"] = "PointsHeld"
+    hold_id: str
+    order_id: str
+    points: int
+    order_total_fen: int
+    cap_points: int
+    value_fen: int
+    expires_at: datetime
+    allocations: tuple[LotDebit, ...]
+    policy_version: int
+
+
+class HoldCommitted(_Event):
+    type: Literal["HoldCommitted"] = "HoldCommitted"
+    hold_id: str
+    order_id: str
+    points: int
+    debits: tuple[LotDebit, ...]
+    released: int
+
+
+class HoldReleased(_Event):
+    type: Literal["HoldReleased"] = "HoldReleased"
+    hold_id: str
+    points: int
+    reason: Literal["released", "expired"]
+
+
+class RefundedLine(_Model):
+    """One line of a refund: fen refunded now and the points it took back."""
+
+    line_id: str
+    refunded_fen: int
+    points_taken: int
+
+
+class PurchaseRefunded(_Event):
+    type: Literal["PurchaseRefunded"] = "PurchaseRefunded"
+    order_id: str
+    refund_id: str
+    lines: tuple[RefundedLine, ...]
+    refunded_fen: int
+    points_taken: int
+    debits: tuple[LotDebit, ...]
+    arrears_added: int
+    forgiven: int
+    growth_taken: int
+    points_returned: int
+    returned: tuple[LotDebit, ...]
+    relot: NewLot | None
+    relot_sources: tuple[LotDebit, ...] = ()
+    clawback: str
+    policy_version: int
+
+
+class PointsAdjusted(_Event):
+    type: Literal["PointsAdjusted"] = "PointsAdjusted"
+    points: int
+    reason_code: str
+    note: str
+    operator_id: str
+    lot: NewLot | None
+    debits: tuple[LotDebit, ...]
+    arrears_added: int
+    arrears_repaid: int
+    policy_version: int
+
+
+class LotActivated(_Event):
+    type: Literal["LotActivated"] = "LotActivated"
+    lot_id: str
+    points: int
+    arrears_repaid: int
+
+
+class LotExpired(_Event):
+    type: Literal["LotExpired"] = "LotExpired"
+    lot_id: str
+    points: int
+
+
+class TierChanged(_Event):
+    type: Literal["TierChanged"] = "TierChanged"
+    from_tier: str
+    to_tier: str
+    reason: Literal["upgrade", "review_downgrade", "merge"]
+    growth_in_window: int
+    referrals_in_window: int
+    next_review_at: datetime | None = None  # None: the entry tier, which has no review
+    policy_version: int
+
+
+class TierReviewed(_Event):
+    """A review: the member keeps the tier, or a downgrade notice starts the grace period."""
+
+    type: Literal["TierReviewed"] = "TierReviewed"
+    outcome: Literal["kept", "notice", "notice_cleared"]
+    qualifying_tier: str
+    growth_in_window: int
+    next_review_at: datetime | None
+    downgrade_at: datetime | None
+    policy_version: int
+
+
+class TierOverrideSet(_Event):
+    type: Literal["TierOverrideSet"] = "TierOverrideSet"
+    tier: str
+    kind: Literal["temporary_upgrade", "override"]
+    ends_at: datetime
+    reason: str
+    operator_id: str
+
+
+class TierOverrideEnded(_Event):
+    type: Literal["TierOverrideEnded"] = "TierOverrideEnded"
+    tier: str
+
+
+class MembershipPurchased(_Event):
+    type: Literal["MembershipPurchased"] = "MembershipPurchased"
+    membership_id: str
+    plan: str
+    price_fen: int
+    term_start: datetime
+    term_end: datetime
+    renewal_of: str | None
+    policy_version: int
+
+
+class MembershipCancelled(_Event):
+    type: Literal["MembershipCancelled"] = "MembershipCancelled"
+    membership_id: str
+    refund_fen: int
+    reason: str
+
+
+class MembershipLapsed(_Event):
+    type: Literal["MembershipLapsed"] = "MembershipLapsed"
+    membership_id: str
+
+
+class EntitlementGranted(_Event):
+    type: Literal["EntitlementGranted"] = "EntitlementGranted"
+    entitlement_id: str
+    benefit: str
+    name: str
+    kind: str
+    value_fen: int | None
+    valid_from: datetime
+    valid_until: datetime
+    quota_total: int | None
+    quota_per_month: int | None
+    source: str
+    revoke_on: tuple[str, ...]
+    policy_version: int
+
+
+class EntitlementConsumed(_Event):
+    type: Literal["EntitlementConsumed"] = "EntitlementConsumed"
+    entitlement_id: str
+    quantity: int
+    order_id: str
+    store_id: str
+
+
+class EntitlementRevoked(_Event):
+    type: Literal["EntitlementRevoked"] = "EntitlementRevoked"
+    entitlement_id: str
+    reason: str
+
+
+class GrantsChecked(_Event):
+    """The periodic grants due at ``at`` were considered and none applied to this member."""
+
+    type: Literal["GrantsChecked"] = "GrantsChecked"
+
+
+class MemberMerged(_Event):
+    """This member was merged into another; everything it held moved there."""
+
+    type: Literal["MemberMerged"] = "MemberMerged"
+    into_member_id: str
+    points_moved: int
+    arrears_moved: int
+
+
+class LotTransfer(_Model):
+    lot_id: str
+    source_lot_id: str
+    points: int
+    active: bool
+    occurred_at: datetime
+    active_at: datetime
+    expires_at: datetime
+
+
+class GrowthTransfer(_Model):
+    at: datetime
+    amount: int
+
+
+class MemberAbsorbed(_Event):
+    """Another member was merged into this one."""
+
+    type: Literal["MemberAbsorbed"] = "MemberAbsorbed"
+    from_member_id: str
+    lots: tuple[LotTransfer, ...]
+    arrears: int
+    growth: tuple[GrowthTransfer, ...]
+    referrals: tuple[datetime, ...]
+    identities: tuple[str, ...]
+    entitlement_ids: tuple[str, ...]
+
+
+MemberEvent = Annotated[
+    MemberEnrolled
+    | PurchaseRecorded
+    | PointsAwarded
+    | PointsHeld
+    | HoldCommitted
+    | HoldReleased
+    | PurchaseRefunded
+    | PointsAdjusted
+    | LotActivated
+    | LotExpired
+    | TierChanged
+    | TierReviewed
+    | TierOverrideSet
+    | TierOverrideEnded
+    | MembershipPurchased
+    | MembershipCancelled
+    | MembershipLapsed
+    | EntitlementGranted
+    | EntitlementConsumed
+    | EntitlementRevoked
+    | GrantsChecked
+    | MemberMerged
+    | MemberAbsorbed,
+    Field(discriminator="type"),
+]
+
+MEMBER_EVENT: TypeAdapter[MemberEvent] = TypeAdapter(MemberEvent)
+
+
+def encode(event: MemberEvent) -> bytes:
+    """The canonical payload bytes of an event (what the store hashes and keeps)."""
+    return event.model_dump_json(exclude_defaults=False).encode()
+
+
+def decode(payload: bytes) -> MemberEvent:
+    return MEMBER_EVENT.validate_json(payload)

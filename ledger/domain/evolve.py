@@ -1,0 +1,380 @@
+"""``evolve``: apply one recorded event to a member's state.
+
+It reads the answers the event records (lots, debits, multipliers, tiers) and never asks a policy rule again.
+Invariants are asserted here and stay on in production: a broken invariant means the log or the decider is
+wrong, and the ledger must stop rather than carry on with a wrong balance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from ledger.domain import events as ev
+from ledger.domain.state import (
+    DowngradeNotice,
+    Entitlement,
+    GrowthEntry,
+    Hold,
+    LineRecord,
+    Lot,
+    MemberState,
+    Membership,
+    OrderRecord,
+    Redemption,
+    TierOverride,
+    Use,
+)
+
+
+class InvariantBroken(AssertionError):
+    """The log contradicts itself; the member must not be served from this state."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvariantBroken(message)
+
+
+def _add_lot(state: MemberState, new: ev.NewLot, at_: datetime, occurred_at: datetime, repaid: int = 0) -> Lot:
+    _check(new.lot_id not in state.lots, f"lot {new.lot_id} credited twice")
+    _check(0 <= repaid <= new.points, f"lot {new.lot_id} repays {repaid} of {new.points}")
+    state.lot_seq += 1
+    activated = new.active_at <= at_
+    lot = Lot(
+        lot_id=new.lot_id,
+        source=new.source,
+        amount=new.points,
+        remaining=new.points - repaid,
+        occurred_at=occurred_at,
+        active_at=new.active_at,
+        expires_at=new.expires_at,
+        seq=state.lot_seq,
+        order_id=new.order_id,
+        activated=activated,
+    )
+    state.lots[lot.lot_id] = lot
+    state.arrears -= repaid
+    _check(state.arrears >= 0, "arrears below zero")
+    return lot
+
+
+def _debit(state: MemberState, debits: Iterable[ev.LotDebit], *, from_held: bool = False) -> int:
+    total = 0
+    for d in debits:
+        lot = state.lots.get(d.lot_id)
+        _check(lot is not None, f"debit from unknown lot {d.lot_id}")
+        assert lot is not None
+        _check(d.points > 0, "debit of zero or fewer points")
+        if from_held:
+            lot.held -= d.points
+        lot.remaining -= d.points
+        _check(lot.remaining >= 0, f"lot {lot.lot_id} below zero")
+        _check(0 <= lot.held <= lot.remaining, f"lot {lot.lot_id} holds more than it has")
+        total += d.points
+    return total
+
+
+def evolve(state: MemberState, event: ev.MemberEvent) -> MemberState:
+    """Apply ``event`` to ``state`` in place and return it."""
+    _APPLY[event.type](state, event)
+    state.version += 1
+    return state
+
+
+def fold(state: MemberState, events: Iterable[ev.MemberEvent]) -> MemberState:
+    for event in events:
+        evolve(state, event)
+    return state
+
+
+def _enrolled(s: MemberState, e: ev.MemberEnrolled) -> None:
+    _check(not s.enrolled, "member enrolled twice")
+    s.enrolled_at = e.at
+    s.identities = list(e.identities)
+    s.tier = e.tier
+    s.tier_since = e.at
+    s.tier_history.append((e.at, e.tier))
+    s.grants_through = e.at
+
+
+def _purchase(s: MemberState, e: ev.PurchaseRecorded) -> None:
+    _check(e.order_id not in s.orders, f"order {e.order_id} recorded twice")
+    s.orders[e.order_id] = OrderRecord(
+        order_id=e.order_id,
+        occurred_at=e.at,
+        lot_id=e.lot.lot_id if e.lot else None,
+        lines={ln.line_id: LineRecord(paid_fen=ln.paid_fen, earned=ln.points) for ln in e.lines},
+        paid_fen=sum(ln.paid_fen for ln in e.lines),
+        growth=e.growth,
+        points_paid=e.points_paid,
+    )
+    if e.lot is not None:
+        _add_lot(s, e.lot, e.at, e.at)
+    s.lifetime_earned += e.points
+    s.growth.append(GrowthEntry(e.at, e.growth))
+    s.last_purchase_at = e.at if s.last_purchase_at is None else max(s.last_purchase_at, e.at)
+    s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
+
+
+def _awarded(s: MemberState, e: ev.PointsAwarded) -> None:
+    if e.lot is not None:
+        _add_lot(s, e.lot, e.at, e.at, e.arrears_repaid)
+    s.lifetime_earned += e.points
+    if e.growth:
+        s.growth.append(GrowthEntry(e.at, e.growth))
+    s.behaviour_log.append((e.at, e.cap_group))
+    if e.counts_as_referral:
+        s.referrals.append(e.at)
+    s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
+
+
+def _held(s: MemberState, e: ev.PointsHeld) -> None:
+    _check(e.hold_id not in s.holds and e.hold_id not in s.closed_holds, f"hold {e.hold_id} opened twice")
+    _check(sum(a.points for a in e.allocations) == e.points, "hold allocations do not add up")
+    for a in e.allocations:
+        lot = s.lots[a.lot_id]
+        lot.held += a.points
+        _check(lot.activated and not lot.expired and lot.held <= lot.remaining, f"overheld lot {a.lot_id}")
+    s.holds[e.hold_id] = Hold(
+        hold_id=e.hold_id,
+        order_id=e.order_id,
+        points=e.points,
+        order_total_fen=e.order_total_fen,
+        expires_at=e.expires_at,
+        allocations={a.lot_id: a.points for a in e.allocations},
+    )
+
+
+def _release_allocations(s: MemberState, allocations: dict[str, int]) -> None:
+    for lot_id, points in allocations.items():
+        if points:
+            lot = s.lots[lot_id]
+            lot.held -= points
+            _check(lot.held >= 0, f"lot {lot_id} released more than held")
+
+
+def _committed(s: MemberState, e: ev.HoldCommitted) -> None:
+    hold = s.holds.pop(e.hold_id)
+    left = dict(hold.allocations)
+    for d in e.debits:
+        _check(left.get(d.lot_id, 0) >= d.points, f"commit takes more than held on {d.lot_id}")
+        left[d.lot_id] -= d.points
+    _check(_debit(s, e.debits, from_held=True) == e.points, "commit debits do not add up")
+    _release_allocations(s, left)
+    s.closed_holds[e.hold_id] = "committed"
+    s.lifetime_redeemed += e.points
+    s.redemptions.setdefault(e.order_id, Redemption()).debits.extend((d.lot_id, d.points) for d in e.debits)
+    s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
+
+
+def _released(s: MemberState, e: ev.HoldReleased) -> None:
+    hold = s.holds.pop(e.hold_id)
+    _release_allocations(s, hold.allocations)
+    s.closed_holds[e.hold_id] = e.reason
+
+
+def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
+    order = s.orders[e.order_id]
+    _check(e.refund_id not in order.refund_ids, f"refund {e.refund_id} applied twice")
+    order.refund_ids.add(e.refund_id)
+    for ln in e.lines:
+        rec = order.lines[ln.line_id]
+        rec.refunded_fen += ln.refunded_fen
+        rec.taken_back += ln.points_taken
+        _check(rec.refunded_fen <= rec.paid_fen, f"line {ln.line_id} refunded beyond what it paid")
+    order.refunded_fen += e.refunded_fen
+    order.growth_taken += e.growth_taken
+    order.points_returned += e.points_returned
+    for r in e.returned:
+        lot = s.lots[r.lot_id]
+        lot.remaining += r.points
+        _check(lot.remaining <= lot.amount, f"lot {r.lot_id} refilled beyond its amount")
+    if e.relot is not None:
+        _add_lot(s, e.relot, e.at, e.at)
+    _check(
+        sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) == e.points_returned,
+        "returned points do not add up",
+    )
+    s.lifetime_returned += e.points_returned
+    taken = _debit(s, e.debits)
+    _check(taken + e.arrears_added + e.forgiven == e.points_taken, "take-back does not add up")
+    s.arrears += e.arrears_added
+    s.lifetime_clawed_back += e.points_taken - e.forgiven
+    if e.growth_taken:
+        s.growth.append(GrowthEntry(order.occurred_at, -e.growth_taken))
+
+
+def _adjusted(s: MemberState, e: ev.PointsAdjusted) -> None:
+    if e.lot is not None:
+        _add_lot(s, e.lot, e.at, e.at, e.arrears_repaid)
+    _debit(s, e.debits)
+    s.arrears += e.arrears_added
+    s.lifetime_adjusted += e.points
+
+
+def _activated(s: MemberState, e: ev.LotActivated) -> None:
+    lot = s.lots[e.lot_id]
+    _check(not lot.activated, f"lot {e.lot_id} activated twice")
+    _check(e.arrears_repaid <= lot.remaining, "activation repays more than the lot holds")
+    lot.activated = True
+    lot.remaining -= e.arrears_repaid
+    s.arrears -= e.arrears_repaid
+    _check(s.arrears >= 0, "arrears below zero")
+
+
+def _expired(s: MemberState, e: ev.LotExpired) -> None:
+    lot = s.lots[e.lot_id]
+    _check(not lot.expired and lot.held == 0, f"lot {e.lot_id} expired twice or while held")
+    _check(e.points == lot.remaining, "expiry must remove exactly what remains")
+    lot.remaining = 0
+    lot.expired = True
+    s.lifetime_expired += e.points
+
+
+def _tier_changed(s: MemberState, e: ev.TierChanged) -> None:
+    s.tier = e.to_tier
+    s.tier_since = e.at
+    s.tier_history.append((e.at, e.to_tier))
+    s.next_review_at = e.next_review_at
+    s.downgrade_notice = None
+
+
+def _tier_reviewed(s: MemberState, e: ev.TierReviewed) -> None:
+    if e.outcome == "notice":
+        assert e.downgrade_at is not None
+        s.downgrade_notice = DowngradeNotice(e.at, e.downgrade_at, e.qualifying_tier)
+        s.next_review_at = None
+    else:
+        s.downgrade_notice = None
+        s.next_review_at = e.next_review_at
+
+
+def _override_set(s: MemberState, e: ev.TierOverrideSet) -> None:
+    s.override = TierOverride(e.tier, e.kind, e.at, e.ends_at, e.reason, e.operator_id)
+    s.override_history.append(s.override)
+
+
+def _override_ended(s: MemberState, e: ev.TierOverrideEnded) -> None:
+    s.override = None
+
+
+def _membership_purchased(s: MemberState, e: ev.MembershipPurchased) -> None:
+    s.memberships[e.membership_id] = Membership(
+        membership_id=e.membership_id,
+        plan=e.plan,
+        price_fen=e.price_fen,
+        purchased_at=e.at,
+        term_start=e.term_start,
+        term_end=e.term_end,
+    )
+
+
+def _membership_cancelled(s: MemberState, e: ev.MembershipCancelled) -> None:
+    s.memberships[e.membership_id].status = "cancelled"
+
+
+def _membership_lapsed(s: MemberState, e: ev.MembershipLapsed) -> None:
+    s.memberships[e.membership_id].status = "lapsed"
+
+
+def _granted(s: MemberState, e: ev.EntitlementGranted) -> None:
+    _check(e.entitlement_id not in s.entitlements, f"entitlement {e.entitlement_id} granted twice")
+    s.entitlements[e.entitlement_id] = Entitlement(
+        entitlement_id=e.entitlement_id,
+        benefit=e.benefit,
+        name=e.name,
+        kind=e.kind,
+        value_fen=e.value_fen,
+        valid_from=e.valid_from,
+        valid_until=e.valid_until,
+        quota_total=e.quota_total,
+        quota_per_month=e.quota_per_month,
+        source=e.source,
+        revoke_on=e.revoke_on,
+        granted_at=e.at,
+    )
+    if e.source.startswith("schedule:") and (s.grants_through is None or e.at > s.grants_through):
+        s.grants_through = e.at
+    if e.source.startswith("membership:"):
+        membership = s.memberships.get(e.source.split(":", 2)[1])
+        if membership is not None:
+            membership.benefits_granted = True
+
+
+def _consumed(s: MemberState, e: ev.EntitlementConsumed) -> None:
+    ent = s.entitlements[e.entitlement_id]
+    ent.uses.append(Use(e.at, e.quantity, e.order_id, e.store_id))
+    _check(ent.quota_total is None or ent.used_total <= ent.quota_total, "entitlement used beyond its quota")
+
+
+def _revoked(s: MemberState, e: ev.EntitlementRevoked) -> None:
+    ent = s.entitlements[e.entitlement_id]
+    ent.revoked_at = e.at
+    ent.revoked_reason = e.reason
+
+
+def _grants_checked(s: MemberState, e: ev.GrantsChecked) -> None:
+    if s.grants_through is None or e.at > s.grants_through:
+        s.grants_through = e.at
+
+
+def _merged(s: MemberState, e: ev.MemberMerged) -> None:
+    _check(not s.holds, "merged with open holds")
+    s.merged_into = e.into_member_id
+    for lot in s.lots.values():
+        lot.remaining = 0
+    s.arrears = 0
+    for ent in s.entitlements.values():
+        if ent.revoked_at is None:
+            ent.revoked_at = e.at
+            ent.revoked_reason = "merged"
+
+
+def _absorbed(s: MemberState, e: ev.MemberAbsorbed) -> None:
+    for t in e.lots:
+        s.lot_seq += 1
+        _check(t.lot_id not in s.lots, f"lot {t.lot_id} credited twice")
+        s.lots[t.lot_id] = Lot(
+            lot_id=t.lot_id,
+            source="merge",
+            amount=t.points,
+            remaining=t.points,
+            occurred_at=t.occurred_at,
+            active_at=t.active_at,
+            expires_at=t.expires_at,
+            seq=s.lot_seq,
+            activated=t.active,
+        )
+    s.arrears += e.arrears
+    s.growth.extend(GrowthEntry(g.at, g.amount) for g in e.growth)
+    s.referrals.extend(e.referrals)
+    s.identities.extend(e.identities)
+
+
+_APPLY: dict[str, Callable[[MemberState, Any], None]] = {
+    "MemberEnrolled": _enrolled,
+    "PurchaseRecorded": _purchase,
+    "PointsAwarded": _awarded,
+    "PointsHeld": _held,
+    "HoldCommitted": _committed,
+    "HoldReleased": _released,
+    "PurchaseRefunded": _refunded,
+    "PointsAdjusted": _adjusted,
+    "LotActivated": _activated,
+    "LotExpired": _expired,
+    "TierChanged": _tier_changed,
+    "TierReviewed": _tier_reviewed,
+    "TierOverrideSet": _override_set,
+    "TierOverrideEnded": _override_ended,
+    "MembershipPurchased": _membership_purchased,
+    "MembershipCancelled": _membership_cancelled,
+    "MembershipLapsed": _membership_lapsed,
+    "EntitlementGranted": _granted,
+    "EntitlementConsumed": _consumed,
+    "EntitlementRevoked": _revoked,
+    "GrantsChecked": _grants_checked,
+    "MemberMerged": _merged,
+    "MemberAbsorbed": _absorbed,
+}

@@ -1,0 +1,593 @@
+"""The contract every event-store backend must pass, as a pytest base class.
+
+A backend's test module subclasses :class:`EventStoreContract` and implements ``make_store``::
+
+    class TestSqliteStore(EventStoreContract):
+        def make_store(self, tmp_path: Path) -> EventStore[object]:
+            return SqliteEventStore(str(tmp_path / "ledger.db"))
+
+The helpers :func:`new_event` and :func:`batch_of` build well-formed events and batches for other tests.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ledger.store.chain import GENESIS, canonical_json, envelope, event_hash, verify_stream
+from ledger.store.port import (
+    ANY,
+    AppendBatch,
+    CommandRecord,
+    DuplicateCommand,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    StoredEvent,
+    StoreError,
+    StreamAppend,
+    WrongExpectedVersion,
+)
+
+T0 = datetime(2026, 3, 1, 2, 0, 0, 123456, tzinfo=UTC)
+SHANGHAI = timezone(timedelta(hours=8))
+ACTOR: Mapping[str, str] = {"channel": "pos", "store_id": "s-01", "terminal_id": "t-7", "operator_id": "op-3"}
+
+
+def new_event(
+    event_id: str,
+    *,
+    event_type: str = "PointsEarned",
+    payload: object | None = None,
+    occurred_at: datetime = T0,
+    correlation_id: str | None = None,
+) -> NewEvent:
+    """A well-formed event; the payload defaults to ``{"event": event_id}`` as canonical JSON."""
+    return NewEvent(
+        event_id=event_id,
+        type=event_type,
+        schema_version=1,
+        occurred_at=occurred_at,
+        recorded_at=occurred_at + timedelta(milliseconds=5),
+        policy_version=1,
+        idempotency_key=None,
+        correlation_id=correlation_id,
+        causation_id=None,
+        actor=ACTOR,
+        payload=canonical_json({"event": event_id} if payload is None else payload),
+    )
+
+
+def batch_of(stream_id: str, expected_version: int, *event_ids: str) -> AppendBatch:
+    """A batch appending events with ``event_ids`` to one stream."""
+    return AppendBatch([StreamAppend(stream_id, expected_version, [new_event(i) for i in event_ids])])
+
+
+def command(key: str, *, program_id: str = "p1", stream_id: str | None = "member-p1-m1") -> CommandRecord:
+    """A command record with key ``key``."""
+    return CommandRecord(
+        program_id=program_id,
+        idempotency_key=key,
+        fingerprint=f"fp-{key}",
+        response=b"\x00response\xff",
+        recorded_at=T0,
+        stream_id=stream_id,
+    )
+
+
+def read_everything(store: EventStore[object], page: int = 1000) -> list[StoredEvent]:
+    """Every event of the store, paging through ``read_all``."""
+    events: list[StoredEvent] = []
+    while True:
+        chunk = store.read_all(after_position=events[-1].position if events else 0, limit=page)
+        if not chunk:
+            return events
+        events.extend(chunk)
+
+
+def assert_nothing_written(store: EventStore[object], *stream_ids: str) -> None:
+    assert store.read_all() == []
+    for stream_id in stream_ids:
+        assert store.stream_version(stream_id) == 0
+        assert store.stream_head_hash(stream_id) == GENESIS
+        assert store.read_stream(stream_id) == []
+    assert store.list_streams("") == []
+
+
+class EventStoreContract(abc.ABC):
+    """Tests every :class:`~ledger.store.port.EventStore` backend must pass."""
+
+    @abc.abstractmethod
+    def make_store(self, tmp_path: Path) -> EventStore[object]:
+        """A new, empty store (under ``tmp_path`` if it needs files)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore[object]]:
+        store = self.make_store(tmp_path)
+        yield store
+        store.close()
+
+    # -- append and read ----------------------------------------------------------------------------------
+
+    def test_round_trip_preserves_every_field(self, store: EventStore[object]) -> None:
+        full = NewEvent(
+            event_id="evt-1",
+            type="PointsEarned",
+            schema_version=3,
+            occurred_at=datetime(2026, 3, 1, 10, 0, 0, 1, tzinfo=SHANGHAI),
+            recorded_at=datetime(2026, 3, 1, 2, 0, 0, 999999, tzinfo=UTC),
+            policy_version=7,
+            idempotency_key="idem-1",
+            correlation_id="corr-1",
+            causation_id="cause-1",
+            actor={"channel": "小程序", "store_id": "门店-01"},
+            payload=canonical_json({"points": 120, "note": "积分"}),
+        )
+        sparse = NewEvent("evt-2", "TierReviewed", 1, T0, T0, None, None, None, None, {}, b"{}")
+        [first, second] = store.append(AppendBatch([StreamAppend("member-p1-m1", 0, [full, sparse])]))
+
+        for stored, given in ((first, full), (second, sparse)):
+            for field in dataclasses.fields(NewEvent):
+                assert getattr(stored, field.name) == getattr(given, field.name), field.name
+            assert stored.occurred_at.utcoffset() == timedelta(0)
+            assert stored.recorded_at.utcoffset() == timedelta(0)
+            assert stored.stream_id == "member-p1-m1"
+        assert (first.version, second.version) == (1, 2)
+        assert second.position == first.position + 1
+        assert first.position >= 1
+        assert store.read_stream("member-p1-m1") == [first, second]
+        assert store.read_all() == [first, second]
+        read = store.read_all()[0]
+        assert dict(read.actor) == {"channel": "小程序", "store_id": "门店-01"}
+        assert read.occurred_at == datetime(2026, 3, 1, 2, 0, 0, 1, tzinfo=UTC)
+        assert read.payload == full.payload
+
+    def test_unknown_stream(self, store: EventStore[object]) -> None:
+        assert store.stream_version("nope") == 0
+        assert store.stream_head_hash("nope") == GENESIS
+        assert store.read_stream("nope") == []
+        assert store.read_all() == []
+        assert store.find_command("p1", "k") is None
+
+    def test_versions_are_one_based_and_contiguous(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a", "b"))
+        store.append(batch_of("s", 2, "c", "d", "e"))
+        events = store.read_stream("s")
+        assert [e.version for e in events] == [1, 2, 3, 4, 5]
+        assert [e.event_id for e in events] == ["a", "b", "c", "d", "e"]
+        assert store.stream_version("s") == 5
+        assert store.stream_head_hash("s") == events[-1].hash
+        assert [e.version for e in store.read_stream("s", after_version=2)] == [3, 4, 5]
+        assert [e.version for e in store.read_stream("s", after_version=1, limit=2)] == [2, 3]
+        assert store.read_stream("s", after_version=5) == []
+
+    def test_wrong_expected_version_writes_nothing(self, store: EventStore[object]) -> None:
+        batch = AppendBatch(
+            [StreamAppend("a", 0, [new_event("a1")]), StreamAppend("b", 5, [new_event("b1")])],
+            [command("k1")],
+        )
+        with pytest.raises(WrongExpectedVersion) as raised:
+            store.append(batch)
+        assert (raised.value.stream_id, raised.value.expected, raised.value.actual) == ("b", 5, 0)
+        assert_nothing_written(store, "a", "b")
+        assert store.find_command("p1", "k1") is None
+
+    def test_wrong_expected_version_on_existing_stream(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a", "b"))
+        for stale in (0, 1, 3):
+            with pytest.raises(WrongExpectedVersion) as raised:
+                store.append(batch_of("s", stale, f"x{stale}"))
+            assert (raised.value.expected, raised.value.actual) == (stale, 2)
+        assert [e.event_id for e in store.read_all()] == ["a", "b"]
+
+    def test_expected_version_zero_creates_a_stream_once(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a"))
+        with pytest.raises(WrongExpectedVersion):
+            store.append(batch_of("s", 0, "b"))
+        assert store.stream_version("s") == 1
+
+    def test_any_skips_the_check(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", ANY, "a"))
+        store.append(batch_of("s", ANY, "b", "c"))
+        assert [e.version for e in store.read_stream("s")] == [1, 2, 3]
+
+    def test_an_empty_append_is_a_version_check(self, store: EventStore[object]) -> None:
+        store.append(batch_of("guard", 0, "g1"))
+        with pytest.raises(WrongExpectedVersion):
+            store.append(AppendBatch([StreamAppend("guard", 0, []), StreamAppend("s", 0, [new_event("a")])]))
+        assert store.stream_version("s") == 0
+        store.append(AppendBatch([StreamAppend("guard", 1, []), StreamAppend("s", 0, [new_event("a")])]))
+        assert store.stream_version("s") == 1
+        assert store.stream_version("guard") == 1
+        assert store.append(AppendBatch([StreamAppend("empty", 0, [])])) == []
+        assert store.list_streams("empty") == []
+
+    def test_two_appends_to_one_stream_apply_in_order(self, store: EventStore[object]) -> None:
+        batch = AppendBatch([StreamAppend("s", 0, [new_event("a")]), StreamAppend("s", 1, [new_event("b")])])
+        assert [e.version for e in store.append(batch)] == [1, 2]
+        stale = AppendBatch([StreamAppend("s", 2, [new_event("c")]), StreamAppend("s", 2, [new_event("d")])])
+        with pytest.raises(WrongExpectedVersion):
+            store.append(stale)
+        assert store.stream_version("s") == 2
+
+    def test_multi_stream_batch_is_written_together_in_batch_order(self, store: EventStore[object]) -> None:
+        store.append(batch_of("a", 0, "a1"))
+        batch = AppendBatch(
+            [
+                StreamAppend("b", 0, [new_event("b1"), new_event("b2")]),
+                StreamAppend("a", 1, [new_event("a2")]),
+                StreamAppend("c", ANY, [new_event("c1")]),
+            ],
+            [command("k1"), command("k2", stream_id=None)],
+        )
+        written = store.append(batch)
+        assert [(e.stream_id, e.version, e.event_id) for e in written] == [
+            ("b", 1, "b1"),
+            ("b", 2, "b2"),
+            ("a", 2, "a2"),
+            ("c", 1, "c1"),
+        ]
+        positions = [e.position for e in written]
+        assert positions == list(range(positions[0], positions[0] + 4))
+        assert store.read_all(after_position=positions[0] - 1) == written
+        assert store.find_command("p1", "k1") is not None
+        assert store.find_command("p1", "k2") is not None
+
+    # -- commands and ids ---------------------------------------------------------------------------------
+
+    def test_find_command_returns_the_record(self, store: EventStore[object]) -> None:
+        record = CommandRecord(
+            program_id="p1",
+            idempotency_key="k-1",
+            fingerprint="sha256:abc",
+            response=bytes(range(256)),
+            recorded_at=datetime(2026, 3, 1, 10, 0, 0, 42, tzinfo=SHANGHAI),
+            stream_id=None,
+        )
+        store.append(AppendBatch([StreamAppend("s", 0, [new_event("a")])], [record]))
+        found = store.find_command("p1", "k-1")
+        assert found == record
+        assert found is not None
+        assert found.recorded_at.utcoffset() == timedelta(0)
+        assert store.find_command("p2", "k-1") is None
+        assert store.find_command("p1", "k-2") is None
+
+    def test_commands_alone_can_be_recorded(self, store: EventStore[object]) -> None:
+        assert store.append(AppendBatch([], [command("k1")])) == []
+        assert store.find_command("p1", "k1") == command("k1")
+
+    def test_duplicate_command_writes_nothing(self, store: EventStore[object]) -> None:
+        store.append(AppendBatch([StreamAppend("s", 0, [new_event("a")])], [command("k1")]))
+        again = AppendBatch(
+            [StreamAppend("s", 1, [new_event("b")]), StreamAppend("t", 0, [new_event("c")])],
+            [command("k0"), command("k1"), command("k2")],
+        )
+        with pytest.raises(DuplicateCommand) as raised:
+            store.append(again)
+        assert (raised.value.program_id, raised.value.idempotency_key) == ("p1", "k1")
+        assert [e.event_id for e in store.read_all()] == ["a"]
+        assert store.stream_version("t") == 0
+        assert store.find_command("p1", "k0") is None
+        assert store.find_command("p1", "k2") is None
+
+    def test_duplicate_command_within_a_batch(self, store: EventStore[object]) -> None:
+        with pytest.raises(DuplicateCommand):
+            store.append(
+                AppendBatch([StreamAppend("s", 0, [new_event("a")])], [command("k1"), command("k1")])
+            )
+        assert_nothing_written(store, "s")
+        assert store.find_command("p1", "k1") is None
+
+    def test_the_same_key_in_another_program_is_another_command(self, store: EventStore[object]) -> None:
+        store.append(AppendBatch([], [command("k1", program_id="p1")]))
+        store.append(AppendBatch([], [command("k1", program_id="p2")]))
+        assert store.find_command("p2", "k1") == command("k1", program_id="p2")
+
+    def test_duplicate_event_id_writes_nothing(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a"))
+        with pytest.raises(DuplicateEventId) as raised:
+            store.append(
+                AppendBatch([StreamAppend("t", 0, [new_event("t1"), new_event("a")])], [command("k")])
+            )
+        assert raised.value.event_id == "a"
+        with pytest.raises(DuplicateEventId):
+            store.append(batch_of("u", 0, "u1", "u1"))
+        assert [e.event_id for e in store.read_all()] == ["a"]
+        assert store.list_streams("") == ["s"]
+        assert store.find_command("p1", "k") is None
+
+    def test_naive_times_are_refused(self, store: EventStore[object]) -> None:
+        naive = dataclasses.replace(new_event("a"), occurred_at=T0.replace(tzinfo=None))
+        with pytest.raises(ValueError, match="timezone"):
+            store.append(AppendBatch([StreamAppend("s", 0, [naive])]))
+        assert_nothing_written(store, "s")
+
+    # -- the in-transaction hook --------------------------------------------------------------------------
+
+    def test_in_transaction_gets_the_events(self, store: EventStore[object]) -> None:
+        calls: list[list[StoredEvent]] = []
+
+        def hook(_handle: object, events: list[StoredEvent]) -> None:
+            calls.append(events)
+
+        written = store.append(batch_of("s", 0, "a", "b"), in_transaction=hook)
+        assert calls == [written]
+        assert store.read_all() == written
+
+    def test_in_transaction_raising_rolls_everything_back(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a"))
+
+        class Boom(Exception):
+            pass
+
+        def hook(_handle: object, _events: list[StoredEvent]) -> None:
+            raise Boom
+
+        batch = AppendBatch(
+            [StreamAppend("s", 1, [new_event("b")]), StreamAppend("t", 0, [new_event("c")])], [command("k1")]
+        )
+        with pytest.raises(Boom):
+            store.append(batch, in_transaction=hook)
+        assert [e.event_id for e in store.read_all()] == ["a"]
+        assert store.stream_version("s") == 1
+        assert store.stream_version("t") == 0
+        assert store.find_command("p1", "k1") is None
+        assert [e.position for e in store.append(batch)] == [2, 3]
+
+    # -- read_all and list_streams ------------------------------------------------------------------------
+
+    def test_read_all_pages_in_increasing_position_order(self, store: EventStore[object]) -> None:
+        for n in range(10):
+            store.append(
+                AppendBatch(
+                    [
+                        StreamAppend(f"s{n % 3}", ANY, [new_event(f"e{n}-a"), new_event(f"e{n}-b")]),
+                        StreamAppend(f"t{n % 2}", ANY, [new_event(f"e{n}-c")]),
+                    ]
+                )
+            )
+        everything = store.read_all(limit=1000)
+        assert len(everything) == 30
+        positions = [e.position for e in everything]
+        assert positions == sorted(set(positions))
+        paged = read_everything(store, page=7)
+        assert paged == everything
+        assert store.read_all(after_position=positions[4], limit=3) == everything[5:8]
+        assert store.read_all(after_position=positions[-1]) == []
+        assert store.read_all(limit=0) == []
+
+    def test_list_streams_by_literal_prefix(self, store: EventStore[object]) -> None:
+        for stream_id in (
+            "member-p1-b",
+            "member-p1-a",
+            "member-p10-a",
+            "program-p1",
+            "member-p1_%x",
+            "memberX",
+        ):
+            store.append(batch_of(stream_id, 0, f"e-{stream_id}"))
+        assert store.list_streams("member-p1-") == ["member-p1-a", "member-p1-b"]
+        assert store.list_streams("member-p1") == [
+            "member-p1-a",
+            "member-p1-b",
+            "member-p10-a",
+            "member-p1_%x",
+        ]
+        assert store.list_streams("member-p1_") == ["member-p1_%x"]
+        assert store.list_streams("program-") == ["program-p1"]
+        assert store.list_streams("nothing") == []
+        assert len(store.list_streams("")) == 6
+
+    # -- the hash chain -----------------------------------------------------------------------------------
+
+    def _five(self, store: EventStore[object]) -> list[StoredEvent]:
+        store.append(batch_of("s", 0, "e1", "e2"))
+        store.append(batch_of("other", 0, "o1"))
+        store.append(batch_of("s", 2, "e3", "e4", "e5"))
+        return store.read_stream("s")
+
+    def test_hashes_follow_the_definition(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        prev = GENESIS
+        for event in events:
+            assert event.prev_hash == prev
+            body = canonical_json(envelope(event.stream_id, event.version, event))
+            assert event.hash == hashlib.sha256(prev + body + event.payload).digest()
+            assert event.hash == event_hash(prev, event.stream_id, event.version, event)
+            prev = event.hash
+        assert store.stream_head_hash("s") == prev
+        assert verify_stream(events) is None
+        assert verify_stream(events, head_version=5, head_hash=store.stream_head_hash("s")) is None
+        assert verify_stream(events[2:], prev_hash=events[1].hash, after_version=2) is None
+
+    def test_verify_names_a_changed_payload(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        events[2] = dataclasses.replace(events[2], payload=canonical_json({"points": 999_999}))
+        broken = verify_stream(events)
+        assert broken is not None
+        assert (broken.stream_id, broken.version, broken.position) == ("s", 3, events[2].position)
+        assert "hash" in broken.reason
+
+    def test_verify_names_a_changed_envelope_field(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        changes = (
+            dataclasses.replace(events[3], type="PointsRedeemed"),
+            dataclasses.replace(events[3], occurred_at=events[3].occurred_at + timedelta(microseconds=1)),
+            dataclasses.replace(events[3], actor={**events[3].actor, "operator_id": "op-4"}),
+            dataclasses.replace(events[3], policy_version=2),
+            dataclasses.replace(events[3], stream_id="other"),
+        )
+        for changed in changes:
+            broken = verify_stream([*events[:3], changed, events[4]])
+            assert broken is not None
+            assert broken.version == 4, changed
+
+    def test_verify_names_a_deleted_event(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        del events[2]
+        broken = verify_stream(events)
+        assert broken is not None
+        assert (broken.version, broken.position) == (3, events[2].position)
+        first = verify_stream(events[1:])
+        assert first is not None
+        assert first.version == 1
+
+    def test_verify_names_a_deleted_last_event_given_the_head(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        assert verify_stream(events[:-1]) is None
+        broken = verify_stream(events[:-1], head_version=store.stream_version("s"))
+        assert broken is not None
+        assert (broken.version, broken.position) == (5, None)
+        by_hash = verify_stream(events[:-1], head_hash=store.stream_head_hash("s"))
+        assert by_hash is not None
+
+    def test_verify_names_reordered_events(self, store: EventStore[object]) -> None:
+        events = self._five(store)
+        swapped = [events[0], events[2], events[1], events[3], events[4]]
+        broken = verify_stream(swapped)
+        assert broken is not None
+        assert broken.version == 2
+        renumbered = [
+            events[0],
+            dataclasses.replace(events[2], version=2, position=events[1].position),
+            dataclasses.replace(events[1], version=3, position=events[2].position),
+            events[3],
+            events[4],
+        ]
+        broken = verify_stream(renumbered)
+        assert broken is not None
+        assert broken.version == 2
+        moved = list(events)
+        moved[1], moved[2] = (
+            dataclasses.replace(events[1], position=events[2].position),
+            dataclasses.replace(events[2], position=events[1].position),
+        )
+        broken = verify_stream(moved)
+        assert broken is not None
+        assert broken.version == 3
+        assert "reordered" in broken.reason
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def test_a_closed_store_refuses_calls(self, store: EventStore[object]) -> None:
+        store.append(batch_of("s", 0, "a"))
+        store.close()
+        store.close()
+        with pytest.raises(StoreError):
+            store.append(batch_of("s", 1, "b"))
+        with pytest.raises(StoreError):
+            store.read_all()
+
+    # -- concurrency --------------------------------------------------------------------------------------
+
+    WRITERS = 6
+    BATCHES_PER_WRITER = 30
+    SHARED_STREAMS = ("shared-0", "shared-1")
+
+    def test_concurrent_appends_keep_streams_and_order_whole(self, store: EventStore[object]) -> None:
+        errors: list[BaseException] = []
+        results: list[list[StoredEvent]] = []
+        tailed: list[StoredEvent] = []
+        writers_done = threading.Event()
+
+        def writer(number: int) -> None:
+            rng = random.Random(number)
+            own = f"own-{number}"
+            for b in range(self.BATCHES_PER_WRITER):
+                tag = f"w{number}-b{b}"
+                shared = rng.choice(self.SHARED_STREAMS)
+                own_events = [
+                    new_event(f"{tag}-own-{i}", correlation_id=tag) for i in range(rng.randint(1, 3))
+                ]
+                shared_events = [
+                    new_event(f"{tag}-sh-{i}", correlation_id=tag) for i in range(rng.randint(1, 2))
+                ]
+                for _attempt in range(10_000):
+                    own_version = store.stream_version(own)
+                    shared_version = store.stream_version(shared)
+                    time.sleep(0)
+                    appends = [StreamAppend(shared, shared_version, shared_events)]
+                    appends.insert(rng.randint(0, 1), StreamAppend(own, own_version, own_events))
+                    try:
+                        results.append(store.append(AppendBatch(appends, [command(tag, stream_id=own)])))
+                        break
+                    except WrongExpectedVersion:
+                        continue
+                else:
+                    raise AssertionError(f"{tag} never got through")
+
+        def reader() -> None:
+            last = 0
+            while True:
+                finished = writers_done.is_set()
+                page = store.read_all(after_position=last, limit=17)
+                for event in page:
+                    if event.position <= last:
+                        raise AssertionError(f"position {event.position} after {last}")
+                    last = event.position
+                tailed.extend(page)
+                if finished and not page:
+                    return
+
+        def guarded(target: Callable[..., None], *args: object) -> threading.Thread:
+            def run() -> None:
+                try:
+                    target(*args)
+                except BaseException as error:
+                    errors.append(error)
+
+            return threading.Thread(target=run, daemon=True)
+
+        writer_threads = [guarded(writer, n) for n in range(self.WRITERS)]
+        reader_thread = guarded(reader)
+        reader_thread.start()
+        for thread in writer_threads:
+            thread.start()
+        for thread in writer_threads:
+            thread.join(timeout=300)
+            assert not thread.is_alive(), "a writer hung"
+        writers_done.set()
+        reader_thread.join(timeout=60)
+        assert not reader_thread.is_alive(), "the reader hung"
+        assert errors == []
+
+        final = read_everything(store, page=50)
+        assert len(results) == self.WRITERS * self.BATCHES_PER_WRITER
+        assert len(final) == sum(len(result) for result in results)
+        positions = [e.position for e in final]
+        assert all(a < b for a, b in itertools.pairwise(positions))
+        assert [(e.position, e.event_id) for e in tailed] == [(e.position, e.event_id) for e in final]
+
+        by_position = {e.position: e for e in final}
+        for result in results:
+            start = result[0].position
+            assert [e.position for e in result] == list(range(start, start + len(result)))
+            assert [by_position[e.position] for e in result] == result
+            tags = {e.correlation_id for e in result}
+            assert len(tags) == 1
+        for tag in {e.correlation_id for e in final}:
+            mine = [e.position for e in final if e.correlation_id == tag]
+            assert mine == list(range(mine[0], mine[0] + len(mine)))
+
+        streams = store.list_streams("")
+        expected_streams = {f"own-{n}" for n in range(self.WRITERS)} | set(self.SHARED_STREAMS)
+        assert set(streams) <= expected_streams
+        assert {f"own-{n}" for n in range(self.WRITERS)} <= set(streams)
+        for stream_id in streams:
+            events = store.read_stream(stream_id)
+            assert [e.version for e in events] == list(range(1, len(events) + 1))
+            assert store.stream_version(stream_id) == len(events)
+            assert verify_stream(events, head_hash=store.stream_head_hash(stream_id)) is None
+        for n in range(self.WRITERS):
+            for b in range(self.BATCHES_PER_WRITER):
+                assert store.find_command("p1", f"w{n}-b{b}") is not None

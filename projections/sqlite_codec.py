@@ -1,0 +1,113 @@
+"""Row dataclasses to and from SQLite values.
+
+Times are stored as INTEGER microseconds since the Unix epoch (UTC), like the event store's own tables, and
+come back as aware UTC datetimes equal to the ones written. Everything else is stored as it is (``str``,
+``int``, NULL for ``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import Any, Generic, TypeVar
+
+from projections.rows import (
+    BalanceRow,
+    DueRow,
+    EntitlementRow,
+    HistoryRow,
+    IdentityRow,
+    LotRow,
+    MembershipRow,
+    TierRow,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+R = TypeVar("R")
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def opt_micros(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+class RowCodec(Generic[R]):
+    """Encodes one row type as a tuple in its table's column order (the dataclass field order) and back."""
+
+    def __init__(self, cls: type[R], table: str, key: Sequence[str], times: Sequence[str] = ()) -> None:
+        self.cls = cls
+        self.table = table
+        self.columns: tuple[str, ...] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        unknown = (set(key) | set(times)) - set(self.columns)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+        self.key: tuple[str, ...] = tuple(key)
+        self.key_index: tuple[int, ...] = tuple(self.columns.index(k) for k in key)
+        self._get = attrgetter(*self.columns)
+        self._times = tuple(i for i, name in enumerate(self.columns) if name in times)
+
+    def encode(self, row: R) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = self._get(row)
+        if not self._times:
+            return values
+        out = list(values)
+        for i in self._times:
+            v = out[i]
+            if v is not None:
+                out[i] = (v - _EPOCH) // _MICROSECOND
+        return tuple(out)
+
+    def decode(self, values: Sequence[Any]) -> R:
+        out = list(values)
+        for i in self._times:
+            v = out[i]
+            if v is not None:
+                out[i] = _EPOCH + timedelta(microseconds=v)
+        return self.cls(*out)
+
+    def key_of(self, encoded: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(encoded[i] for i in self.key_index)
+
+    def select(self, table: str | None = None) -> str:
+        """``SELECT <columns> FROM <table>`` (``table`` defaults to the codec's, unprefixed)."""
+        return f"SELECT {', '.join(self.columns)} FROM {table or self.table}"
+
+    def insert(self, table: str | None = None, *, replace: bool = False) -> str:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        marks = ", ".join("?" * len(self.columns))
+        return f"{verb} INTO {table or self.table} ({', '.join(self.columns)}) VALUES ({marks})"
+
+
+BALANCE = RowCodec(BalanceRow, "balance", ("program_id", "member_id"))
+LOT = RowCodec(LotRow, "lot", ("program_id", "member_id", "lot_id"), ("occurred_at", "active_at", "expires_at"))
+TIER = RowCodec(
+    TierRow,
+    "tier_state",
+    ("program_id", "member_id"),
+    ("tier_since", "next_review_at", "downgrade_at", "override_ends_at"),
+)
+ENTITLEMENT = RowCodec(
+    EntitlementRow,
+    "entitlement",
+    ("program_id", "member_id", "entitlement_id"),
+    ("valid_from", "valid_until", "revoked_at"),
+)
+MEMBERSHIP = RowCodec(
+    MembershipRow, "membership", ("program_id", "member_id", "membership_id"), ("term_start", "term_end")
+)
+HISTORY = RowCodec(HistoryRow, "history", ("program_id", "member_id", "version"), ("occurred_at", "recorded_at"))
+IDENTITY = RowCodec(IdentityRow, "identity", ("program_id", "identity"))
+DUE = RowCodec(DueRow, "due", ("program_id", "member_id"), ("due_at",))

@@ -1,0 +1,323 @@
+"""The SQLite store against the event-store contract, plus what only a file-backed store can show."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.store.chain import ChainBreak, verify_stream
+from ledger.store.port import (
+    AppendBatch,
+    CommandRecord,
+    EventStore,
+    StoredEvent,
+    StoreError,
+    StreamAppend,
+    WrongExpectedVersion,
+)
+from ledger.store.sqlite import SqliteEventStore
+from ledger.store.sqlite_schema import MIGRATIONS, migrate
+from ledger.store.testing import T0, EventStoreContract, batch_of, command, new_event, read_everything
+
+
+class TestSqliteEventStore(EventStoreContract):
+    def make_store(self, tmp_path: Path) -> EventStore[object]:
+        return SqliteEventStore(str(tmp_path / "ledger.db"))
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def store(path: str) -> Iterator[SqliteEventStore]:
+    with SqliteEventStore(path) as store:
+        yield store
+
+
+def raw(path: str) -> sqlite3.Connection:
+    """A connection that bypasses the store, as someone editing the file would."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def five_events(store: SqliteEventStore) -> list[StoredEvent]:
+    store.append(batch_of("s", 0, "e1", "e2"))
+    store.append(batch_of("other", 0, "o1"))
+    store.append(batch_of("s", 2, "e3", "e4", "e5"))
+    return store.read_stream("s")
+
+
+def check(store: SqliteEventStore, stream_id: str = "s") -> ChainBreak | None:
+    return verify_stream(
+        store.read_stream(stream_id),
+        head_version=store.stream_version(stream_id),
+        head_hash=store.stream_head_hash(stream_id),
+    )
+
+
+# -- durability and schema ------------------------------------------------------------------------------------
+
+
+def test_appends_survive_close_and_reopen(path: str) -> None:
+    with SqliteEventStore(path) as first:
+        written = first.append(
+            AppendBatch([StreamAppend("s", 0, [new_event("a"), new_event("b")])], [command("k")])
+        )
+        first.append(batch_of("t", 0, "c"))
+        everything = read_everything(first)
+    with SqliteEventStore(path) as second:
+        assert read_everything(second) == everything
+        assert second.read_stream("s") == written
+        assert second.stream_version("s") == 2
+        assert second.stream_head_hash("s") == written[-1].hash
+        assert second.find_command("p1", "k") == command("k")
+        assert second.list_streams("") == ["s", "t"]
+        [next_event] = second.append(batch_of("s", 2, "d"))
+        assert (next_event.version, next_event.position) == (3, everything[-1].position + 1)
+        assert next_event.prev_hash == written[-1].hash
+        assert check(second) is None
+
+
+def test_file_is_in_wal_mode_with_full_synchronous_by_default(store: SqliteEventStore) -> None:
+    assert store.read_connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    seen: list[int] = []
+
+    def hook(conn: sqlite3.Connection, _events: list[StoredEvent]) -> None:
+        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    store.append(batch_of("s", 0, "a"), in_transaction=hook)
+    assert seen == [2]  # FULL
+
+
+def test_synchronous_is_configurable_and_checked(path: str) -> None:
+    seen: list[int] = []
+
+    def hook(conn: sqlite3.Connection, _events: list[StoredEvent]) -> None:
+        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    with SqliteEventStore(path, synchronous="NORMAL") as store:
+        store.append(batch_of("s", 0, "a"), in_transaction=hook)
+    assert seen == [1]  # NORMAL
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteEventStore(path, synchronous="EXTRA")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="file path"):
+        SqliteEventStore(":memory:")
+
+
+def test_reopening_runs_no_migration_twice(path: str) -> None:
+    SqliteEventStore(path).close()
+    with raw(path) as conn:
+        first = conn.execute("SELECT version, description, applied_at FROM schema_version").fetchall()
+    assert [row[0] for row in first] == [m.version for m in MIGRATIONS]
+    for _ in range(3):
+        SqliteEventStore(path).close()
+    conn = raw(path)
+    try:
+        assert conn.execute("SELECT version, description, applied_at FROM schema_version").fetchall() == first
+        assert migrate(conn) == []
+    finally:
+        conn.close()
+
+
+def test_a_database_from_newer_code_is_refused(path: str) -> None:
+    SqliteEventStore(path).close()
+    conn = raw(path)
+    conn.execute("INSERT INTO schema_version VALUES (999, 'from the future', 0)")
+    conn.close()
+    with pytest.raises(StoreError, match="999"):
+        SqliteEventStore(path)
+
+
+# -- tampering through raw SQL ---------------------------------------------------------------------------------
+
+
+def test_a_changed_payload_is_named(path: str, store: SqliteEventStore) -> None:
+    events = five_events(store)
+    conn = raw(path)
+    conn.execute("UPDATE events SET payload = ? WHERE event_id = 'e3'", (b'{"points":999999}',))
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert (broken.version, broken.position) == (3, events[2].position)
+    assert check(store, "other") is None
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE events SET type = 'PointsRedeemed' WHERE event_id = 'e4'",
+        "UPDATE events SET occurred_at = occurred_at + 1 WHERE event_id = 'e4'",
+        "UPDATE events SET policy_version = NULL WHERE event_id = 'e4'",
+        "UPDATE events SET actor = '{}' WHERE event_id = 'e4'",
+        "UPDATE events SET event_id = 'e4-bis' WHERE event_id = 'e4'",
+    ],
+)
+def test_a_changed_envelope_field_is_named(path: str, store: SqliteEventStore, tamper: str) -> None:
+    five_events(store)
+    conn = raw(path)
+    conn.execute(tamper)
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert broken.version == 4
+
+
+def test_a_deleted_event_is_named(path: str, store: SqliteEventStore) -> None:
+    events = five_events(store)
+    conn = raw(path)
+    conn.execute("DELETE FROM events WHERE event_id = 'e3'")
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert (broken.version, broken.position) == (3, events[3].position)
+
+
+def test_a_deleted_last_event_is_named(path: str, store: SqliteEventStore) -> None:
+    five_events(store)
+    conn = raw(path)
+    conn.execute("DELETE FROM events WHERE event_id = 'e5'")
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert (broken.version, broken.position) == (5, None)
+
+
+def test_reordered_events_are_named(path: str, store: SqliteEventStore) -> None:
+    five_events(store)
+    conn = raw(path)
+    conn.execute("UPDATE events SET version = -1 WHERE event_id = 'e2'")
+    conn.execute("UPDATE events SET version = 2 WHERE event_id = 'e3'")
+    conn.execute("UPDATE events SET version = 3 WHERE event_id = 'e2'")
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert broken.version == 2
+
+
+def test_events_moved_in_the_global_order_are_named(path: str, store: SqliteEventStore) -> None:
+    events = five_events(store)
+    p2, p3 = events[1].position, events[2].position
+    conn = raw(path)
+    conn.execute("UPDATE events SET position = -1 WHERE position = ?", (p2,))
+    conn.execute("UPDATE events SET position = ? WHERE position = ?", (p2, p3))
+    conn.execute("UPDATE events SET position = ? WHERE position = -1", (p3,))
+    conn.close()
+    broken = check(store)
+    assert broken is not None
+    assert broken.version == 3
+    assert "reordered" in broken.reason
+
+
+# -- the in-transaction hook and read connections -------------------------------------------------------------
+
+
+def test_read_models_commit_and_roll_back_with_the_events(path: str, store: SqliteEventStore) -> None:
+    conn = raw(path)
+    conn.execute("CREATE TABLE balance (stream_id TEXT PRIMARY KEY, events INTEGER NOT NULL)")
+    conn.close()
+
+    def project(tx: sqlite3.Connection, events: list[StoredEvent]) -> None:
+        tx.executemany(
+            "INSERT INTO balance VALUES (?, 1) ON CONFLICT (stream_id) DO UPDATE SET events = events + 1",
+            [(e.stream_id,) for e in events],
+        )
+
+    def project_then_fail(tx: sqlite3.Connection, events: list[StoredEvent]) -> None:
+        project(tx, events)
+        raise RuntimeError("read model refused")
+
+    store.append(batch_of("s", 0, "a", "b"), in_transaction=project)
+    with pytest.raises(RuntimeError):
+        store.append(batch_of("s", 2, "c"), in_transaction=project_then_fail)
+    reader = store.read_connection()
+    assert reader.execute("SELECT stream_id, events FROM balance").fetchall() == [("s", 2)]
+    assert store.stream_version("s") == 2
+
+
+def test_a_hook_that_ends_the_transaction_is_an_error(store: SqliteEventStore) -> None:
+    def roll_back(tx: sqlite3.Connection, _events: list[StoredEvent]) -> None:
+        tx.execute("ROLLBACK")
+
+    with pytest.raises(StoreError, match="hook"):
+        store.append(batch_of("s", 0, "a"), in_transaction=roll_back)
+    assert store.stream_version("s") == 0
+    store.append(batch_of("s", 0, "a"))
+
+
+def test_read_connections_are_per_thread_and_read_only(store: SqliteEventStore) -> None:
+    mine = store.read_connection()
+    assert store.read_connection() is mine
+    theirs: list[sqlite3.Connection] = []
+    thread = threading.Thread(target=lambda: theirs.append(store.read_connection()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        mine.execute("DELETE FROM events")
+
+
+def test_closing_closes_the_read_connections(path: str) -> None:
+    store = SqliteEventStore(path)
+    reader = store.read_connection()
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.execute("SELECT 1")
+    with pytest.raises(StoreError):
+        store.read_connection()
+
+
+def test_two_stores_on_one_file_serialize_their_appends(path: str, store: SqliteEventStore) -> None:
+    with SqliteEventStore(path) as other:
+        store.append(batch_of("s", 0, "a"))
+        with pytest.raises(WrongExpectedVersion):
+            other.append(batch_of("s", 0, "b"))
+        [b] = other.append(batch_of("s", 1, "b"))
+        [c] = store.append(batch_of("s", 2, "c"))
+        assert (b.position, c.position) == (2, 3)
+        assert c.prev_hash == b.hash
+        assert check(store) is None
+
+
+# -- speed --------------------------------------------------------------------------------------------------------
+
+
+def group_commit(round_: int, members: int = 100) -> AppendBatch:
+    """What the write path appends for ``members`` commands of two events each."""
+    appends = []
+    commands = []
+    for m in range(members):
+        stream_id = f"member-p1-m{m}"
+        tag = f"r{round_}-m{m}"
+        events = [
+            new_event(f"{tag}-earned", correlation_id=tag),
+            new_event(f"{tag}-tier", correlation_id=tag),
+        ]
+        appends.append(StreamAppend(stream_id, 2 * round_, events))
+        commands.append(CommandRecord("p1", tag, f"fp-{tag}", b'{"ok":true}', T0, stream_id))
+    return AppendBatch(appends, commands)
+
+
+def median_append_seconds(store: SqliteEventStore, rounds: int) -> float:
+    timings = []
+    for round_ in range(rounds):
+        batch = group_commit(round_)
+        started = time.perf_counter()
+        store.append(batch)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def test_a_group_commit_of_100_commands_appends_quickly(path: str) -> None:
+    # synchronous=OFF takes the disk out of the measurement: this guards the CPU path (statements per
+    # event, hashing, encoding), with a wide margin for slow machines.
+    with SqliteEventStore(path, synchronous="OFF") as store:
+        median = median_append_seconds(store, rounds=7)
+        assert store.stream_version("member-p1-m99") == 14
+    assert median < 0.1, f"median {median * 1000:.1f} ms for 100 commands x 2 events"

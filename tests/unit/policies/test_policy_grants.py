@@ -1,0 +1,92 @@
+"""Benefit grants: when they fall, until when they can be used, and their value."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from policies import (
+    Policy,
+    UnknownBenefit,
+    benefit_valid_until,
+    benefit_value_fen,
+    grant_moments,
+    membership_grant_moments,
+    policy_from_data,
+    tier_grants,
+)
+
+
+def test_calendar_grants_in_a_quarter(policy: Policy, sh) -> None:
+    moments = [(t, rule.benefit) for t, rule in grant_moments(policy, sh(2026, 3, 15), sh(2026, 5, 15))]
+    assert moments == [
+        (sh(2026, 4, 1), "birthday_coupon"),
+        (sh(2026, 4, 1), "quarterly_coupon"),
+        (sh(2026, 4, 15), "member_day_coupon"),
+        (sh(2026, 5, 1), "birthday_coupon"),
+        (sh(2026, 5, 15), "member_day_coupon"),
+    ]
+
+
+def test_the_interval_excludes_after_and_includes_upto(policy: Policy, sh) -> None:
+    tick = timedelta(microseconds=1)
+    assert grant_moments(policy, sh(2026, 4, 15), sh(2026, 4, 16)) == []
+    (moment, rule) = grant_moments(policy, sh(2026, 4, 15) - tick, sh(2026, 4, 15))[0]
+    assert (moment, rule.benefit) == (sh(2026, 4, 15), "member_day_coupon")
+    assert grant_moments(policy, sh(2026, 4, 16), sh(2026, 4, 15)) == []
+
+
+def test_quarterly_grants_fall_on_the_first_day_of_each_quarter(policy: Policy, sh) -> None:
+    quarterly = [t for t, rule in grant_moments(policy, sh(2026, 1, 1), sh(2027, 1, 1)) if rule.schedule == "quarterly"]
+    assert quarterly == [sh(2026, 4, 1), sh(2026, 7, 1), sh(2026, 10, 1), sh(2027, 1, 1)]
+
+
+def test_member_day_coupon_is_valid_to_the_end_of_that_day(policy: Policy, sh) -> None:
+    assert benefit_valid_until(policy, "member_day_coupon", sh(2026, 4, 15), None) == sh(2026, 4, 16)
+
+
+def test_benefits_last_a_year_unless_said_otherwise(policy: Policy, sh) -> None:
+    assert benefit_valid_until(policy, "birthday_coupon", sh(2026, 4, 1), None) == sh(2026, 4, 1) + timedelta(days=365)
+
+
+def test_term_benefits_end_with_the_term(policy: Policy, sh) -> None:
+    assert benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), sh(2027, 3, 10)) == sh(2027, 3, 10)
+    with pytest.raises(ValueError):
+        benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), None)
+
+
+def test_end_of_month_validity(document: dict[str, Any], sh) -> None:
+    document["benefits"]["member_day_coupon"]["validity"] = {"kind": "end_of_month"}
+    changed = policy_from_data(document)
+    assert benefit_valid_until(changed, "member_day_coupon", sh(2026, 4, 15), None) == sh(2026, 5, 1)
+
+
+def test_benefit_values(policy: Policy) -> None:
+    assert [benefit_value_fen(policy, "birthday_coupon", t) for t in ("regular", "silver", "gold", "diamond")] == [
+        5000, 8000, 12000, 20000,
+    ]
+    assert benefit_value_fen(policy, "referral_coupon", "gold") == 2000
+    assert benefit_value_fen(policy, "black_gold_monthly_coupon", "regular") == 2000
+    assert benefit_value_fen(policy, "parenting_consultant", "gold") is None
+    with pytest.raises(UnknownBenefit):
+        benefit_value_fen(policy, "pony", "gold")
+
+
+def test_black_gold_monthly_coupons_over_a_term(policy: Policy, sh) -> None:
+    start, end = sh(2026, 3, 10, 14), sh(2027, 3, 10, 14)
+    moments = membership_grant_moments(policy, "black_gold", start, end, start, end)
+    assert [t for t, _ in moments] == [sh(2026, m, 1) for m in range(4, 13)] + [sh(2027, m, 1) for m in range(1, 4)]
+    assert {rule.benefit for _, rule in moments} == {"black_gold_monthly_coupon"}
+    on_the_first = membership_grant_moments(policy, "black_gold", sh(2026, 3, 1), sh(2027, 3, 1), sh(2026, 2, 1), sh(2028, 1, 1))
+    assert next(t for t, _ in on_the_first) == sh(2026, 3, 1)
+    assert len(on_the_first) == 12
+    partial = membership_grant_moments(policy, "black_gold", start, end, sh(2026, 5, 1), sh(2026, 6, 1))
+    assert [t for t, _ in partial] == [sh(2026, 6, 1)]
+
+
+def test_tier_grants_up_to_the_tier(policy: Policy) -> None:
+    assert [rule.benefit for rule in tier_grants(policy, "regular")] == []
+    assert [rule.benefit for rule in tier_grants(policy, "gold")] == ["parenting_consultant", "priority_trial"]
+    assert [rule.benefit for rule in tier_grants(policy, "diamond")] == ["parenting_consultant", "priority_trial", "family_butler"]
