@@ -451,7 +451,7 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
         paid = f", {e.points_paid} points paid" if e.points_paid else ""
         return f"purchase order {e.order_id}: {_credit(e.lot, e.at, tz)}{boost}{paid}"
     if isinstance(e, ev.PointsAwarded):
-        return f"{e.behaviour} {e.reference}: {_credit(e.lot, e.at, tz)}{_repaid(e.arrears_repaid)}"
+        return f"{e.behaviour} ({e.reference}): {_credit(e.lot, e.at, tz)}{_repaid(e.arrears_repaid)}"
     if isinstance(e, ev.PointsHeld):
         return f"hold {e.hold_id} for order {e.order_id}: {e.points} points reserved until {_when(e.expires_at, tz)}"
     if isinstance(e, ev.HoldCommitted):

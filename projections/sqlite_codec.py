@@ -92,7 +92,9 @@ class RowCodec(Generic[R]):
 
 
 BALANCE = RowCodec(BalanceRow, "balance", ("program_id", "member_id"))
-LOT = RowCodec(LotRow, "lot", ("program_id", "member_id", "lot_id"), ("occurred_at", "active_at", "expires_at"))
+LOT = RowCodec(
+    LotRow, "lot", ("program_id", "member_id", "lot_id"), ("occurred_at", "active_at", "expires_at")
+)
 TIER = RowCodec(
     TierRow,
     "tier_state",
@@ -108,6 +110,8 @@ ENTITLEMENT = RowCodec(
 MEMBERSHIP = RowCodec(
     MembershipRow, "membership", ("program_id", "member_id", "membership_id"), ("term_start", "term_end")
 )
-HISTORY = RowCodec(HistoryRow, "history", ("program_id", "member_id", "version"), ("occurred_at", "recorded_at"))
+HISTORY = RowCodec(
+    HistoryRow, "history", ("program_id", "member_id", "version"), ("occurred_at", "recorded_at")
+)
 IDENTITY = RowCodec(IdentityRow, "identity", ("program_id", "identity"))
 DUE = RowCodec(DueRow, "due", ("program_id", "member_id"), ("due_at",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -66,7 +67,7 @@ CHANNELS: Mapping[int, str] = {
     common_pb2.CHANNEL_OPERATOR_CONSOLE: "operator_console",
     common_pb2.CHANNEL_SYSTEM: "system",
 }
-CHANNEL_CODES: Mapping[str, common_pb2.Channel.ValueType] = {v: k for k, v in CHANNELS.items() if v}
+CHANNEL_CODES: Mapping[str, int] = {v: k for k, v in CHANNELS.items() if v}
 
 IDENTITY_KINDS: Mapping[int, str] = {
     common_pb2.IDENTITY_KIND_CARD_NUMBER: "card_number",
@@ -167,7 +168,7 @@ def net_points(balance: Balances) -> int:
 
 def actor_message(actor: Mapping[str, str]) -> common_pb2.Actor:
     return common_pb2.Actor(
-        channel=CHANNEL_CODES.get(actor.get("channel", ""), common_pb2.CHANNEL_UNSPECIFIED),
+        channel=common_pb2.Channel.ValueType(CHANNEL_CODES.get(actor.get("channel", ""), 0)),
         store_id=actor.get("store_id", ""),
         terminal_id=actor.get("terminal_id", ""),
         operator_id=actor.get("operator_id", ""),
@@ -295,10 +296,8 @@ def membership(m: MembershipState, policy: Policy | None) -> member_pb2.PaidMemb
     stamp(msg.term_start, m.term_start)
     stamp(msg.term_end, m.term_end)
     if policy is not None:
-        try:
+        with contextlib.suppress(LookupError):
             stamp(msg.cooling_off_ends_at, cooling_off_end(policy, m.plan, m.purchased_at))
-        except LookupError:
-            pass
     return msg
 
 

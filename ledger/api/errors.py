@@ -49,6 +49,7 @@ REASON_ALIASES: Mapping[str, str] = {
 METADATA_ALIASES: Mapping[str, str] = {
     "oldest_allowed": "earliest_allowed",
     "identity_kind": "kind",
+    "refunded_fen_so_far": "refunded_fen",
 }
 
 #: Field names of domain commands that differ from the request field they come from.

@@ -589,6 +589,9 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
                     f"lines[{index}].line_id", f"order {request.order_id} has no line {line_id!r}"
                 ) from exc
             raise
+        except Refusal as exc:
+            exc.metadata.setdefault("order_id", request.order_id)
+            raise
         refunded: ev.PurchaseRefunded | None = cv.first(result.events, ev.PurchaseRefunded)
         response = ledger_pb2.RefundPurchaseResponse(
             order_id=request.order_id, refund_id=request.refund_id, replayed=result.replayed
@@ -607,13 +610,13 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
             response.returned_to.extend(cv.portions(refunded.returned, view.state.lots))
             if refunded.relot is not None:
                 response.returned_to.append(cv.new_lot_portion(refunded.relot))
-            for line in refunded.lines:
-                record = order.lines.get(line.line_id) if order is not None else None
+            for done in refunded.lines:
+                record = order.lines.get(done.line_id) if order is not None else None
                 response.lines.add(
-                    line_id=line.line_id,
-                    refunded_fen=line.refunded_fen,
-                    refunded_fen_total=record.refunded_fen if record is not None else line.refunded_fen,
-                    points_taken_back=line.points_taken,
+                    line_id=done.line_id,
+                    refunded_fen=done.refunded_fen,
+                    refunded_fen_total=record.refunded_fen if record is not None else done.refunded_fen,
+                    points_taken_back=done.points_taken,
                 )
         response.tier_after = cv.current_tier(view.state, view.policy.policy, view.now)
         return response
@@ -943,11 +946,11 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
         c.done()
         self.app.program(request.program_id)
         entries = list(self.app.replay(request.program_id, request.member_id))
-        # The token is the stream version to continue below, so later events never shift later pages.
+        # The token is the number of events older than the page (continue at versions <= token), so later events never shift later pages.
         if request.page_token:
             if not request.page_token.isdigit() or not 0 < int(request.page_token) <= len(entries):
                 raise InvalidCommand("page_token", "is not a token this listing returned")
-            end = int(request.page_token) - 1
+            end = int(request.page_token)
         else:
             end = len(entries)
         start = max(0, end - size)

@@ -63,9 +63,9 @@ class PersonalDataStore:
             self._cache[(program_id, member_id)] = profile
 
     def load(self, program_id: str, member_id: str) -> PersonalProfile | None:
-        cached = self._cache.get((program_id, member_id), ...)
-        if cached is not ...:
-            return cached  # type: ignore[return-value]
+        key = (program_id, member_id)
+        if key in self._cache:
+            return self._cache[key]
         with self._lock:
             row = self._conn.execute(
                 "SELECT k.key, p.nonce, p.ciphertext FROM personal_data p JOIN member_key k"

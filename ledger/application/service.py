@@ -234,7 +234,7 @@ class LedgerApp(ProgramDirectory):
     def advance_clock(self, program_id: str, to: datetime, idempotency_key: str = "") -> dict[str, Any]:
         self.program(program_id)
         request = {"op": "advance", "to": to}
-        state, replayed = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
+        state, _ = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
         counts = self.run_due(program_id, self.now(program_id))
         counts["now"] = state.test_time
         return counts

@@ -101,7 +101,7 @@ def create_program(
             at=at,
             program_id=state.program_id,
             name=name,
-            clock=clock,  # type: ignore[arg-type]
+            clock="test" if clock == "test" else "real",
             test_time=test_time if clock == "test" else None,
             document=dump_policy(policy),
         )

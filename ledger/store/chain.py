@@ -32,16 +32,20 @@ _ENCODER = json.JSONEncoder(
 )
 
 
-@functools.lru_cache(maxsize=4096)
 def format_time(value: datetime) -> str:
-    """ISO-8601 in UTC with microseconds and ``Z``, e.g. ``2026-03-01T02:00:00.000000Z``.
-
-    Cached: the events of a batch mostly share a few instants (equal instants in other zones hash and
-    compare equal, and format the same).
-    """
+    """ISO-8601 in UTC with microseconds and ``Z``, e.g. ``2026-03-01T02:00:00.000000Z``."""
+    if value.tzinfo is UTC:
+        return _format_utc(value)
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: every time in the ledger is timezone-aware")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    return _format_utc(value.astimezone(UTC))
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_utc(value: datetime) -> str:
+    # Cached: the events of a batch share a few instants. Only UTC datetimes get here, so equal keys are
+    # equal instants (in zones with folds, times that differ only by fold compare equal but are not).
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _default(value: object) -> object:

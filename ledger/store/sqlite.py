@@ -67,8 +67,10 @@ class _ReadHandle:
 
 
 class SqliteEventStore:
-    """An :class:`~ledger.store.port.EventStore` in one SQLite file; its transaction handle is the
-    writer :class:`sqlite3.Connection`. Thread-safe; close readers' threads' use before :meth:`close`.
+    """An :class:`~ledger.store.port.EventStore` in one SQLite file.
+
+    Its transaction handle is the writer :class:`sqlite3.Connection`. Every method is thread-safe; stop
+    the threads that read before calling :meth:`close`, which closes their read connections too.
     """
 
     def __init__(
@@ -152,6 +154,8 @@ class SqliteEventStore:
             except sqlite3.IntegrityError as error:
                 conn.execute("ROLLBACK")
                 raise _duplicate_command(conn, batch.commands) from error
+            except sqlite3.Error as error:
+                raise StoreError(f"recording the commands failed: {error}") from error
         try:
             heads = _load_heads(conn, stream_ids(batch))
             first_position = conn.execute("SELECT coalesce(max(position), 0) + 1 FROM events").fetchone()[0]
@@ -165,6 +169,8 @@ class SqliteEventStore:
         except sqlite3.IntegrityError as error:
             conn.execute("ROLLBACK")
             raise _duplicate_event(conn, staged.events) from error
+        except sqlite3.Error as error:
+            raise StoreError(f"inserting the events failed: {error}") from error
         _executemany(
             conn, _UPSERT_STREAM, [(sid, head.version, head.hash) for sid, head in staged.heads.items()]
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -66,6 +67,14 @@ def test_canonical_json_refuses_naive_times_and_nan() -> None:
 
 def test_format_time_pads_and_keeps_microseconds() -> None:
     assert format_time(datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "0999-01-02T03:04:05.000006Z"
+
+
+def test_format_time_tells_apart_the_two_sides_of_a_fold() -> None:
+    new_york = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=new_york)
+    second = first.replace(fold=1)
+    assert format_time(first) == "2026-11-01T05:30:00.000000Z"
+    assert format_time(second) == "2026-11-01T06:30:00.000000Z"
 
 
 def test_genesis_is_32_zero_bytes() -> None:

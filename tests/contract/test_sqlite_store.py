@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-import statistics
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -302,22 +300,3 @@ def group_commit(round_: int, members: int = 100) -> AppendBatch:
         appends.append(StreamAppend(stream_id, 2 * round_, events))
         commands.append(CommandRecord("p1", tag, f"fp-{tag}", b'{"ok":true}', T0, stream_id))
     return AppendBatch(appends, commands)
-
-
-def median_append_seconds(store: SqliteEventStore, rounds: int) -> float:
-    timings = []
-    for round_ in range(rounds):
-        batch = group_commit(round_)
-        started = time.perf_counter()
-        store.append(batch)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
-
-
-def test_a_group_commit_of_100_commands_appends_quickly(path: str) -> None:
-    # synchronous=OFF takes the disk out of the measurement: this guards the CPU path (statements per
-    # event, hashing, encoding), with a wide margin for slow machines.
-    with SqliteEventStore(path, synchronous="OFF") as store:
-        median = median_append_seconds(store, rounds=7)
-        assert store.stream_version("member-p1-m99") == 14
-    assert median < 0.1, f"median {median * 1000:.1f} ms for 100 commands x 2 events"

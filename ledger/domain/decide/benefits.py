@@ -238,11 +238,9 @@ def revocable(ent: Entitlement, at: datetime) -> bool:
     return entitlement_status(ent, at) == "available"
 
 
-def _tier_perks(
-    state: MemberState, tier: str, above_rank: int, at: datetime, ctx: Context, n0: int
-) -> list[MemberEvent]:
-    """Grants of the ``on_tier`` perks for ``tier`` whose ``min_tier`` ranks above ``above_rank``, except
-    those the member still holds an available entitlement of (from an earlier tier grant)."""
+def _tier_perks(state: MemberState, tier: str, at: datetime, ctx: Context, n0: int) -> list[MemberEvent]:
+    """Grants of the ``on_tier`` perks of ``tier`` (those whose ``min_tier`` it reaches), except those the
+    member still holds an available entitlement of (from an earlier tier grant)."""
     policy = ctx.policy_at(at).policy
     rank = tier_rank(policy, tier)
     held = {e.benefit for e in state.entitlements.values() if e.source.startswith("tier:") and revocable(e, at)}
@@ -250,7 +248,7 @@ def _tier_perks(
     for rule in policy.grants:
         if rule.schedule != "on_tier" or rule.min_tier is None or rule.benefit in held:
             continue
-        if not above_rank < tier_rank(policy, rule.min_tier) <= rank:
+        if tier_rank(policy, rule.min_tier) > rank:
             continue
         out.append(grant(state, rule.benefit, at, ctx, source=f"tier:{tier}:{rule.benefit}", n=n0 + len(out), tier=tier))
         held.add(rule.benefit)
@@ -262,15 +260,16 @@ def on_tier_change(
 ) -> list[MemberEvent]:
     """Grants and revocations when the member's effective tier goes from ``from_tier`` to ``to_tier``.
 
-    Up: every ``on_tier`` perk whose ``min_tier`` the member now reaches and did not reach before (skipped if
-    the member still holds an available one of that benefit). Down: every available entitlement that may be
-    revoked on a downgrade and whose rule asks for more than the new tier (the rule it was granted under).
+    Up: the ``on_tier`` perks the member newly qualifies for, and any perk of a lower tier they no longer
+    hold (one that ran out while they were in a grace period, say); a perk the member still holds an available
+    entitlement of is not granted twice. Down: every available entitlement that may be revoked on a downgrade
+    and whose rule asks for more than the new tier (the rule it was granted under).
     """
     policy = ctx.policy_at(at).policy
     new_rank = tier_rank(policy, to_tier)
     old_rank = tier_rank(policy, from_tier)
     if new_rank > old_rank:
-        return _tier_perks(state, to_tier, old_rank, at, ctx, 0)
+        return _tier_perks(state, to_tier, at, ctx, 0)
     out: list[MemberEvent] = []
     if new_rank < old_rank:
         for ent in state.entitlements.values():
@@ -286,7 +285,7 @@ def on_tier_change(
 def renew_tier_perks(state: MemberState, tier: str, at: datetime, ctx: Context, *, n0: int = 0) -> list[MemberEvent]:
     """At a review the member passes: the ``on_tier`` perks of ``tier`` they no longer hold (a perk granted
     at the last tier change has usually run out by its anniversary) are granted again for the new year."""
-    return _tier_perks(state, tier, -1, at, ctx, n0)
+    return _tier_perks(state, tier, at, ctx, n0)
 
 
 # -- consuming ------------------------------------------------------------------------------------------------

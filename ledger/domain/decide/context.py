@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ledger.domain.commands import Profile
@@ -18,7 +18,7 @@ class Context:
     now: datetime
     at: datetime
     policies: PolicyHistory
-    profile: Profile = Profile()
+    profile: Profile = field(default_factory=Profile)
 
     def policy_at(self, t: datetime) -> PolicyVersion:
         return self.policies.in_force_at(t)

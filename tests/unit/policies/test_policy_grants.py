@@ -45,6 +45,7 @@ def test_quarterly_grants_fall_on_the_first_day_of_each_quarter(policy: Policy, 
 
 def test_member_day_coupon_is_valid_to_the_end_of_that_day(policy: Policy, sh) -> None:
     assert benefit_valid_until(policy, "member_day_coupon", sh(2026, 4, 15), None) == sh(2026, 4, 16)
+    assert benefit_valid_until(policy, "member_day_coupon", sh(2026, 4, 15, 10, 30), None) == sh(2026, 4, 16)
 
 
 def test_benefits_last_a_year_unless_said_otherwise(policy: Policy, sh) -> None:

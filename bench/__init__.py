@@ -1,0 +1,1 @@
+"""Throughput, latency, memory and replay benchmark for the ledger server."""

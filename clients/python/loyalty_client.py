@@ -1,0 +1,346 @@
+"""A small typed client for the loyalty.v1 gRPC API.
+
+Every write generates one idempotency key (uuid4) per call and reuses it across retries, so a retried
+command is applied at most once. Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
+are retried with exponential backoff; any other failure is raised as :class:`LedgerRefusal`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from loyalty.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    common_pb2,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    member_pb2,
+    query_pb2,
+    query_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+class LedgerRefusal(Exception):
+    """The server refused a call: gRPC status code, ErrorInfo reason and metadata, and the message."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        metadata: Mapping[str, str],
+        message: str,
+        field_violations: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.metadata = dict(metadata)
+        self.message = message
+        self.field_violations = dict(field_violations or {})
+
+    @classmethod
+    def from_error(cls, err: grpc.RpcError) -> LedgerRefusal:
+        code: grpc.StatusCode = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+        message: str = (err.details() or "") if isinstance(err, grpc.Call) else str(err)
+        reason = ""
+        metadata: dict[str, str] = {}
+        violations: dict[str, str] = {}
+        status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
+        for detail in status.details if status is not None else []:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+                metadata.update(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                for v in bad.field_violations:
+                    violations[v.field] = v.description
+        if not reason and violations:
+            reason = "BAD_REQUEST"
+        return cls(code, reason, metadata, message, violations)
+
+
+def _ts(value: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(value.astimezone(UTC))
+    return out
+
+
+class LoyaltyClient:
+    """Typed wrapper over LedgerService, MemberQueryService and AuditService for one program."""
+
+    def __init__(
+        self,
+        target: str,
+        program_id: str,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.05,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.program_id = program_id
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._own_channel = channel is None
+        self.channel = channel if channel is not None else grpc.insecure_channel(target)
+        self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channel)
+        self.query = query_pb2_grpc.MemberQueryServiceStub(self.channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
+
+    def close(self) -> None:
+        if self._own_channel:
+            self.channel.close()
+
+    def __enter__(self) -> LoyaltyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if code in RETRYABLE and attempt < self.retries:
+                    time.sleep(self.backoff * (2**attempt))
+                    attempt += 1
+                    continue
+                raise LedgerRefusal.from_error(err) from err
+
+    @staticmethod
+    def new_key() -> str:
+        return str(uuid.uuid4())
+
+    def _context(
+        self,
+        channel: common_pb2.Channel.ValueType,
+        occurred_at: datetime | None,
+        store_id: str = "",
+        terminal_id: str = "",
+        operator_id: str = "",
+    ) -> common_pb2.RequestContext:
+        ctx = common_pb2.RequestContext(
+            channel=channel, store_id=store_id, terminal_id=terminal_id, operator_id=operator_id
+        )
+        if occurred_at is not None:
+            ctx.occurred_at.CopyFrom(_ts(occurred_at))
+        return ctx
+
+    # -- members -------------------------------------------------------------------------------------------
+
+    def enroll(
+        self, member_id: str = "", *, card_number: str | None = None, idempotency_key: str | None = None
+    ) -> ledger_pb2.EnrollMemberResponse:
+        identities = (
+            [common_pb2.ChannelIdentity(kind=common_pb2.IDENTITY_KIND_CARD_NUMBER, value=card_number)]
+            if card_number
+            else []
+        )
+        req = ledger_pb2.EnrollMemberRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            member_id=member_id,
+            identities=identities,
+        )
+        return self._call(lambda: self.ledger.EnrollMember(req, timeout=self.timeout))
+
+    def lookup(
+        self, value: str, kind: common_pb2.IdentityKind.ValueType = common_pb2.IDENTITY_KIND_CARD_NUMBER
+    ) -> query_pb2.LookupMemberResponse:
+        req = query_pb2.LookupMemberRequest(
+            program_id=self.program_id, identity=common_pb2.ChannelIdentity(kind=kind, value=value)
+        )
+        return self._call(lambda: self.query.LookupMember(req, timeout=self.timeout))
+
+    def get_balance(self, member_id: str) -> member_pb2.Balance:
+        req = query_pb2.GetBalanceRequest(program_id=self.program_id, member_id=member_id)
+        return self._call(lambda: self.query.GetBalance(req, timeout=self.timeout)).balance
+
+    # -- earning and spending ------------------------------------------------------------------------------
+
+    def record_purchase(
+        self,
+        member_id: str,
+        order_id: str,
+        lines: Iterable[ledger_pb2.OrderLine],
+        order_total_fen: int = 0,
+        occurred_at: datetime | None = None,
+        *,
+        points_paid: int = 0,
+        hold_id: str = "",
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_POS,
+        store_id: str = "",
+        terminal_id: str = "",
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.RecordPurchaseResponse:
+        req = ledger_pb2.RecordPurchaseRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, occurred_at, store_id, terminal_id),
+            member_id=member_id,
+            order_id=order_id,
+            lines=list(lines),
+            order_total_fen=order_total_fen,
+            points_paid=points_paid,
+            hold_id=hold_id,
+        )
+        return self._call(lambda: self.ledger.RecordPurchase(req, timeout=self.timeout))
+
+    def award(
+        self,
+        member_id: str,
+        behaviour: str,
+        reference: str = "",
+        *,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_APP,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.AwardPointsResponse:
+        req = ledger_pb2.AwardPointsRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            behaviour=behaviour,
+            reference=reference,
+        )
+        return self._call(lambda: self.ledger.AwardPoints(req, timeout=self.timeout))
+
+    def adjust_points(
+        self,
+        member_id: str,
+        points: int,
+        reason_code: str,
+        operator_id: str,
+        note: str = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.AdjustPointsResponse:
+        req = ledger_pb2.AdjustPointsRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(common_pb2.CHANNEL_OPERATOR_CONSOLE, None, operator_id=operator_id),
+            member_id=member_id,
+            points=points,
+            reason_code=reason_code,
+            note=note,
+        )
+        return self._call(lambda: self.ledger.AdjustPoints(req, timeout=self.timeout))
+
+    def hold_points(
+        self,
+        member_id: str,
+        hold_id: str,
+        points: int,
+        order_id: str,
+        order_total_fen: int,
+        *,
+        ttl_seconds: int = 0,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_POS,
+        store_id: str = "",
+        terminal_id: str = "",
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.HoldPointsResponse:
+        req = ledger_pb2.HoldPointsRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None, store_id, terminal_id),
+            member_id=member_id,
+            hold_id=hold_id,
+            points=points,
+            order_id=order_id,
+            order_total_fen=order_total_fen,
+            ttl_seconds=ttl_seconds,
+        )
+        return self._call(lambda: self.ledger.HoldPoints(req, timeout=self.timeout))
+
+    def commit_hold(
+        self,
+        member_id: str,
+        hold_id: str,
+        points: int = 0,
+        *,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_POS,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.CommitHoldResponse:
+        req = ledger_pb2.CommitHoldRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            hold_id=hold_id,
+            points=points,
+        )
+        return self._call(lambda: self.ledger.CommitHold(req, timeout=self.timeout))
+
+    def release_hold(
+        self,
+        member_id: str,
+        hold_id: str,
+        *,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_POS,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.ReleaseHoldResponse:
+        req = ledger_pb2.ReleaseHoldRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            hold_id=hold_id,
+        )
+        return self._call(lambda: self.ledger.ReleaseHold(req, timeout=self.timeout))
+
+    def refund_purchase(
+        self,
+        member_id: str,
+        order_id: str,
+        refund_id: str,
+        *,
+        whole_order: bool = True,
+        lines: Iterable[ledger_pb2.RefundLine] = (),
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_POS,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.RefundPurchaseResponse:
+        req = ledger_pb2.RefundPurchaseRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            order_id=order_id,
+            refund_id=refund_id,
+            whole_order=whole_order,
+            lines=list(lines),
+        )
+        return self._call(lambda: self.ledger.RefundPurchase(req, timeout=self.timeout))
+
+    # -- audit ---------------------------------------------------------------------------------------------
+
+    def replay_member(self, member_id: str, after_version: int = 0) -> list[audit_pb2.ReplayMemberResponse]:
+        req = audit_pb2.ReplayMemberRequest(
+            program_id=self.program_id, member_id=member_id, after_version=after_version
+        )
+        return self._call(lambda: list(self.audit.ReplayMember(req, timeout=self.timeout)))

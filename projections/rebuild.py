@@ -1,0 +1,207 @@
+"""Rebuilding every read model from the event log.
+
+:func:`rebuild` reads the whole log with ``read_all`` in large pages, groups each page's events by stream and
+hands every member stream's events, in order, to a caller-supplied ``fold`` (the application owns decoding,
+evolving and the history rows), keeping each member's state between pages. History rows are written as it
+goes, in batches, each batch its own transaction; the members' current rows are written once the log is
+exhausted. Everything goes into fresh ``rb_``-prefixed tables while the live tables keep serving.
+
+The switch-over is one ``BEGIN IMMEDIATE`` transaction on ``conn``: it folds whatever was appended since the
+last page (holding the write lock, so nothing more can arrive), rewrites those members' rows, sets the
+checkpoint to the last position folded, drops the live tables and renames the fresh ones. Readers see the
+old tables until the commit and the new ones after it. ``conn`` must be a connection to the event store's
+own SQLite file (for the lock to cover the appends) in autocommit mode (``isolation_level=None``) with no
+transaction open; the rebuild begins and commits its own transactions on it.
+
+Memory: the states of all members are kept until the end (not their events), which is what lets the final
+transaction catch up without reading any stream again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Final
+
+from ledger.domain.state import MemberState
+from ledger.store.port import EventStore, StoredEvent
+from projections.rows import HistoryRow, member_identities
+from projections.sqlite_schema import REBUILD_PREFIX, create_tables, drop_tables, swap_tables
+from projections.sqlite_writer import DEFAULT_CHECKPOINT, MemberUpdate, SqliteProjector
+
+Fold = Callable[[MemberState | None, Sequence[StoredEvent]], tuple[MemberState, list[HistoryRow]]]
+"""``fold(state, events) -> (state, history_rows)``: continue a member's fold with the next events of its stream
+(``state`` is None at the start of the stream) and return the state after them and their history rows."""
+
+DueAt = Callable[[MemberState], datetime | None]
+"""The member's next due time (what the ``due`` table holds), from its final state."""
+
+DEFAULT_PAGE_SIZE: Final = 20_000
+DEFAULT_FLUSH_ROWS: Final = 50_000
+_MEMBER_BATCH: Final = 2_000
+_MEMBERS_PER_TRANSACTION: Final = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    events: int
+    """Member events folded."""
+    other_events: int
+    """Events of streams outside the member prefix (program streams), read and skipped."""
+    members: int
+    history_rows: int
+    position: int
+    """The checkpoint: the position of the last event read."""
+    caught_up: int
+    """Events appended while the rebuild ran, folded in the switch-over transaction."""
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        total = self.events + self.other_events
+        return total / self.seconds if self.seconds > 0 else float(total)
+
+    def __str__(self) -> str:
+        return (
+            f"rebuilt {self.members} members from {self.events} events ({self.other_events} others skipped, "
+            f"{self.caught_up} caught up at the switch) up to position {self.position}: {self.history_rows} "
+            f"history rows in {self.seconds:.2f}s ({self.events_per_second:,.0f} events/s)"
+        )
+
+
+class _Run:
+    def __init__(
+        self,
+        store: EventStore[Any],
+        conn: sqlite3.Connection,
+        fold: Fold,
+        due_at: DueAt,
+        *,
+        stream_prefix: str,
+        page_size: int,
+        writer: SqliteProjector,
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.fold = fold
+        self.due_at = due_at
+        self.stream_prefix = stream_prefix
+        self.page_size = page_size
+        self.writer = writer
+        self.states: dict[str, MemberState] = {}
+        self.history: list[HistoryRow] = []
+        self.position = 0
+        self.events = 0
+        self.other_events = 0
+        self.history_rows = 0
+
+    def read_page(self) -> set[str] | None:
+        """Fold the next page; return the streams it touched (None once the log is exhausted)."""
+        page = self.store.read_all(after_position=self.position, limit=self.page_size)
+        if not page:
+            return None
+        by_stream: dict[str, list[StoredEvent]] = {}
+        for stored in page:
+            by_stream.setdefault(stored.stream_id, []).append(stored)
+        prefix = self.stream_prefix
+        for stream_id, events in by_stream.items():
+            if not stream_id.startswith(prefix):
+                self.other_events += len(events)
+                continue
+            state, rows = self.fold(self.states.get(stream_id), events)
+            self.states[stream_id] = state
+            self.history.extend(rows)
+            self.events += len(events)
+        self.position = page[-1].position
+        return {stream_id for stream_id in by_stream if stream_id.startswith(prefix)}
+
+    def write_history(self) -> None:
+        if self.history:
+            self.history_rows += self.writer.write_history(self.conn, self.history, fresh=True)
+            self.history = []
+
+    def write_members(self, stream_ids: Sequence[str], *, fresh: bool) -> None:
+        for start in range(0, len(stream_ids), _MEMBER_BATCH):
+            chunk = [self.states[sid] for sid in stream_ids[start : start + _MEMBER_BATCH]]
+            updates = [MemberUpdate(s.program_id, s.member_id, s, (), self.due_at(s)) for s in chunk]
+            self.writer.write_members(self.conn, updates, fresh=fresh)
+            self.writer.write_identities(
+                self.conn, [(s.program_id, i, s.member_id) for s in chunk for i in member_identities(s)]
+            )
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def rebuild(
+    store: EventStore[Any],
+    conn: sqlite3.Connection,
+    fold: Fold,
+    due_at: DueAt,
+    *,
+    stream_prefix: str = "member-",
+    page_size: int = DEFAULT_PAGE_SIZE,
+    flush_rows: int = DEFAULT_FLUSH_ROWS,
+    prefix: str = "",
+    checkpoint_name: str = DEFAULT_CHECKPOINT,
+) -> RebuildReport:
+    """Rebuild the ``prefix`` read-model tables on ``conn`` from every event of ``store`` (see the module doc)."""
+    if conn.in_transaction:
+        raise RuntimeError("rebuild needs a connection with no transaction open")
+    if page_size < 1 or flush_rows < 1:
+        raise ValueError("page_size and flush_rows must be positive")
+    started = time.perf_counter()
+    fresh_prefix = REBUILD_PREFIX + prefix
+    writer = SqliteProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
+    run = _Run(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
+
+    def prepare() -> None:
+        drop_tables(conn, fresh_prefix)
+        create_tables(conn, fresh_prefix, indexes=False)
+
+    _in_transaction(conn, prepare)
+    while run.read_page() is not None:
+        if len(run.history) >= flush_rows:
+            _in_transaction(conn, run.write_history)
+    _in_transaction(conn, run.write_history)
+    members = sorted(run.states)
+    for start in range(0, len(members), _MEMBERS_PER_TRANSACTION):
+        chunk = members[start : start + _MEMBERS_PER_TRANSACTION]
+        _in_transaction(conn, partial(run.write_members, chunk, fresh=True))
+
+    caught_up = 0
+
+    def switch() -> None:
+        nonlocal caught_up
+        before = run.events + run.other_events
+        touched: set[str] = set()
+        while (streams := run.read_page()) is not None:
+            touched |= streams
+        caught_up = run.events + run.other_events - before
+        run.write_history()
+        run.write_members(sorted(touched), fresh=False)
+        writer.set_checkpoint(conn, run.position)
+        swap_tables(conn, fresh_prefix, prefix)
+
+    _in_transaction(conn, switch)
+    return RebuildReport(
+        events=run.events,
+        other_events=run.other_events,
+        members=len(run.states),
+        history_rows=run.history_rows,
+        position=run.position,
+        caught_up=caught_up,
+        seconds=time.perf_counter() - started,
+    )
