@@ -1,8 +1,9 @@
 """The read-model rows of one member, derived from its :class:`~ledger.domain.state.MemberState` (pure; no SQL).
 
-Every row is a frozen dataclass whose fields are plain values: ids and codes are ``str``, points and money
-(fen) are ``int``, times are timezone-aware ``datetime`` objects as the state holds them (the SQLite tables
-store them as integer microseconds since the Unix epoch, UTC; see :mod:`projections.sqlite_codec`).
+Every row is an immutable ``NamedTuple`` (cheap to build by the million during a rebuild) whose fields are
+plain values: ids and codes are ``str``, points and money (fen) are ``int``, times are timezone-aware
+``datetime`` objects as the state holds them (the SQLite tables store them as integer microseconds since the
+Unix epoch, UTC; see :mod:`projections.sqlite_codec`). Field order is the tables' column order.
 
 :func:`member_rows` gives the current rows of a member (balance, lots, tier, entitlements, memberships and
 the identities that resolve to it); :func:`history_row` gives the history row of one event from the stored
@@ -15,9 +16,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, tzinfo
+from datetime import UTC, datetime, tzinfo
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ledger.domain import events as ev
 from ledger.domain.state import Entitlement, Lot, Membership, MemberState
@@ -65,8 +66,7 @@ class Balances:
 # -- rows -------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceRow:
+class BalanceRow(NamedTuple):
     program_id: str
     member_id: str
     version: int
@@ -84,8 +84,7 @@ class BalanceRow:
     merged_into: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LotRow:
+class LotRow(NamedTuple):
     program_id: str
     member_id: str
     lot_id: str
@@ -100,8 +99,7 @@ class LotRow:
     status: LotStatus
 
 
-@dataclass(frozen=True, slots=True)
-class TierRow:
+class TierRow(NamedTuple):
     program_id: str
     member_id: str
     tier: str
@@ -115,8 +113,7 @@ class TierRow:
     override_reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class EntitlementRow:
+class EntitlementRow(NamedTuple):
     program_id: str
     member_id: str
     entitlement_id: str
@@ -134,8 +131,7 @@ class EntitlementRow:
     revoked_reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class MembershipRow:
+class MembershipRow(NamedTuple):
     program_id: str
     member_id: str
     membership_id: str
@@ -146,15 +142,13 @@ class MembershipRow:
     status: str
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityRow:
+class IdentityRow(NamedTuple):
     program_id: str
     identity: str
     member_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class DueRow:
+class DueRow(NamedTuple):
     """When the member next has time-driven work (activation, expiry, review, ...); None: nothing scheduled."""
 
     program_id: str
@@ -162,8 +156,7 @@ class DueRow:
     due_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One event of a member's stream with the balances right after it (``*_after``) and what it changed."""
 
     program_id: str
@@ -212,21 +205,21 @@ def lot_status(lot: Lot) -> LotStatus:
 def balance_row(state: MemberState) -> BalanceRow:
     b = Balances.of(state)
     return BalanceRow(
-        program_id=state.program_id,
-        member_id=state.member_id,
-        version=state.version,
-        active=b.active,
-        pending=b.pending,
-        held=b.held,
-        available=b.available,
-        arrears=b.arrears,
-        lifetime_earned=state.lifetime_earned,
-        lifetime_redeemed=state.lifetime_redeemed,
-        lifetime_expired=state.lifetime_expired,
-        lifetime_clawed_back=state.lifetime_clawed_back,
-        lifetime_returned=state.lifetime_returned,
-        lifetime_adjusted=state.lifetime_adjusted,
-        merged_into=state.merged_into,
+        state.program_id,
+        state.member_id,
+        state.version,
+        b.active,
+        b.pending,
+        b.held,
+        b.available,
+        b.arrears,
+        state.lifetime_earned,
+        state.lifetime_redeemed,
+        state.lifetime_expired,
+        state.lifetime_clawed_back,
+        state.lifetime_returned,
+        state.lifetime_adjusted,
+        state.merged_into,
     )
 
 
@@ -257,50 +250,50 @@ def tier_row(state: MemberState) -> TierRow:
     notice = state.downgrade_notice
     override = state.override
     return TierRow(
-        program_id=state.program_id,
-        member_id=state.member_id,
-        tier=state.tier,
-        tier_since=state.tier_since,
-        next_review_at=state.next_review_at,
-        downgrade_at=notice.downgrade_at if notice else None,
-        downgrade_target=notice.target_tier if notice else None,
-        override_tier=override.tier if override else None,
-        override_kind=override.kind if override else None,
-        override_ends_at=override.ends_at if override else None,
-        override_reason=override.reason if override else None,
+        state.program_id,
+        state.member_id,
+        state.tier,
+        state.tier_since,
+        state.next_review_at,
+        notice.downgrade_at if notice else None,
+        notice.target_tier if notice else None,
+        override.tier if override else None,
+        override.kind if override else None,
+        override.ends_at if override else None,
+        override.reason if override else None,
     )
 
 
 def entitlement_row(state: MemberState, ent: Entitlement) -> EntitlementRow:
     return EntitlementRow(
-        program_id=state.program_id,
-        member_id=state.member_id,
-        entitlement_id=ent.entitlement_id,
-        benefit=ent.benefit,
-        name=ent.name,
-        kind=ent.kind,
-        value_fen=ent.value_fen,
-        valid_from=ent.valid_from,
-        valid_until=ent.valid_until,
-        quota_total=ent.quota_total,
-        quota_per_month=ent.quota_per_month,
-        used_total=ent.used_total,
-        source=ent.source,
-        revoked_at=ent.revoked_at,
-        revoked_reason=ent.revoked_reason,
+        state.program_id,
+        state.member_id,
+        ent.entitlement_id,
+        ent.benefit,
+        ent.name,
+        ent.kind,
+        ent.value_fen,
+        ent.valid_from,
+        ent.valid_until,
+        ent.quota_total,
+        ent.quota_per_month,
+        ent.used_total,
+        ent.source,
+        ent.revoked_at,
+        ent.revoked_reason,
     )
 
 
 def membership_row(state: MemberState, m: Membership) -> MembershipRow:
     return MembershipRow(
-        program_id=state.program_id,
-        member_id=state.member_id,
-        membership_id=m.membership_id,
-        plan=m.plan,
-        price_fen=m.price_fen,
-        term_start=m.term_start,
-        term_end=m.term_end,
-        status=m.status,
+        state.program_id,
+        state.member_id,
+        m.membership_id,
+        m.plan,
+        m.price_fen,
+        m.term_start,
+        m.term_end,
+        m.status,
     )
 
 
@@ -335,9 +328,20 @@ def parse_member_stream(stream_id: str) -> tuple[str, str]:
     return program_id, member_id
 
 
+_ACTOR_JSON: dict[tuple[tuple[str, str], ...], str] = {}
+_ACTOR_JSON_MAX = 4096
+
+
 def actor_json(actor: Mapping[str, str]) -> str:
     """The actor mapping as canonical JSON text (sorted keys, no spaces)."""
-    return json.dumps(dict(actor), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = tuple(actor.items())
+    text = _ACTOR_JSON.get(key)
+    if text is None:
+        text = json.dumps(dict(actor), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if len(_ACTOR_JSON) >= _ACTOR_JSON_MAX:
+            _ACTOR_JSON.clear()
+        _ACTOR_JSON[key] = text
+    return text
 
 
 def history_row(
@@ -360,24 +364,24 @@ def history_row(
         program_id = program_id if program_id is not None else parsed_program
         member_id = member_id if member_id is not None else parsed_member
     return HistoryRow(
-        program_id=program_id,
-        member_id=member_id,
-        version=stored.version,
-        position=stored.position,
-        event_type=stored.type,
-        occurred_at=stored.occurred_at,
-        recorded_at=stored.recorded_at,
-        points_delta_active=after.active - before.active,
-        points_delta_pending=after.pending - before.pending,
-        active_after=after.active,
-        pending_after=after.pending,
-        held_after=after.held,
-        arrears_after=after.arrears,
-        available_after=after.available,
-        policy_version=stored.policy_version,
-        summary=summary(event, tz),
-        actor_json=actor_json(stored.actor),
-        idempotency_key=stored.idempotency_key,
+        program_id,
+        member_id,
+        stored.version,
+        stored.position,
+        stored.type,
+        stored.occurred_at,
+        stored.recorded_at,
+        after.active - before.active,
+        after.pending - before.pending,
+        after.active,
+        after.pending,
+        after.held,
+        after.arrears,
+        after.active - after.held,
+        stored.policy_version,
+        summary(event, tz),
+        actor_json(stored.actor),
+        stored.idempotency_key,
     )
 
 
@@ -386,12 +390,13 @@ def history_row(
 
 def _when(t: datetime, tz: tzinfo) -> str:
     """A date in ``tz`` (``2026-03-17``), with the time of day when it is not midnight (``2026-03-17 14:30``)."""
-    local = t.astimezone(tz)
-    if local.time() == time(0):
-        return local.strftime("%Y-%m-%d")
-    if local.second or local.microsecond:
-        return local.strftime("%Y-%m-%d %H:%M:%S")
-    return local.strftime("%Y-%m-%d %H:%M")
+    t = t.astimezone(tz)
+    day = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+    if not (t.hour or t.minute or t.second or t.microsecond):
+        return day
+    if t.second or t.microsecond:
+        return f"{day} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    return f"{day} {t.hour:02d}:{t.minute:02d}"
 
 
 def _points(n: int) -> str:

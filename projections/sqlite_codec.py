@@ -7,10 +7,8 @@ come back as aware UTC datetimes equal to the ones written. Everything else is s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from projections.rows import (
@@ -27,7 +25,7 @@ from projections.rows import (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-R = TypeVar("R")
+R = TypeVar("R", bound=tuple[Any, ...])
 
 
 def to_micros(value: datetime) -> int:
@@ -45,25 +43,24 @@ def opt_micros(value: datetime | None) -> int | None:
 
 
 class RowCodec(Generic[R]):
-    """Encodes one row type as a tuple in its table's column order (the dataclass field order) and back."""
+    """Stores one row type (a ``NamedTuple``) as a tuple in its table's column order (the field order) and back."""
 
     def __init__(self, cls: type[R], table: str, key: Sequence[str], times: Sequence[str] = ()) -> None:
         self.cls = cls
         self.table = table
-        self.columns: tuple[str, ...] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        self.columns: tuple[str, ...] = tuple(cls._fields)  # type: ignore[attr-defined]
         unknown = (set(key) | set(times)) - set(self.columns)
         if unknown:
             raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
         self.key: tuple[str, ...] = tuple(key)
         self.key_index: tuple[int, ...] = tuple(self.columns.index(k) for k in key)
-        self._get = attrgetter(*self.columns)
+        self._make: Callable[[Iterable[Any]], R] = cls._make  # type: ignore[attr-defined]
         self._times = tuple(i for i, name in enumerate(self.columns) if name in times)
 
     def encode(self, row: R) -> tuple[Any, ...]:
-        values: tuple[Any, ...] = self._get(row)
         if not self._times:
-            return values
-        out = list(values)
+            return tuple(row)
+        out = list(row)
         for i in self._times:
             v = out[i]
             if v is not None:
@@ -71,12 +68,14 @@ class RowCodec(Generic[R]):
         return tuple(out)
 
     def decode(self, values: Sequence[Any]) -> R:
+        if not self._times:
+            return self._make(values)
         out = list(values)
         for i in self._times:
             v = out[i]
             if v is not None:
                 out[i] = _EPOCH + timedelta(microseconds=v)
-        return self.cls(*out)
+        return self._make(out)
 
     def key_of(self, encoded: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(encoded[i] for i in self.key_index)

@@ -7,9 +7,10 @@ For each member of a batch ``apply``
 
 - replaces its ``balance``, ``tier_state`` and ``due`` rows;
 - brings its ``lot``, ``entitlement`` and ``membership`` rows in line with the state: it reads the stored
-  rows of the batch's members (one query per table and program, in chunks) and writes only the rows that are
-  new or differ, and deletes rows the state no longer has, so a member with hundreds of closed lots costs a
-  read, not a rewrite;
+  rows of the batch's members (one query per table and program, in chunks of members) and writes only the
+  rows that are new or differ, and deletes rows the state no longer has, so a member with hundreds of closed
+  lots costs a read, not a rewrite. A lot's source, amount, times and order are fixed when it is credited,
+  so lots are compared on remaining points, held points and status only;
 - inserts (or replaces: applying the same update twice is harmless) the history rows;
 - points its new identities at itself (an identity absorbed by a merge moves to the surviving member);
 
@@ -20,13 +21,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from ledger.domain.state import MemberState
-from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
+from projections.rows import (
+    HistoryRow,
+    balance_row,
+    entitlement_row,
+    lot_row,
+    lot_status,
+    membership_row,
+    tier_row,
+)
 from projections.sqlite_codec import (
     BALANCE,
     ENTITLEMENT,
@@ -82,9 +91,15 @@ class SqliteProjector:
         self._sql_set_checkpoint = (
             f"INSERT OR REPLACE INTO {p}projection_checkpoint (name, position) VALUES (?, ?)"
         )
-        self._children: tuple[_Children, ...] = tuple(
-            _Children(codec, p) for codec in (LOT, ENTITLEMENT, MEMBERSHIP)
+        self._sql_lot_insert = LOT.insert(p + LOT.table)
+        self._sql_lot_upsert = LOT.insert(p + LOT.table, replace=True)
+        self._sql_lot_state = (
+            f"SELECT program_id, member_id, lot_id, remaining, held, status FROM {p}lot "
+            "WHERE program_id = ? AND member_id IN "
         )
+        self._sql_lot_delete = f"DELETE FROM {p}lot WHERE program_id = ? AND member_id = ? AND lot_id = ?"
+        self._entitlements = _Children(ENTITLEMENT, p)
+        self._memberships = _Children(MEMBERSHIP, p)
 
     # -- schema -----------------------------------------------------------------------------------------------
 
@@ -174,39 +189,75 @@ class SqliteProjector:
     def _write_members(
         self, conn: sqlite3.Connection, updates: Iterable[MemberUpdate], *, fresh: bool
     ) -> None:
-        balances: list[Encoded] = []
-        tiers: list[Encoded] = []
-        dues: list[Encoded] = []
-        lots: dict[MemberKey, list[Encoded]] = {}
-        entitlements: dict[MemberKey, list[Encoded]] = {}
-        memberships: dict[MemberKey, list[Encoded]] = {}
-        enc_lot, enc_ent, enc_mem = LOT.encode, ENTITLEMENT.encode, MEMBERSHIP.encode
-        for u in updates:
-            s = u.state
-            key = (u.program_id, u.member_id)
-            balances.append(BALANCE.encode(balance_row(s)))
-            tiers.append(TIER.encode(tier_row(s)))
-            dues.append((u.program_id, u.member_id, opt_micros(u.due_at)))
-            lots[key] = [enc_lot(lot_row(s, lot)) for lot in s.lots.values()]
-            entitlements[key] = [enc_ent(entitlement_row(s, e)) for e in s.entitlements.values()]
-            memberships[key] = [enc_mem(membership_row(s, m)) for m in s.memberships.values()]
-        if not balances:
+        members = list(updates)
+        if not members:
             return
-        conn.executemany(self._sql_balance, balances)
-        conn.executemany(self._sql_tier, tiers)
-        conn.executemany(self._sql_due, dues)
-        for children, rows in zip(self._children, (lots, entitlements, memberships), strict=True):
-            if fresh:
-                children.insert(conn, rows)
-            else:
-                children.sync(conn, rows)
+        conn.executemany(self._sql_balance, [BALANCE.encode(balance_row(u.state)) for u in members])
+        conn.executemany(self._sql_tier, [TIER.encode(tier_row(u.state)) for u in members])
+        conn.executemany(self._sql_due, [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members])
+        entitlements = {
+            (u.program_id, u.member_id): [
+                ENTITLEMENT.encode(entitlement_row(u.state, e)) for e in u.state.entitlements.values()
+            ]
+            for u in members
+        }
+        memberships = {
+            (u.program_id, u.member_id): [
+                MEMBERSHIP.encode(membership_row(u.state, m)) for m in u.state.memberships.values()
+            ]
+            for u in members
+        }
+        if fresh:
+            lots = [LOT.encode(lot_row(u.state, lot)) for u in members for lot in u.state.lots.values()]
+            if lots:
+                conn.executemany(self._sql_lot_insert, lots)
+            self._entitlements.insert(conn, entitlements)
+            self._memberships.insert(conn, memberships)
+        else:
+            self._sync_lots(conn, members)
+            self._entitlements.sync(conn, entitlements)
+            self._memberships.sync(conn, memberships)
+
+    def _sync_lots(self, conn: sqlite3.Connection, members: list[MemberUpdate]) -> None:
+        """Write the lots that are new or whose remaining points, held points or status changed.
+
+        The other columns of a lot (source, amount, times, order) are fixed when it is credited.
+        """
+        stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for program_id, chunk in _member_chunks(members):
+            sql = self._sql_lot_state + "(" + ", ".join("?" * len(chunk)) + ")"
+            for row in conn.execute(sql, (program_id, *chunk)):
+                stored[row[:3]] = row[3:]
+        changed: list[Encoded] = []
+        encode = LOT.encode
+        for u in members:
+            state = u.state
+            program_id, member_id = u.program_id, u.member_id
+            for lot in state.lots.values():
+                now = (lot.remaining, lot.held, lot_status(lot))
+                if stored.pop((program_id, member_id, lot.lot_id), None) != now:
+                    changed.append(encode(lot_row(state, lot)))
+        if changed:
+            conn.executemany(self._sql_lot_upsert, changed)
+        if stored:
+            conn.executemany(self._sql_lot_delete, list(stored))
+
+
+def _member_chunks(members: Iterable[MemberUpdate] | Iterable[MemberKey]) -> Iterator[tuple[str, list[str]]]:
+    """``(program_id, member_ids)`` in chunks small enough for one ``IN (...)`` list."""
+    by_program: dict[str, list[str]] = {}
+    for m in members:
+        program_id, member_id = (m.program_id, m.member_id) if isinstance(m, MemberUpdate) else m
+        by_program.setdefault(program_id, []).append(member_id)
+    for program_id, member_ids in by_program.items():
+        for start in range(0, len(member_ids), _CHUNK):
+            yield program_id, member_ids[start : start + _CHUNK]
 
 
 class _Children:
-    """The rows a member has several of (lots, entitlements, memberships): written by difference."""
+    """Rows a member has a few of (entitlements, memberships): whole rows compared, changed ones written."""
 
     def __init__(self, codec: RowCodec[Any], prefix: str) -> None:
-        self.codec = codec
         table = prefix + codec.table
         child_key = codec.key[2]
         self._select = f"{codec.select(table)} WHERE program_id = ? AND member_id IN "
@@ -221,21 +272,11 @@ class _Children:
 
     def sync(self, conn: sqlite3.Connection, by_member: dict[MemberKey, list[Encoded]]) -> None:
         stored: dict[tuple[Any, ...], Encoded] = {}
-        members_by_program: dict[str, list[str]] = {}
-        for program_id, member_id in by_member:
-            members_by_program.setdefault(program_id, []).append(member_id)
-        key_of = self.codec.key_of
-        for program_id, member_ids in members_by_program.items():
-            for start in range(0, len(member_ids), _CHUNK):
-                chunk = member_ids[start : start + _CHUNK]
-                sql = self._select + "(" + ", ".join("?" * len(chunk)) + ")"
-                for row in conn.execute(sql, (program_id, *chunk)):
-                    stored[key_of(row)] = row
-        changed: list[Encoded] = []
-        for member_rows in by_member.values():
-            for row in member_rows:
-                if stored.pop(key_of(row), None) != row:
-                    changed.append(row)
+        for program_id, chunk in _member_chunks(by_member):
+            sql = self._select + "(" + ", ".join("?" * len(chunk)) + ")"
+            for row in conn.execute(sql, (program_id, *chunk)):
+                stored[row[:3]] = row
+        changed = [row for rows in by_member.values() for row in rows if stored.pop(row[:3], None) != row]
         if changed:
             conn.executemany(self._upsert, changed)
         if stored:

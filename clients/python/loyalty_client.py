@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -56,13 +56,18 @@ class LedgerRefusal(Exception):
 
     @classmethod
     def from_error(cls, err: grpc.RpcError) -> LedgerRefusal:
-        code: grpc.StatusCode = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
-        message: str = (err.details() or "") if isinstance(err, grpc.Call) else str(err)
+        code = _code(err) or grpc.StatusCode.UNKNOWN
+        details = getattr(err, "details", None)
+        message = str(details() or "") if callable(details) else str(err)
         reason = ""
         metadata: dict[str, str] = {}
         violations: dict[str, str] = {}
-        status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
-        for detail in status.details if status is not None else []:
+        status = (
+            rpc_status.from_call(cast(grpc.Call, err))
+            if callable(getattr(err, "trailing_metadata", None))
+            else None
+        )
+        for detail in list(status.details) if status is not None else []:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
@@ -76,6 +81,12 @@ class LedgerRefusal(Exception):
         if not reason and violations:
             reason = "BAD_REQUEST"
         return cls(code, reason, metadata, message, violations)
+
+
+def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    code = getattr(err, "code", None)
+    value = code() if callable(code) else None
+    return value if isinstance(value, grpc.StatusCode) else None
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -125,7 +136,7 @@ class LoyaltyClient:
             try:
                 return fn()
             except grpc.RpcError as err:
-                code = err.code() if isinstance(err, grpc.Call) else None
+                code = _code(err)
                 if code in RETRYABLE and attempt < self.retries:
                     time.sleep(self.backoff * (2**attempt))
                     attempt += 1

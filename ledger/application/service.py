@@ -390,7 +390,11 @@ class LedgerApp(ProgramDirectory):
         if not stored_events:
             raise NotFound("member", member_id)
         report = VerifyReport(program_id, member_id, True, len(stored_events), stored_events[-1].hash)
-        report.chain_break = verify_stream(stored_events)
+        try:
+            report.chain_break = verify_stream(stored_events)
+        except Exception as exc:  # a row altered into something unreadable is a finding too
+            first = stored_events[0]
+            report.chain_break = ChainBreak(first.stream_id, first.version, first.position, f"unreadable event: {exc}")
         if report.chain_break is not None:
             report.ok = False
             return report

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from ledger.domain.commands import Profile
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
-from policies import Policy, PolicyHistory, PolicyVersion, tier_rank
+from policies import NoPolicyInForce, Policy, PolicyHistory, PolicyVersion, tier_rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +21,19 @@ class Context:
     profile: Profile = field(default_factory=Profile)
 
     def policy_at(self, t: datetime) -> PolicyVersion:
-        return self.policies.in_force_at(t)
+        try:
+            return self.policies.in_force_at(t)
+        except NoPolicyInForce as exc:
+            raise Refusal(
+                "POLICY_NOT_EFFECTIVE_YET",
+                "no policy version of this program was in force at that time",
+                {"at": t.isoformat()},
+            ) from exc
 
     @property
     def version(self) -> PolicyVersion:
         """The policy version in force at the command's business time."""
-        return self.policies.in_force_at(self.at)
+        return self.policy_at(self.at)
 
     def for_time(self, t: datetime) -> Context:
         """The same context for time-driven work due at ``t``."""

@@ -6,8 +6,9 @@
   (e.g. the annual parenting card) are made when the term starts: at once for a new membership, at the
   term's start for a renewal (due work), so a card's quotas start afresh on its anniversary.
 * Cancellation within ``cooling_off_days`` of the purchase refunds the full price and revokes what remains of
-  the benefits that came with the membership (those whose ``revoke_on`` names ``membership_cancelled``):
-  an unused coupon is revoked, a partly used card loses its remaining uses; what was used stays used.
+  the benefits that came with the membership (its start grants and the monthly coupons of its term, those whose
+  ``revoke_on`` names ``membership_cancelled``): an unused coupon is revoked, a partly used card loses its
+  remaining uses; what was used stays used.
 * At the end of its term a membership lapses; benefits marked ``membership_lapsed`` are revoked.
 """
 

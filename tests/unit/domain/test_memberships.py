@@ -14,7 +14,7 @@ from ledger.domain.decide import Context, decide, memberships, tick
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import Entitlement, MemberState
-from policies import PolicyHistory, little_sprout
+from policies import PolicyHistory, little_sprout, policy_from_data
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = little_sprout()
@@ -254,3 +254,27 @@ def test_early_education_sessions_4_a_year() -> None:
         use(state, sessions, sh(2026, 3, 12, 10), quantity=2)
     assert refused.value.metadata == {"period": "total", "limit": "4", "used": "3", "requested": "2", "remaining": "1"}
     use(state, sessions, sh(2026, 3, 12, 10))
+
+
+def test_lapse_revokes_monthly_coupons_only_when_no_renewal_carries_on() -> None:
+    document = POLICY.model_dump(mode="json")
+    document["benefits"]["black_gold_monthly_coupon"]["revoke_on"] = ["membership_cancelled", "membership_lapsed"]
+    history = PolicyHistory.starting_with(policy_from_data(document), datetime(2020, 1, 1, tzinfo=SH))
+
+    def lapse(renew: bool) -> list[ev.EntitlementRevoked]:
+        state = enrolled(sh(2026, 1, 5, 10))
+        ctx = Context(now=sh(2026, 3, 10, 14), at=sh(2026, 3, 10, 14), policies=history)
+        command = PurchaseMembership(member_id="m1", membership_id="BG-1", plan="black_gold", paid_fen=PRICE)
+        fold(state, decide(command, state, ctx))
+        fold(state, tick(state, ctx.for_time(sh(2027, 3, 1, 1))))
+        if renew:
+            command = PurchaseMembership(member_id="m1", membership_id="BG-2", plan="black_gold", paid_fen=PRICE)
+            fold(state, decide(command, state, ctx.for_time(sh(2027, 3, 1, 1))))
+        events = tick(state, ctx.for_time(sh(2027, 3, 10, 14)))
+        assert [e.membership_id for e in of_type(events, ev.MembershipLapsed)] == ["BG-1"]
+        return of_type(events, ev.EntitlementRevoked)
+
+    revoked = lapse(renew=False)
+    # The coupons of the last 365 days that are still unused: April 2026 to March 2027.
+    assert len(revoked) == 12 and all(e.reason == "membership_lapsed" for e in revoked)
+    assert lapse(renew=True) == []

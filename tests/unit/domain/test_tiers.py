@@ -400,3 +400,14 @@ def test_decide_does_not_mutate_the_state() -> None:
     tiers.upgrade(state, context(sh(2026, 2, 2, 12)), growth=10000, purchase_at=sh(2026, 2, 2, 12))
     decide(override_cmd("gold", sh(2026, 3, 1)), state, context(sh(2026, 2, 10)))
     assert state == before
+
+
+def test_upgrade_grants_the_perks_of_the_new_tier_the_member_no_longer_holds() -> None:
+    state = enrolled(sh(2026, 2, 1, 12))
+    sale(state, sh(2026, 3, 1, 12), 2000)
+    advance(state, sh(2027, 3, 1, 12))
+    assert has_notice(state)
+    assert perks(state, sh(2027, 3, 1, 12)) == set()  # the Silver perk ran out; no renewal under a notice
+    events = sale(state, sh(2027, 3, 10, 12), 5000)
+    assert of_type(events, ev.TierChanged)[0].to_tier == "gold"
+    assert {e.benefit for e in of_type(events, ev.EntitlementGranted)} == {"parenting_consultant", "priority_trial"}

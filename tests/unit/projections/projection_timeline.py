@@ -29,8 +29,12 @@ def stream(member_id: str, program_id: str = PROGRAM) -> str:
 END_OF_MARCH_2027 = sh(2027, 4, 1)
 
 
-def enrolled(at: datetime, member_id: str, identities: Sequence[str], tier: str = "bronze") -> ev.MemberEnrolled:
-    return ev.MemberEnrolled(at=at, member_id=member_id, identities=tuple(identities), tier=tier, policy_version=1)
+def enrolled(
+    at: datetime, member_id: str, identities: Sequence[str], tier: str = "bronze"
+) -> ev.MemberEnrolled:
+    return ev.MemberEnrolled(
+        at=at, member_id=member_id, identities=tuple(identities), tier=tier, policy_version=1
+    )
 
 
 def purchase(
@@ -94,7 +98,9 @@ def awarded(
         points=points,
         growth=0,
         counts_as_referral=False,
-        lot=ev.NewLot(lot_id=lot_id, source="behaviour", points=points, active_at=at, expires_at=END_OF_MARCH_2027),
+        lot=ev.NewLot(
+            lot_id=lot_id, source="behaviour", points=points, active_at=at, expires_at=END_OF_MARCH_2027
+        ),
         arrears_repaid=0,
         policy_version=1,
     )
@@ -120,7 +126,9 @@ def held(at: datetime, hold_id: str, order_id: str, allocations: dict[str, int])
     )
 
 
-def committed(at: datetime, hold_id: str, order_id: str, debits: dict[str, int], released: int) -> ev.HoldCommitted:
+def committed(
+    at: datetime, hold_id: str, order_id: str, debits: dict[str, int], released: int
+) -> ev.HoldCommitted:
     return ev.HoldCommitted(
         at=at,
         hold_id=hold_id,
@@ -167,7 +175,9 @@ def granted(at: datetime, entitlement_id: str, source: str) -> ev.EntitlementGra
 
 
 def consumed(at: datetime, entitlement_id: str, order_id: str) -> ev.EntitlementConsumed:
-    return ev.EntitlementConsumed(at=at, entitlement_id=entitlement_id, quantity=1, order_id=order_id, store_id="S1")
+    return ev.EntitlementConsumed(
+        at=at, entitlement_id=entitlement_id, quantity=1, order_id=order_id, store_id="S1"
+    )
 
 
 def tier_changed(at: datetime, from_tier: str, to_tier: str, next_review_at: datetime) -> ev.TierChanged:
@@ -197,7 +207,12 @@ def downgrade_notice(at: datetime, target: str, downgrade_at: datetime) -> ev.Ti
 
 def override(at: datetime, tier: str, ends_at: datetime) -> ev.TierOverrideSet:
     return ev.TierOverrideSet(
-        at=at, tier=tier, kind="temporary_upgrade", ends_at=ends_at, reason="spring campaign", operator_id="op1"
+        at=at,
+        tier=tier,
+        kind="temporary_upgrade",
+        ends_at=ends_at,
+        reason="spring campaign",
+        operator_id="op1",
     )
 
 
@@ -280,11 +295,13 @@ def fold_stored(
         program_id, member_id = parse_member_stream(events[0].stream_id)
         state = MemberState(program_id=program_id, member_id=member_id)
     rows: list[HistoryRow] = []
+    before = Balances.of(state)
     for s in events:
         event = ev.decode(s.payload)
-        before = Balances.of(state)
         evolve(state, event)
-        rows.append(history_row(s, event, before, Balances.of(state), tz=tz))
+        after = Balances.of(state)
+        rows.append(history_row(s, event, before, after, tz=tz))
+        before = after
     return state, rows
 
 
@@ -301,7 +318,9 @@ def member_one() -> list[ev.MemberEvent]:
     """A member with every kind of row: lots in all four states, a hold, a membership, a coupon, a tier."""
     return [
         enrolled(sh(2026, 3, 1, 10), "m1", ["idh-m1-phone", "idh-m1-wechat"]),
-        purchase(sh(2026, 3, 2, 12), "O1", 120, active_at=sh(2026, 3, 17), multiplier="3/2", rule="tier:gold"),
+        purchase(
+            sh(2026, 3, 2, 12), "O1", 120, active_at=sh(2026, 3, 17), multiplier="3/2", rule="tier:gold"
+        ),
         awarded(sh(2026, 3, 3, 9), "B-1", 10),
         activated(sh(2026, 3, 17), "P-O1", 120),
         held(sh(2026, 3, 18, 15), "H1", "O2", {"B-1": 10, "P-O1": 40}),

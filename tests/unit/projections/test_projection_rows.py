@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import fields, replace
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 
 import pytest
 
@@ -23,6 +24,7 @@ from projections.sqlite_codec import (
     LOT,
     MEMBERSHIP,
     TIER,
+    RowCodec,
     from_micros,
     to_micros,
 )
@@ -47,7 +49,7 @@ from tests.unit.projections.projection_timeline import (
 )
 
 
-def folded(events: list[ev.MemberEvent], member_id: str = "m1") -> MemberState:
+def folded(events: Sequence[ev.MemberEvent], member_id: str = "m1") -> MemberState:
     return fold(MemberState(program_id=PROGRAM, member_id=member_id), events)
 
 
@@ -59,13 +61,16 @@ def statuses(state: MemberState) -> dict[str, str]:
 
 
 def test_a_lot_is_pending_until_activated_then_active():
-    events = [enrolled(sh(2026, 3, 1), "m1", ["i1"]), purchase(sh(2026, 3, 2), "O1", 50, active_at=sh(2026, 3, 17))]
+    events: list[ev.MemberEvent] = [
+        enrolled(sh(2026, 3, 1), "m1", ["i1"]),
+        purchase(sh(2026, 3, 2), "O1", 50, active_at=sh(2026, 3, 17)),
+    ]
     assert statuses(folded(events)) == {"P-O1": "pending"}
     assert statuses(folded([*events, activated(sh(2026, 3, 17), "P-O1", 50)])) == {"P-O1": "active"}
 
 
 def test_a_fully_redeemed_lot_is_spent_and_a_partly_redeemed_one_stays_active():
-    events = [
+    events: list[ev.MemberEvent] = [
         enrolled(sh(2026, 3, 1), "m1", ["i1"]),
         awarded(sh(2026, 3, 2), "B-1", 10),
         awarded(sh(2026, 3, 2), "B-2", 10, reference="R2"),
@@ -76,7 +81,7 @@ def test_a_fully_redeemed_lot_is_spent_and_a_partly_redeemed_one_stays_active():
 
 
 def test_an_expired_lot_is_expired_even_if_it_never_activated():
-    events = [
+    events: list[ev.MemberEvent] = [
         enrolled(sh(2026, 3, 1), "m1", ["i1"]),
         purchase(sh(2026, 3, 2), "O1", 50, active_at=sh(2026, 3, 17), expires_at=sh(2026, 3, 10)),
         expired(sh(2026, 3, 10), "P-O1", 50),
@@ -89,18 +94,30 @@ def test_an_expired_lot_is_expired_even_if_it_never_activated():
 
 def test_lots_move_to_spent_when_merged_away_and_identities_follow_the_survivor():
     source = folded(
-        [enrolled(sh(2026, 3, 1), "m3", ["idh-m3"]), awarded(sh(2026, 3, 2), "B-1", 25), merged(sh(2026, 3, 5), "m2", 25)],
+        [
+            enrolled(sh(2026, 3, 1), "m3", ["idh-m3"]),
+            awarded(sh(2026, 3, 2), "B-1", 25),
+            merged(sh(2026, 3, 5), "m2", 25),
+        ],
         "m3",
     )
     assert statuses(source) == {"B-1": "spent"}
     assert member_rows(source).balance.merged_into == "m2"
     assert member_rows(source).identities == ()
     survivor = folded(
-        [enrolled(sh(2026, 3, 1), "m2", ["idh-m2"]), absorbed(sh(2026, 3, 5), "m3", [("B-1", 25, sh(2026, 3, 2))], ["idh-m3"])],
+        [
+            enrolled(sh(2026, 3, 1), "m2", ["idh-m2"]),
+            absorbed(sh(2026, 3, 5), "m3", [("B-1", 25, sh(2026, 3, 2))], ["idh-m3"]),
+        ],
         "m2",
     )
-    assert [(r.identity, r.member_id) for r in member_rows(survivor).identities] == [("idh-m2", "m2"), ("idh-m3", "m2")]
-    assert [(r.lot_id, r.source, r.status) for r in member_rows(survivor).lots] == [("M-m3-B-1", "merge", "active")]
+    assert [(r.identity, r.member_id) for r in member_rows(survivor).identities] == [
+        ("idh-m2", "m2"),
+        ("idh-m3", "m2"),
+    ]
+    assert [(r.lot_id, r.source, r.status) for r in member_rows(survivor).lots] == [
+        ("M-m3-B-1", "merge", "active")
+    ]
 
 
 def test_lots_come_soonest_expiry_first_then_by_id():
@@ -138,7 +155,11 @@ def test_tier_row_has_the_override_and_the_downgrade_notice():
     tier = member_rows(folded(events)).tier
     assert tier.tier == "silver"
     assert tier.tier_since == sh(2026, 5, 2, 11)
-    assert (tier.override_tier, tier.override_kind, tier.override_ends_at) == ("gold", "temporary_upgrade", sh(2026, 6, 1))
+    assert (tier.override_tier, tier.override_kind, tier.override_ends_at) == (
+        "gold",
+        "temporary_upgrade",
+        sh(2026, 6, 1),
+    )
     assert tier.override_reason == "spring campaign"
     assert (tier.downgrade_at, tier.downgrade_target, tier.next_review_at) == (sh(2027, 4, 1), "bronze", None)
 
@@ -167,7 +188,15 @@ def history_of(events: list[ev.MemberEvent]) -> list[rows.HistoryRow]:
 def test_history_carries_running_balances_and_deltas():
     hist = history_of(member_one())
     got = [
-        (h.version, h.points_delta_active, h.points_delta_pending, h.active_after, h.pending_after, h.held_after, h.available_after)
+        (
+            h.version,
+            h.points_delta_active,
+            h.points_delta_pending,
+            h.active_after,
+            h.pending_after,
+            h.held_after,
+            h.available_after,
+        )
         for h in hist[:10]
     ]
     assert got == [
@@ -227,15 +256,19 @@ def test_summaries():
 
 
 def test_summary_dates_follow_the_given_time_zone():
-    event = purchase(sh(2026, 3, 2, 12), "O1", 1, active_at=sh(2026, 3, 17), multiplier="1/3", rule="member_day")
-    assert summary(event, SHANGHAI) == "purchase order O1: +1 point pending until 2026-03-17 (x1/3 member_day)"
+    event = purchase(
+        sh(2026, 3, 2, 12), "O1", 1, active_at=sh(2026, 3, 17), multiplier="1/3", rule="member_day"
+    )
+    assert (
+        summary(event, SHANGHAI) == "purchase order O1: +1 point pending until 2026-03-17 (x1/3 member_day)"
+    )
     assert summary(event) == "purchase order O1: +1 point pending until 2026-03-16 16:00 (x1/3 member_day)"
     plain = purchase(sh(2026, 3, 2, 12), "O2", 0, active_at=sh(2026, 3, 17))
     assert summary(plain, SHANGHAI) == "purchase order O2: no points"
 
 
 def test_every_event_type_has_a_summary():
-    variants = ev.MemberEvent.__args__[0].__args__  # type: ignore[attr-defined]
+    variants = get_args(get_args(ev.MemberEvent)[0])
     names = {cls.__name__ for cls in variants}
     covered = {h.event_type for h in history_of(member_one())}
     # The rest are exercised through summary() directly with minimal events.
@@ -243,13 +276,33 @@ def test_every_event_type_has_a_summary():
     others: list[ev.MemberEvent] = [
         ev.HoldReleased(at=at, hold_id="H", points=5, reason="expired"),
         ev.PurchaseRefunded(
-            at=at, order_id="O", refund_id="R", lines=(), refunded_fen=1234, points_taken=12, debits=(),
-            arrears_added=12, forgiven=0, growth_taken=0, points_returned=0, returned=(), relot=None,
-            clawback="arrears", policy_version=1,
+            at=at,
+            order_id="O",
+            refund_id="R",
+            lines=(),
+            refunded_fen=1234,
+            points_taken=12,
+            debits=(),
+            arrears_added=12,
+            forgiven=0,
+            growth_taken=0,
+            points_returned=0,
+            returned=(),
+            relot=None,
+            clawback="arrears",
+            policy_version=1,
         ),
         ev.PointsAdjusted(
-            at=at, points=-5, reason_code="goodwill", note="n", operator_id="op", lot=None, debits=(),
-            arrears_added=0, arrears_repaid=0, policy_version=1,
+            at=at,
+            points=-5,
+            reason_code="goodwill",
+            note="n",
+            operator_id="op",
+            lot=None,
+            debits=(),
+            arrears_added=0,
+            arrears_repaid=0,
+            policy_version=1,
         ),
         downgrade_notice(at, "bronze", sh(2026, 4, 1)),
         ev.TierOverrideEnded(at=at, tier="gold"),
@@ -285,7 +338,7 @@ def test_every_row_round_trips_through_its_codec():
     state = folded(member_one())
     r = member_rows(state)
     hist = history_of(member_one())
-    samples = [
+    samples: list[tuple[RowCodec[Any], object]] = [
         (BALANCE, r.balance),
         (TIER, r.tier),
         (LOT, r.lots[0]),
@@ -300,7 +353,7 @@ def test_every_row_round_trips_through_its_codec():
         encoded = codec.encode(row)
         assert all(not isinstance(v, datetime) for v in encoded)
         assert codec.decode(encoded) == row
-    changed = replace(r.lots[0], remaining=1)
+    changed = r.lots[0]._replace(remaining=1)
     assert LOT.encode(changed) != LOT.encode(r.lots[0])
 
 
@@ -312,5 +365,5 @@ def test_table_columns_match_the_row_fields():
     for table in TABLES:
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info(x_{table})"))
         if table in codecs:
-            assert columns == tuple(f.name for f in fields(codecs[table].cls)), table
+            assert columns == codecs[table].cls._fields, table
     assert set(codecs) | {"projection_checkpoint"} == set(TABLES)
