@@ -59,6 +59,12 @@ class RebuildReport:
     caught_up: int
     """Events appended while the rebuild ran, folded in the switch-over transaction."""
     seconds: float
+    read_seconds: float = 0.0
+    """Of ``seconds``: reading the log (``read_all``)."""
+    fold_seconds: float = 0.0
+    """Of ``seconds``: in the caller's ``fold`` and ``due_at``."""
+    write_seconds: float = 0.0
+    """Of ``seconds``: encoding and writing rows, committing, switching the tables over."""
 
     @property
     def events_per_second(self) -> float:
@@ -69,7 +75,8 @@ class RebuildReport:
         return (
             f"rebuilt {self.members} members from {self.events} events ({self.other_events} others skipped, "
             f"{self.caught_up} caught up at the switch) up to position {self.position}: {self.history_rows} "
-            f"history rows in {self.seconds:.2f}s ({self.events_per_second:,.0f} events/s)"
+            f"history rows in {self.seconds:.2f}s ({self.events_per_second:,.0f} events/s; reading "
+            f"{self.read_seconds:.2f}s, folding {self.fold_seconds:.2f}s, writing {self.write_seconds:.2f}s)"
         )
 
 
@@ -98,10 +105,15 @@ class _Run:
         self.events = 0
         self.other_events = 0
         self.history_rows = 0
+        self.read_seconds = 0.0
+        self.fold_seconds = 0.0
 
     def read_page(self) -> set[str] | None:
         """Fold the next page; return the streams it touched (None once the log is exhausted)."""
+        started = time.perf_counter()
         page = self.store.read_all(after_position=self.position, limit=self.page_size)
+        read = time.perf_counter()
+        self.read_seconds += read - started
         if not page:
             return None
         by_stream: dict[str, list[StoredEvent]] = {}
@@ -117,6 +129,7 @@ class _Run:
             self.history.extend(rows)
             self.events += len(events)
         self.position = page[-1].position
+        self.fold_seconds += time.perf_counter() - read
         return {stream_id for stream_id in by_stream if stream_id.startswith(prefix)}
 
     def write_history(self) -> None:
@@ -127,7 +140,9 @@ class _Run:
     def write_members(self, stream_ids: Sequence[str], *, fresh: bool) -> None:
         for start in range(0, len(stream_ids), _MEMBER_BATCH):
             chunk = [self.states[sid] for sid in stream_ids[start : start + _MEMBER_BATCH]]
+            started = time.perf_counter()
             updates = [MemberUpdate(s.program_id, s.member_id, s, (), self.due_at(s)) for s in chunk]
+            self.fold_seconds += time.perf_counter() - started
             self.writer.write_members(self.conn, updates, fresh=fresh)
             self.writer.write_identities(
                 self.conn, [(s.program_id, i, s.member_id) for s in chunk for i in member_identities(s)]
@@ -196,6 +211,7 @@ def rebuild(
         swap_tables(conn, fresh_prefix, prefix)
 
     _in_transaction(conn, switch)
+    seconds = time.perf_counter() - started
     return RebuildReport(
         events=run.events,
         other_events=run.other_events,
@@ -203,5 +219,8 @@ def rebuild(
         history_rows=run.history_rows,
         position=run.position,
         caught_up=caught_up,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
+        read_seconds=run.read_seconds,
+        fold_seconds=run.fold_seconds,
+        write_seconds=seconds - run.read_seconds - run.fold_seconds,
     )
