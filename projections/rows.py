@@ -318,14 +318,24 @@ def member_rows(state: MemberState) -> MemberRows:
 # -- history ----------------------------------------------------------------------------------------------------
 
 
+_PARSED_STREAMS: dict[str, tuple[str, str]] = {}
+_PARSED_STREAMS_MAX = 65536
+
+
 def parse_member_stream(stream_id: str) -> tuple[str, str]:
     """``(program_id, member_id)`` of ``member-{program_id}-{member_id}`` (program ids contain no ``-``)."""
+    parsed = _PARSED_STREAMS.get(stream_id)
+    if parsed is not None:
+        return parsed
     if not stream_id.startswith(MEMBER_STREAM_PREFIX):
         raise ValueError(f"{stream_id!r} is not a member stream")
     program_id, sep, member_id = stream_id[len(MEMBER_STREAM_PREFIX) :].partition("-")
     if not sep or not program_id or not member_id:
         raise ValueError(f"{stream_id!r} is not a member stream")
-    return program_id, member_id
+    if len(_PARSED_STREAMS) >= _PARSED_STREAMS_MAX:
+        _PARSED_STREAMS.clear()
+    parsed = _PARSED_STREAMS[stream_id] = (program_id, member_id)
+    return parsed
 
 
 _ACTOR_JSON: dict[tuple[tuple[str, str], ...], str] = {}

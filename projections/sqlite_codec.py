@@ -22,20 +22,20 @@ from projections.rows import (
     TierRow,
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 R = TypeVar("R", bound=tuple[Any, ...])
 
 
 def to_micros(value: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime."""
-    return (value - _EPOCH) // _MICROSECOND
+    return (value - EPOCH) // MICROSECOND
 
 
 def from_micros(value: int) -> datetime:
     """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=value)
+    return EPOCH + timedelta(microseconds=value)
 
 
 def opt_micros(value: datetime | None) -> int | None:
@@ -64,7 +64,7 @@ class RowCodec(Generic[R]):
         for i in self._times:
             v = out[i]
             if v is not None:
-                out[i] = (v - _EPOCH) // _MICROSECOND
+                out[i] = (v - EPOCH) // MICROSECOND
         return tuple(out)
 
     def decode(self, values: Sequence[Any]) -> R:
@@ -74,7 +74,7 @@ class RowCodec(Generic[R]):
         for i in self._times:
             v = out[i]
             if v is not None:
-                out[i] = _EPOCH + timedelta(microseconds=v)
+                out[i] = EPOCH + timedelta(microseconds=v)
         return self._make(out)
 
     def key_of(self, encoded: Sequence[Any]) -> tuple[Any, ...]:

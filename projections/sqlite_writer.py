@@ -39,9 +39,11 @@ from projections.rows import (
 from projections.sqlite_codec import (
     BALANCE,
     ENTITLEMENT,
+    EPOCH,
     HISTORY,
     LOT,
     MEMBERSHIP,
+    MICROSECOND,
     TIER,
     RowCodec,
     opt_micros,
@@ -134,7 +136,6 @@ class SqliteProjector:
         latest: dict[MemberKey, MemberUpdate] = {}
         history: list[Encoded] = []
         position = 0
-        encode_history = HISTORY.encode
         for u in updates:
             state = u.state
             if state.program_id != u.program_id or state.member_id != u.member_id:
@@ -173,7 +174,7 @@ class SqliteProjector:
         self, conn: sqlite3.Connection, rows: Iterable[HistoryRow], *, fresh: bool = False
     ) -> int:
         """Insert history rows (``fresh``: plain inserts into a table without them); return how many."""
-        encoded = [HISTORY.encode(row) for row in rows]
+        encoded = [encode_history(row) for row in rows]
         if encoded:
             conn.executemany(self._sql_history_fresh if fresh else self._sql_history, encoded)
         return len(encoded)
@@ -241,6 +242,11 @@ class SqliteProjector:
             conn.executemany(self._sql_lot_upsert, changed)
         if stored:
             conn.executemany(self._sql_lot_delete, list(stored))
+
+
+def encode_history(row: HistoryRow) -> Encoded:
+    """``HISTORY.encode`` unrolled (a rebuild encodes one row per event)."""
+    return (*row[:5], (row[5] - EPOCH) // MICROSECOND, (row[6] - EPOCH) // MICROSECOND, *row[7:])
 
 
 def _member_chunks(members: Iterable[MemberUpdate] | Iterable[MemberKey]) -> Iterator[tuple[str, list[str]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -71,22 +71,11 @@ class CommandResult:
         )
 
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {"__type__": type(value).__name__, **{k: _plain(v) for k, v in asdict(value).items()}}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 def fingerprint(envelope: Envelope) -> str:
-    """What makes two requests "the same request": the command and its business time (not who sent it)."""
-    body = {
-        "command": {"__type__": type(envelope.command).__name__, **_plain(envelope.command)},
-        "occurred_at": envelope.occurred_at.isoformat() if envelope.occurred_at else None,
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    """What makes two requests "the same request": the command and its business time (not who sent it).
+
+    Commands are frozen dataclasses of strings, ints, datetimes and tuples of such, so their ``repr`` is a
+    complete and deterministic description.
+    """
+    occurred = envelope.occurred_at.isoformat() if envelope.occurred_at else ""
+    return hashlib.sha256(f"{envelope.command!r}|{occurred}".encode()).hexdigest()

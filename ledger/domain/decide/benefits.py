@@ -153,6 +153,26 @@ def next_due(state: MemberState, ctx: Context) -> datetime | None:
     cursor = state.grants_through
     if cursor is None:
         return None
+    key = (cursor, tuple((m.plan, m.term_start, m.term_end) for m in state.memberships.values() if m.status == "active"))
+    memo = _NEXT_DUE_MEMO.get(id(ctx.policies))
+    if memo is not None and memo[0] is ctx.policies and key in memo[1]:
+        return memo[1][key]
+    found = _next_due(state, ctx, cursor)
+    if memo is None or memo[0] is not ctx.policies:
+        memo = (ctx.policies, {})
+        _NEXT_DUE_MEMO[id(ctx.policies)] = memo
+    if len(memo[1]) > 10_000:
+        memo[1].clear()
+    memo[1][key] = found
+    return found
+
+
+# The next grant moment depends only on the cursor, the program's policy versions and the member's active
+# memberships; members share cursors (everyone's is the last 1st or 15th), so it is worth remembering.
+_NEXT_DUE_MEMO: dict[int, tuple[object, dict[object, datetime | None]]] = {}
+
+
+def _next_due(state: MemberState, ctx: Context, cursor: datetime) -> datetime | None:
     after, judged_at = cursor, cursor
     while True:
         policy = ctx.policy_at(judged_at).policy

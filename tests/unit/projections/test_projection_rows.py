@@ -29,6 +29,7 @@ from projections.sqlite_codec import (
     to_micros,
 )
 from projections.sqlite_schema import TABLES, table_statements
+from projections.sqlite_writer import encode_history
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
     SHANGHAI,
@@ -367,3 +368,8 @@ def test_table_columns_match_the_row_fields():
         if table in codecs:
             assert columns == codecs[table].cls._fields, table
     assert set(codecs) | {"projection_checkpoint"} == set(TABLES)
+
+
+def test_the_unrolled_history_encoder_matches_the_codec():
+    for row in history_of(member_one()):
+        assert encode_history(row) == HISTORY.encode(row)
