@@ -43,7 +43,7 @@ DueAt = Callable[[MemberState], datetime | None]
 DEFAULT_PAGE_SIZE: Final = 20_000
 DEFAULT_FLUSH_ROWS: Final = 50_000
 _MEMBER_BATCH: Final = 2_000
-_MEMBERS_PER_TRANSACTION: Final = 50_000
+_MEMBERS_PER_TRANSACTION: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
