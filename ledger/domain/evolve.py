@@ -37,6 +37,19 @@ def _check(condition: bool, message: str) -> None:
         raise InvariantBroken(message)
 
 
+def _share(lot: Lot) -> tuple[int, int]:
+    """What a lot adds to the member's (active, pending) totals."""
+    if lot.expired:
+        return 0, 0
+    return (lot.remaining, 0) if lot.activated else (0, lot.remaining)
+
+
+def _account(state: MemberState, lot: Lot, before: tuple[int, int]) -> None:
+    after = _share(lot)
+    state.active_total += after[0] - before[0]
+    state.pending_total += after[1] - before[1]
+
+
 def _add_lot(state: MemberState, new: ev.NewLot, at_: datetime, occurred_at: datetime, repaid: int = 0) -> Lot:
     _check(new.lot_id not in state.lots, f"lot {new.lot_id} credited twice")
     _check(0 <= repaid <= new.points, f"lot {new.lot_id} repays {repaid} of {new.points}")
@@ -55,6 +68,7 @@ def _add_lot(state: MemberState, new: ev.NewLot, at_: datetime, occurred_at: dat
         activated=activated,
     )
     state.lots[lot.lot_id] = lot
+    _account(state, lot, (0, 0))
     state.arrears -= repaid
     _check(state.arrears >= 0, "arrears below zero")
     return lot
@@ -67,9 +81,11 @@ def _debit(state: MemberState, debits: Iterable[ev.LotDebit], *, from_held: bool
         _check(lot is not None, f"debit from unknown lot {d.lot_id}")
         assert lot is not None
         _check(d.points > 0, "debit of zero or fewer points")
+        before = _share(lot)
         if from_held:
             lot.held -= d.points
         lot.remaining -= d.points
+        _account(state, lot, before)
         _check(lot.remaining >= 0, f"lot {lot.lot_id} below zero")
         _check(0 <= lot.held <= lot.remaining, f"lot {lot.lot_id} holds more than it has")
         total += d.points
@@ -189,7 +205,9 @@ def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
     order.points_returned += e.points_returned
     for r in e.returned:
         lot = s.lots[r.lot_id]
+        before = _share(lot)
         lot.remaining += r.points
+        _account(s, lot, before)
         _check(lot.remaining <= lot.amount, f"lot {r.lot_id} refilled beyond its amount")
     if e.relot is not None:
         _add_lot(s, e.relot, e.at, e.at)
@@ -218,8 +236,10 @@ def _activated(s: MemberState, e: ev.LotActivated) -> None:
     lot = s.lots[e.lot_id]
     _check(not lot.activated, f"lot {e.lot_id} activated twice")
     _check(e.arrears_repaid <= lot.remaining, "activation repays more than the lot holds")
+    before = _share(lot)
     lot.activated = True
     lot.remaining -= e.arrears_repaid
+    _account(s, lot, before)
     s.arrears -= e.arrears_repaid
     _check(s.arrears >= 0, "arrears below zero")
 
@@ -228,8 +248,10 @@ def _expired(s: MemberState, e: ev.LotExpired) -> None:
     lot = s.lots[e.lot_id]
     _check(not lot.expired and lot.held == 0, f"lot {e.lot_id} expired twice or while held")
     _check(e.points == lot.remaining, "expiry must remove exactly what remains")
+    before = _share(lot)
     lot.remaining = 0
     lot.expired = True
+    _account(s, lot, before)
     s.lifetime_expired += e.points
 
 
@@ -324,7 +346,9 @@ def _merged(s: MemberState, e: ev.MemberMerged) -> None:
     _check(not s.holds, "merged with open holds")
     s.merged_into = e.into_member_id
     for lot in s.lots.values():
+        before = _share(lot)
         lot.remaining = 0
+        _account(s, lot, before)
     s.arrears = 0
     for ent in s.entitlements.values():
         if ent.revoked_at is None:
@@ -347,6 +371,7 @@ def _absorbed(s: MemberState, e: ev.MemberAbsorbed) -> None:
             seq=s.lot_seq,
             activated=t.active,
         )
+        _account(s, s.lots[t.lot_id], (0, 0))
     s.arrears += e.arrears
     s.growth.extend(GrowthEntry(g.at, g.amount) for g in e.growth)
     s.referrals.extend(e.referrals)

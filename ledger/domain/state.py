@@ -183,6 +183,8 @@ class MemberState:
     entitlements: dict[str, Entitlement] = field(default_factory=dict)
     grants_through: datetime | None = None
     lot_seq: int = 0
+    active_total: int = 0
+    pending_total: int = 0
     lifetime_earned: int = 0
     lifetime_redeemed: int = 0
     lifetime_expired: int = 0
@@ -201,11 +203,18 @@ class MemberState:
 
     @property
     def active(self) -> int:
-        return sum(lot.remaining for lot in self.lots.values() if lot.activated and not lot.expired)
+        """Spendable and held points (kept as a running total by ``evolve``; see ``recount``)."""
+        return self.active_total
 
     @property
     def pending(self) -> int:
-        return sum(lot.remaining for lot in self.lots.values() if not lot.activated and not lot.expired)
+        return self.pending_total
+
+    def recount(self) -> tuple[int, int]:
+        """Active and pending points summed from the lots (what the running totals must always equal)."""
+        active = sum(lot.remaining for lot in self.lots.values() if lot.activated and not lot.expired)
+        pending = sum(lot.remaining for lot in self.lots.values() if not lot.activated and not lot.expired)
+        return active, pending
 
     @property
     def held(self) -> int:

@@ -141,6 +141,7 @@ class LedgerMachine(RuleBasedStateMachine):
             for lot in state.lots.values():
                 assert 0 <= lot.held <= lot.remaining <= lot.amount, lot
             assert state.active + state.pending == sum(lot.remaining for lot in state.lots.values())
+            assert (state.active, state.pending) == state.recount(), "running totals drifted from the lots"
             assert state.available >= 0
             assert state.arrears >= 0
             assert state.held == sum(sum(h.allocations.values()) for h in state.holds.values())
