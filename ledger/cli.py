@@ -62,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.no_reference_program:
             settings = Settings(settings.store_url, settings.pepper, settings.synchronous, reference_program=False)
+        from ledger.application.scheduler import Scheduler
+
         app = build_app(settings)
+        scheduler = Scheduler(app)
+        scheduler.start()
         try:
             serve(app, args.listen, port_file=args.port_file, max_workers=args.workers)
         finally:
+            scheduler.stop()
             app.close()
         return 0
     app = build_app(Settings(settings.store_url, settings.pepper, settings.synchronous, reference_program=False))
