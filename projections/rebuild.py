@@ -13,8 +13,10 @@ old tables until the commit and the new ones after it. ``conn`` must be a connec
 own SQLite file (for the lock to cover the appends) in autocommit mode (``isolation_level=None``) with no
 transaction open; the rebuild begins and commits its own transactions on it.
 
-Memory: the states of all members are kept until the end (not their events), which is what lets the final
-transaction catch up without reading any stream again.
+If anything fails before the switch-over commits, the live tables are untouched and the fresh ones are
+dropped. Memory: the states of all members are kept until the end (not their events), which is what lets
+the switch-over catch up without reading any stream again; it grows with the number of members and the size
+of their states.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -186,23 +189,6 @@ def rebuild(
         drop_tables(conn, fresh_prefix)
         create_tables(conn, fresh_prefix, indexes=False)
 
-    # The fresh tables are worthless until the switch, so their bulk load skips fsyncs; the switch-over
-    # commits with the connection's own setting.
-    synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
-    conn.execute("PRAGMA synchronous = OFF")
-    try:
-        _in_transaction(conn, prepare)
-        while run.read_page() is not None:
-            if len(run.history) >= flush_rows:
-                _in_transaction(conn, run.write_history)
-        _in_transaction(conn, run.write_history)
-        members = sorted(run.states)
-        for start in range(0, len(members), _MEMBERS_PER_TRANSACTION):
-            chunk = members[start : start + _MEMBERS_PER_TRANSACTION]
-            _in_transaction(conn, partial(run.write_members, chunk, fresh=True))
-    finally:
-        conn.execute(f"PRAGMA synchronous = {int(synchronous)}")
-
     caught_up = 0
 
     def switch() -> None:
@@ -217,7 +203,21 @@ def rebuild(
         writer.set_checkpoint(conn, run.position)
         swap_tables(conn, fresh_prefix, prefix)
 
-    _in_transaction(conn, switch)
+    _in_transaction(conn, prepare)
+    try:
+        while run.read_page() is not None:
+            if len(run.history) >= flush_rows:
+                _in_transaction(conn, run.write_history)
+        _in_transaction(conn, run.write_history)
+        members = sorted(run.states)
+        for start in range(0, len(members), _MEMBERS_PER_TRANSACTION):
+            chunk = members[start : start + _MEMBERS_PER_TRANSACTION]
+            _in_transaction(conn, partial(run.write_members, chunk, fresh=True))
+        _in_transaction(conn, switch)
+    except BaseException:
+        with suppress(sqlite3.Error):  # the live tables are untouched; the fresh ones are only clutter
+            _in_transaction(conn, partial(drop_tables, conn, fresh_prefix))
+        raise
     seconds = time.perf_counter() - started
     return RebuildReport(
         events=run.events,

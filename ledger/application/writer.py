@@ -365,6 +365,7 @@ class CommandWriter:
             target_events, source_events = merge(command, s.state, source.state, ctx)
             self._apply(source, source_events, req, ctx.now)
             self._apply(s, target_events, req, ctx.now)
+            s.identities.extend(source.state.identities)  # the source's cards now find the survivor
             produced: list[ev.MemberEvent] = target_events
         elif isinstance(command, cmd.Tick):
             if not s.state.enrolled:

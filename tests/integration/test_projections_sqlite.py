@@ -4,7 +4,7 @@ rebuilt into fresh tables and verified against freshly folded state."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -386,3 +386,22 @@ def test_verify_rows_must_be_of_the_member(ledger: Ledger):
     state, history = refold(ledger, "m1")
     with pytest.raises(ValueError):
         compare(member_rows(state), history, ledger.store.read_connection(), PROGRAM, "m2")
+
+
+def test_a_failed_rebuild_leaves_the_live_tables_alone(ledger: Ledger):
+    reader = ledger.store.read_connection()
+    before = dump(reader)
+
+    def broken_fold(
+        state: MemberState | None, events: Sequence[StoredEvent]
+    ) -> tuple[MemberState, list[HistoryRow]]:
+        if events[0].stream_id == stream("m2"):
+            raise RuntimeError("cannot fold")
+        return fold_stored(state, events)
+
+    conn = ledger.writer_connection()
+    with pytest.raises(RuntimeError):
+        rebuild(ledger.store, conn, broken_fold, simple_due_at)
+    conn.close()
+    assert dump(reader) == before
+    assert not [r for r in reader.execute("SELECT name FROM sqlite_master WHERE name LIKE 'rb%'")]
