@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from ledger.domain.state import MemberState
 from ledger.store.port import StoredEvent
 from ledger.store.sqlite import SqliteEventStore
 from policies import dump_policy, little_sprout
-from projections.rows import Balances as RowBalances
 from projections.rows import history_row, member_rows
 from projections.sqlite_queries import SqliteReadModels
 from projections.sqlite_writer import MemberUpdate, SqliteProjector
@@ -48,17 +46,11 @@ def sqlite_path(store_url: str) -> str:
     return store_url.removeprefix("sqlite:///")
 
 
-def _to_row_balances(b: Any) -> RowBalances:
-    return RowBalances(active=b.active, pending=b.pending, held=b.held, arrears=b.arrears)
-
-
 def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:
     path = sqlite_path(settings.store_url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     store = SqliteEventStore(path, synchronous=settings.synchronous)  # type: ignore[arg-type]
     projector = SqliteProjector()
-    with store.read_connection() as _:
-        pass
     projector.create_schema_at(path)
     reads = SqliteReadModels(store.read_connection)
 
@@ -70,7 +62,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:
                 member_id=c.member_id,
                 state=c.state,
                 history=[
-                    history_row(by_id[new.event_id], event, _to_row_balances(before), _to_row_balances(after))
+                    history_row(by_id[new.event_id], event, before, after)
                     for event, new, before, after in c.events
                 ],
                 due_at=c.due_at,
@@ -81,9 +73,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:
         projector.apply(tx, updates)
 
     def check(state: MemberState, entries: list[ReplayEntry]) -> list[str]:
-        history = [
-            history_row(e.stored, e.event, _to_row_balances(e.before), _to_row_balances(e.after)) for e in entries
-        ]
+        history = [history_row(e.stored, e.event, e.before, e.after) for e in entries]
         conn = store.read_connection()
         return [str(m) for m in compare(member_rows(state), history, conn, state.program_id, state.member_id)]
 
@@ -113,6 +103,3 @@ def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:
 def reference_document() -> str:
     return dump_policy(little_sprout())
 
-
-def utc(t: datetime) -> datetime:
-    return t

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import structlog
 
-from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build_app
+from ledger.application.service import LedgerApp
+from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build_app, sqlite_path
 
 DESCRIPTION = """\
 An event-sourced points and benefits ledger for retail loyalty programs.
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rebuild-projections":
             from ledger.rebuild import rebuild_projections
 
-            report = rebuild_projections(app, sqlite_path_of(settings))
+            report = rebuild_projections(app, sqlite_path(settings.store_url))
             print(json.dumps(report))
             return 0
     finally:
@@ -98,16 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def sqlite_path_of(settings: Settings) -> str:
-    from ledger.bootstrap import sqlite_path
-
-    return str(Path(sqlite_path(settings.store_url)))
-
-
-def _verify(app: object, program: str | None, member: str | None) -> int:
-    from ledger.application.service import LedgerApp
-
-    assert isinstance(app, LedgerApp)
+def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:
     programs = [program] if program else app.program_ids()
     bad = 0
     total = 0

@@ -7,15 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.application.results import Balances
 from ledger.application.service import LedgerApp
 from ledger.domain import events as ev
 from ledger.domain.decide import next_due
 from ledger.domain.evolve import evolve
-from ledger.domain.state import MemberState
+from ledger.domain.state import Balances, MemberState
 from ledger.store.port import StoredEvent
 from projections.rebuild import rebuild
-from projections.rows import Balances as RowBalances
 from projections.rows import HistoryRow, history_row
 
 
@@ -35,17 +33,9 @@ def rebuild_projections(app: LedgerApp, path: str) -> dict[str, Any]:
         rows: list[HistoryRow] = []
         for stored in events:
             event = ev.decode(stored.payload)
-            b = Balances.of(state)
+            before = Balances.of(state)
             evolve(state, event)
-            a = Balances.of(state)
-            rows.append(
-                history_row(
-                    stored,
-                    event,
-                    RowBalances(b.active, b.pending, b.held, b.arrears),
-                    RowBalances(a.active, a.pending, a.held, a.arrears),
-                )
-            )
+            rows.append(history_row(stored, event, before, Balances.of(state)))
         return state, rows
 
     def due_at(state: MemberState) -> datetime | None:

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Literal, NamedTuple
 
 from ledger.domain import events as ev
-from ledger.domain.state import Entitlement, Lot, Membership, MemberState
+from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
 from ledger.store.port import StoredEvent
 
 LotStatus = Literal["pending", "active", "spent", "expired"]
@@ -32,35 +32,6 @@ OPEN_LOT_STATUSES: tuple[LotStatus, ...] = ("pending", "active")
 """Lot statuses that can still change a balance; the others are closed."""
 
 MEMBER_STREAM_PREFIX = "member-"
-
-
-# -- balances ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Balances:
-    """A member's point balances at one moment (around an event, for the history)."""
-
-    active: int
-    pending: int
-    held: int
-    arrears: int
-
-    @property
-    def available(self) -> int:
-        return self.active - self.held
-
-    @classmethod
-    def of(cls, state: MemberState) -> Balances:
-        active = pending = 0
-        for lot in state.lots.values():
-            if lot.expired:
-                continue
-            if lot.activated:
-                active += lot.remaining
-            else:
-                pending += lot.remaining
-        return cls(active=active, pending=pending, held=state.held, arrears=state.arrears)
 
 
 # -- rows -------------------------------------------------------------------------------------------------------

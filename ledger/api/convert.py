@@ -10,15 +10,14 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.application.results import Balances
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide.benefits import entitlement_status, used_in_month
 from ledger.domain.decide.context import effective_tier
+from ledger.domain.state import Balances, MemberState
 from ledger.domain.state import Entitlement as EntitlementState
 from ledger.domain.state import Lot as LotState
 from ledger.domain.state import Membership as MembershipState
-from ledger.domain.state import MemberState
 from ledger.domain.state import TierOverride as OverrideState
 from loyalty.v1 import audit_pb2, common_pb2, member_pb2
 from policies.model import Policy

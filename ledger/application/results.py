@@ -10,23 +10,7 @@ from typing import Any
 
 from ledger.domain.commands import Envelope
 from ledger.domain.events import MemberEvent, decode, encode
-from ledger.domain.state import MemberState
-
-
-@dataclass(frozen=True, slots=True)
-class Balances:
-    active: int
-    pending: int
-    held: int
-    arrears: int
-
-    @property
-    def available(self) -> int:
-        return self.active - self.held
-
-    @classmethod
-    def of(cls, state: MemberState) -> Balances:
-        return cls(state.active, state.pending, state.held, state.arrears)
+from ledger.domain.state import Balances
 
 
 @dataclass(frozen=True, slots=True)

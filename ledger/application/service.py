@@ -16,7 +16,7 @@ from typing import Any
 from ledger.application.clock import Clock
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
 from ledger.application.personal import PersonalDataStore, PersonalProfile
-from ledger.application.results import Balances, CommandResult
+from ledger.application.results import CommandResult
 from ledger.application.writer import CommandWriter, MemberChange, ProgramDirectory, Quote, member_stream
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
@@ -24,7 +24,7 @@ from ledger.domain import program as prog
 from ledger.domain.decide import Context
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
-from ledger.domain.state import MemberState
+from ledger.domain.state import Balances, MemberState
 from ledger.store.chain import ChainBreak, verify_stream
 from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
 from policies import OrderEarning, PolicyVersion, dump_policy

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from ledger.application.results import Balances, CommandResult, fingerprint
+from ledger.application.results import CommandResult, fingerprint
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide import Context, decide, next_due, tick
@@ -29,7 +29,7 @@ from ledger.domain.decide.earning import quote
 from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
-from ledger.domain.state import MemberState
+from ledger.domain.state import Balances, MemberState
 from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
 
 log = structlog.get_logger("ledger.writer")

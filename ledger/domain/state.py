@@ -153,6 +153,24 @@ class Entitlement:
         return sum(u.quantity for u in self.uses)
 
 
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """A member's point balances at one moment (the response to a write, the history around an event)."""
+
+    active: int
+    pending: int
+    held: int
+    arrears: int
+
+    @property
+    def available(self) -> int:
+        return self.active - self.held
+
+    @classmethod
+    def of(cls, state: MemberState) -> Balances:
+        return cls(state.active, state.pending, state.held, state.arrears)
+
+
 @dataclass(slots=True)
 class MemberState:
     program_id: str

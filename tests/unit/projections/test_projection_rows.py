@@ -12,9 +12,9 @@ import pytest
 
 from ledger.domain import events as ev
 from ledger.domain.evolve import fold
-from ledger.domain.state import MemberState
+from ledger.domain.state import Balances, MemberState
 from projections import rows
-from projections.rows import Balances, history_row, lot_status, member_rows, parse_member_stream, summary
+from projections.rows import history_row, lot_status, member_rows, parse_member_stream, summary
 from projections.sqlite_codec import (
     BALANCE,
     DUE,
