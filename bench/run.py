@@ -14,10 +14,8 @@ import multiprocessing as mp
 import os
 import platform
 import random
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ledger.testing import start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -62,46 +60,10 @@ def member_id(i: int) -> str:
 
 
 def start_ledger(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = tmp / "port"
     env = {k: v for k, v in os.environ.items() if k != "LEDGER_SQLITE_SYNCHRONOUS"}
     env["PYTHONPATH"] = str(ROOT)
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger.cli", "--store", f"sqlite:///{tmp / 'ledger.db'}", "serve",
-         "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--workers", str(WORKERS)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (port_file.exists() and port_file.read_text().strip()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"ledger server did not start:\n{(tmp / 'server.log').read_text()}")
-        time.sleep(0.05)
-    target = f"127.0.0.1:{int(port_file.read_text())}"
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                if (
-                    health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    break
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ledger server never became SERVING")
-            time.sleep(0.1)
-    return proc, target
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    running = start_server(tmp, env=env, cwd=ROOT, extra_args=("--workers", str(WORKERS)))
+    return running.process, running.target
 
 
 def _identity(data: bytes) -> bytes:
@@ -456,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             server_rss = rss_mb(proc.pid)
             print(f"ledger server RSS after run: {server_rss:.0f} MB", flush=True)
         finally:
-            stop(proc)
+            stop_server(proc)
 
     port_q = ctx.Queue()
     stop_ev = ctx.Event()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,8 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ledger.testing import start_server, stop_server
 from loyalty.v1 import (
     audit_pb2_grpc,
     common_pb2,
@@ -70,58 +67,17 @@ class Server:
         return audit_pb2_grpc.AuditServiceStub(self.channel)
 
 
-def _command(store_url: str, port_file: Path) -> list[str]:
-    python = str(ROOT / ".venv" / "bin" / "python")
-    if not Path(python).exists():
-        python = sys.executable
-    if os.environ.get("LEDGER_E2E_STANDIN") == "1":
-        return [python, "-m", "tests.e2e.standin_server", "--store", store_url,
-                "--listen", "127.0.0.1:0", "--port-file", str(port_file)]
-    return [python, "-m", "ledger.cli", "--store", store_url, "serve",
-            "--listen", "127.0.0.1:0", "--port-file", str(port_file)]
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ledger-e2e")
-    port_file = tmp / "port"
-    log_path = tmp / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            _command(f"sqlite:///{tmp / 'ledger.db'}", port_file), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    running = start_server(tmp, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)
+    channel = grpc.insecure_channel(running.target)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not write its port file:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        target = f"127.0.0.1:{int(port_file.read_text())}"
-        channel = grpc.insecure_channel(target)
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    break
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not SERVING:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield Server(target, channel, process, log_path)
-        channel.close()
+        yield Server(running.target, channel, running.process, running.log_path)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        channel.close()
+        stop_server(running.process, timeout=20)
 
 
 _program_numbers = itertools.count(1)
