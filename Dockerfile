@@ -5,7 +5,9 @@
 #   docker build -t loyalty-ledger .
 #   docker run -p 50051:50051 -v ledger-data:/data loyalty-ledger
 #
-# Optional extras (for example the PostgreSQL backend's driver): docker build --build-arg EXTRAS=postgres .
+# Optional extras: docker build --build-arg EXTRAS=postgres,nats . adds the PostgreSQL store's driver and the
+# NATS JetStream event feed; then run it with -e LEDGER_STORE=postgresql://... (as many replicas as needed)
+# and -e LEDGER_FEED_NATS=nats://....
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

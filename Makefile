@@ -12,7 +12,7 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON       ?= python3
 VENV         ?= .venv
-EXTRAS       ?= dev,postgres,kurrentdb
+EXTRAS       ?= dev,postgres,kurrentdb,nats
 BUF_VERSION  ?= 1.75.0
 LEDGER_STORE ?= sqlite:///$(CURDIR)/var/ledger.db
 ARGS         ?=

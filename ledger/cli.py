@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import structlog
 
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build_app, sqlite_path
+from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build, store_kind
 
 DESCRIPTION = """\
 An event-sourced points and benefits ledger for retail loyalty programs.
 
 Every change to a member is an immutable event; balances, lots, tiers and entitlements are projections
-rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db).
+rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db):
+sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
+of `serve` replicas may share it).
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ledger", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", help="event store URL, e.g. sqlite:///var/ledger.db (default: $LEDGER_STORE)")
+    p.add_argument("--store", help="event store URL: sqlite:///path or postgresql://... (default: $LEDGER_STORE)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
@@ -30,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
     s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
+    s.add_argument("--feed-nats", metavar="URL",
+                   help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
+                   " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
 
     r = sub.add_parser("replay", help="print every event of one member with the balance after it",
                        description="Replay one member's stream from the log, one JSON line per event.")
@@ -46,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                        description="Fold every member stream again and rewrite the read models.")
     b.add_argument("--program", help="only report on this program")
 
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema, then print its version",
+                   description="Apply the store's missing schema migrations (in order, under a lock, each once)."
+                   " `serve` does this too; run it alone before rolling out a new version.")
+
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default="127.0.0.1:50051")
     return p
@@ -57,23 +67,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "health":
         return _health(args.target)
     settings = Settings.from_env(args.store)
+    if args.command == "migrate":
+        return _migrate(settings)
     if args.command == "serve":
         from ledger.api.server import serve
 
         if args.no_reference_program:
-            settings = Settings(settings.store_url, settings.pepper, settings.synchronous, reference_program=False)
+            settings = settings.without_reference_program()
         from ledger.application.scheduler import Scheduler
 
-        app = build_app(settings)
-        scheduler = Scheduler(app)
+        wired = build(settings)
+        app = wired.app
+        scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
+        feed = None
+        nats_url = args.feed_nats or os.environ.get("LEDGER_FEED_NATS")
+        if nats_url:
+            from ledger.bootstrap import feed_runner
+
+            feed = feed_runner(wired, nats_url)
+            feed.start()
         try:
             serve(app, args.listen, port_file=args.port_file, max_workers=args.workers)
         finally:
+            if feed is not None:
+                feed.stop()
             scheduler.stop()
             app.close()
         return 0
-    app = build_app(Settings(settings.store_url, settings.pepper, settings.synchronous, reference_program=False))
+    wired = build(settings.without_reference_program())
+    app = wired.app
     try:
         if args.command == "replay":
             for e in app.replay(args.program, args.member_id):
@@ -90,12 +113,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rebuild-projections":
             from ledger.rebuild import rebuild_projections
 
-            report = rebuild_projections(app, sqlite_path(settings.store_url))
+            report = rebuild_projections(app, wired.backend)
             print(json.dumps(report))
             return 0
     finally:
         app.close()
     return 2
+
+
+def _migrate(settings: Settings) -> int:
+    if store_kind(settings.store_url) != "postgresql":
+        print("the embedded store migrates itself when opened; nothing to do")
+        return 0
+    import psycopg
+
+    from ledger.store.postgres_schema import current_version, migrate
+
+    with psycopg.connect(settings.store_url, autocommit=True) as conn:
+        applied = migrate(conn)
+        print(json.dumps({"applied": applied, "schema_version": current_version(conn)}))
+    return 0
 
 
 def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from ledger.application.service import LedgerApp
+from ledger.bootstrap import Backend
 from ledger.domain import events as ev
 from ledger.domain.decide import next_due
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
 from ledger.store.port import StoredEvent
-from projections.rebuild import rebuild
 from projections.rows import HistoryRow, history_row
 
 
@@ -25,7 +24,9 @@ def _member_of(stream_id: str, app: LedgerApp) -> tuple[str, str]:
     raise ValueError(f"stream {stream_id} belongs to no known program")
 
 
-def rebuild_projections(app: LedgerApp, path: str) -> dict[str, Any]:
+def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
+    """Rebuild into fresh tables beside the live ones and switch over in one transaction (service keeps running)."""
+
     def fold(state: MemberState | None, events: Sequence[StoredEvent]) -> tuple[MemberState, list[HistoryRow]]:
         if state is None:
             program_id, member_id = _member_of(events[0].stream_id, app)
@@ -41,11 +42,7 @@ def rebuild_projections(app: LedgerApp, path: str) -> dict[str, Any]:
     def due_at(state: MemberState) -> datetime | None:
         return next_due(state, app.context(state.program_id, None, state.member_id))
 
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        report = rebuild(app.store, conn, fold, due_at)
-    finally:
-        conn.close()
+    report = backend.rebuild(fold, due_at)
     app.writer.forget()
     return {
         "members": report.members,

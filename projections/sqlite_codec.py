@@ -84,10 +84,19 @@ class RowCodec(Generic[R]):
         """``SELECT <columns> FROM <table>`` (``table`` defaults to the codec's, unprefixed)."""
         return f"SELECT {', '.join(self.columns)} FROM {table or self.table}"
 
-    def insert(self, table: str | None = None, *, replace: bool = False) -> str:
+    def insert(self, table: str | None = None, *, replace: bool = False, placeholder: str = "?") -> str:
+        """``INSERT [OR REPLACE] INTO <table> (<columns>) VALUES (?, ...)``; ``placeholder`` is the driver's
+        parameter mark (``"?"`` for sqlite3, ``"%s"`` for psycopg; ``replace`` is SQLite-only)."""
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        marks = ", ".join("?" * len(self.columns))
+        marks = ", ".join([placeholder] * len(self.columns))
         return f"{verb} INTO {table or self.table} ({', '.join(self.columns)}) VALUES ({marks})"
+
+    def upsert(self, table: str | None = None, *, placeholder: str = "%s") -> str:
+        """The standard-SQL ``INSERT OR REPLACE``: ``INSERT ... ON CONFLICT (<key>) DO UPDATE SET`` every other
+        column (PostgreSQL; SQLite accepts it too with ``placeholder="?"``). Needs a unique index on the key."""
+        rest = [c for c in self.columns if c not in self.key]
+        action = "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "DO NOTHING"
+        return f"{self.insert(table, placeholder=placeholder)} ON CONFLICT ({', '.join(self.key)}) {action}"
 
 
 BALANCE = RowCodec(BalanceRow, "balance", ("program_id", "member_id"))

@@ -240,10 +240,19 @@ def lot(lot: LotState, policy_version: int = 0) -> member_pb2.Lot:
     return msg
 
 
+def granting_membership(source: str, benefit: str) -> str:
+    """The id of the paid membership that granted an entitlement ("" if none).
+
+    A membership's own grants have the source ``membership:{membership_id}:{benefit}``; the membership id may
+    itself contain ``:``, so it is what lies between the prefix and the benefit code.
+    """
+    prefix, suffix = "membership:", f":{benefit}"
+    if source.startswith(prefix) and source.endswith(suffix) and len(source) > len(prefix) + len(suffix):
+        return source[len(prefix) : -len(suffix)]
+    return ""
+
+
 def entitlement(ent: EntitlementState, policy: Policy | None, at: datetime, policy_version: int = 0) -> member_pb2.Entitlement:
-    membership_id = ""
-    if ent.source.startswith("membership:"):
-        membership_id = ent.source.split(":", 1)[1]
     msg = member_pb2.Entitlement(
         entitlement_id=ent.entitlement_id,
         benefit_code=ent.benefit,
@@ -256,7 +265,7 @@ def entitlement(ent: EntitlementState, policy: Policy | None, at: datetime, poli
         used_this_month=used_in_month(ent, policy, at) if policy is not None else 0,
         status=ENTITLEMENT_STATUSES[entitlement_status(ent, at)],
         source=ent.source,
-        membership_id=membership_id,
+        membership_id=granting_membership(ent.source, ent.benefit),
         policy_version=policy_version,
     )
     stamp(msg.valid_from, ent.valid_from)
@@ -277,6 +286,7 @@ def granted_entitlement(event: ev.EntitlementGranted) -> member_pb2.Entitlement:
         quota_per_month=event.quota_per_month or 0,
         status=member_pb2.ENTITLEMENT_STATUS_AVAILABLE,
         source=event.source,
+        membership_id=granting_membership(event.source, event.benefit),
         policy_version=event.policy_version,
     )
     stamp(msg.valid_from, event.valid_from)

@@ -8,7 +8,7 @@ Every handler is wrapped by :func:`rpc`, which turns the exceptions of the facad
   say a caller-chosen id is taken);
 * ``NotFound`` -> ``NOT_FOUND``, reason ``<KIND>_NOT_FOUND``;
 * ``Conflict`` -> ``ALREADY_EXISTS``, reason ``IDEMPOTENCY_KEY_REUSED``;
-* ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``;
+* ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``; ``Contended`` -> ``ABORTED``;
 * anything else -> ``INTERNAL`` (logged, no details).
 """
 
@@ -25,7 +25,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ledger.application.writer import Overloaded, StoreUnavailable
+from ledger.application.writer import Contended, Overloaded, StoreUnavailable
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from policies.errors import NoPolicyInForce, PolicyInvalid, UnknownCode, UnknownPolicyVersion
 
@@ -37,20 +37,6 @@ DOMAIN = "loyalty.v1"
 ALREADY_EXISTS_REASONS = frozenset(
     {"PROGRAM_EXISTS", "MEMBER_EXISTS", "HOLD_EXISTS", "REFUND_EXISTS", "MEMBERSHIP_EXISTS"}
 )
-
-#: Reason codes raised under another name inside the ledger, and the stable code the API promises.
-REASON_ALIASES: Mapping[str, str] = {
-    "COMMIT_EXCEEDS_HOLD": "INSUFFICIENT_POINTS",
-    "ORDER_FULLY_REFUNDED": "REFUND_EXCEEDS_LINE",
-    "POLICY_EFFECTIVE_IN_PAST": "EFFECTIVE_FROM_TOO_EARLY",
-}
-
-#: Metadata keys raised under another name inside the ledger, and the key the API promises.
-METADATA_ALIASES: Mapping[str, str] = {
-    "oldest_allowed": "earliest_allowed",
-    "identity_kind": "kind",
-    "refunded_fen_so_far": "refunded_fen",
-}
 
 #: Field names of domain commands that differ from the request field they come from.
 FIELD_ALIASES: Mapping[str, str] = {
@@ -104,19 +90,9 @@ def bad_request(violations: Iterable[tuple[str, str]], message: str | None = Non
 
 
 def refusal_status(exc: Refusal) -> status_pb2.Status:
-    reason = REASON_ALIASES.get(exc.reason, exc.reason)
-    metadata = {METADATA_ALIASES.get(k, k): v for k, v in exc.metadata.items()}
-    if reason == "EFFECTIVE_FROM_TOO_EARLY" and "earliest_allowed" not in metadata and "now" in metadata:
-        metadata["earliest_allowed"] = metadata["now"]
-    if reason in ALREADY_EXISTS_REASONS:
-        if "id" not in metadata:
-            ids = [v for k, v in metadata.items() if k.endswith("_id")]
-            if ids:
-                metadata["id"] = ids[0]
-        code = code_pb2.ALREADY_EXISTS
-    else:
-        code = code_pb2.FAILED_PRECONDITION
-    return _status(code, exc.message, _error_info(reason, metadata))
+    """A refusal as raised: its reason and metadata are already the public ones (``docs/errors.md``)."""
+    code = code_pb2.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else code_pb2.FAILED_PRECONDITION
+    return _status(code, exc.message, _error_info(exc.reason, exc.metadata))
 
 
 def status_of(exc: BaseException) -> status_pb2.Status:
@@ -150,6 +126,8 @@ def status_of(exc: BaseException) -> status_pb2.Status:
         )
     if isinstance(exc, StoreUnavailable):
         return _status(code_pb2.UNAVAILABLE, str(exc) or "the store is unavailable")
+    if isinstance(exc, Contended):
+        return _status(code_pb2.ABORTED, str(exc), _error_info("CONCURRENT_MODIFICATION", {}))
     return _status(code_pb2.INTERNAL, "internal error")
 
 

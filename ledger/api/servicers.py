@@ -35,6 +35,7 @@ from ledger.application.service import LedgerApp, MemberView
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide.context import effective_tier
+from ledger.domain.decide.earning import CapPeriod, cap_usage
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
@@ -52,6 +53,11 @@ from loyalty.v1 import (
 )
 from policies import OrderLine
 from policies.errors import NoPolicyInForce
+
+CAP_PERIODS: dict[CapPeriod, ledger_pb2.CapPeriod.ValueType] = {
+    "DAY": ledger_pb2.CAP_PERIOD_DAY,
+    "MONTH": ledger_pb2.CAP_PERIOD_MONTH,
+}
 
 _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -250,6 +256,8 @@ class ProgramService(program_pb2_grpc.ProgramServiceServicer):
         # Time-driven tier changes are review downgrades (upgrades happen when growth is recorded).
         response.downgrades = n("tier_changes")
         response.grants = n("grants")
+        response.overrides_ended = n("overrides_ended")
+        response.memberships_lapsed = n("memberships_lapsed")
         response.members_touched = n("members_ticked")
         response.replayed = previous == to
         return response
@@ -362,10 +370,11 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
         member_id = request.member_id or (
             "m-" + hashlib.sha256(f"{request.program_id}\x1f{request.idempotency_key}".encode()).hexdigest()[:24]
         )
+        identities = [(cv.IDENTITY_KINDS[i.kind], i.value) for i in request.identities]
         result = self.app.enroll(
             request.program_id,
             member_id,
-            [(cv.IDENTITY_KINDS[i.kind], i.value) for i in request.identities],
+            identities,
             profile,
             request.idempotency_key,
             cv.optional_datetime(request.context, "occurred_at"),
@@ -472,6 +481,13 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
             if awarded.lot is not None:
                 response.lot_id = awarded.lot.lot_id
                 cv.stamp(response.expires_at, awarded.lot.expires_at)
+            view = self._view(request.program_id, request.member_id)
+            policy = self.app.program(request.program_id).policies.in_force_at(awarded.at).policy
+            for usage in cap_usage(view.state, policy, awarded.cap_group, awarded.at, through=True):
+                cap = response.caps.add(
+                    period=CAP_PERIODS[usage.period], limit=usage.limit, used=usage.used, remaining=usage.remaining
+                )
+                cv.stamp(cap.resets_at, usage.resets_at)
         coupon = cv.first(result.events, ev.EntitlementGranted)
         if coupon is not None:
             response.coupon.CopyFrom(cv.granted_entitlement(coupon))
@@ -588,9 +604,6 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
                 raise InvalidCommand(
                     f"lines[{index}].line_id", f"order {request.order_id} has no line {line_id!r}"
                 ) from exc
-            raise
-        except Refusal as exc:
-            exc.metadata.setdefault("order_id", request.order_id)
             raise
         refunded: ev.PurchaseRefunded | None = cv.first(result.events, ev.PurchaseRefunded)
         response = ledger_pb2.RefundPurchaseResponse(

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -29,7 +30,37 @@ class PersonalProfile:
         return Profile(birth_month=self.birth_month if self.consent else None)
 
 
+class PersonalData(Protocol):
+    """Where profiles live: the embedded SQLite file or the shared PostgreSQL database."""
+
+    def save(self, program_id: str, member_id: str, profile: PersonalProfile) -> None: ...
+
+    def load(self, program_id: str, member_id: str) -> PersonalProfile | None: ...
+
+    def erase(self, program_id: str, member_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def seal(key: bytes, program_id: str, member_id: str, profile: PersonalProfile) -> tuple[bytes, bytes]:
+    """Encrypt ``profile`` under the member's key, bound to the member: ``(nonce, ciphertext)``."""
+    nonce = os.urandom(12)
+    aad = f"{program_id}/{member_id}".encode()
+    return nonce, AESGCM(key).encrypt(nonce, json.dumps(asdict(profile)).encode(), aad)
+
+
+def unseal(key: bytes, nonce: bytes, ciphertext: bytes, program_id: str, member_id: str) -> PersonalProfile:
+    data = AESGCM(key).decrypt(nonce, ciphertext, f"{program_id}/{member_id}".encode())
+    return PersonalProfile(**json.loads(data))
+
+
+def new_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
 class PersonalDataStore:
+    """The embedded personal-data store: a SQLite file of its own beside the event log."""
+
     def __init__(self, path: str) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
@@ -50,10 +81,8 @@ class PersonalDataStore:
             row = self._conn.execute(
                 "SELECT key FROM member_key WHERE program_id=? AND member_id=?", (program_id, member_id)
             ).fetchone()
-            key = row[0] if row else AESGCM.generate_key(bit_length=256)
-            nonce = os.urandom(12)
-            aad = f"{program_id}/{member_id}".encode()
-            ciphertext = AESGCM(key).encrypt(nonce, json.dumps(asdict(profile)).encode(), aad)
+            key = row[0] if row else new_key()
+            nonce, ciphertext = seal(key, program_id, member_id, profile)
             self._conn.execute("BEGIN")
             self._conn.execute("INSERT OR IGNORE INTO member_key VALUES (?,?,?)", (program_id, member_id, key))
             self._conn.execute(
@@ -74,8 +103,7 @@ class PersonalDataStore:
             ).fetchone()
         profile = None
         if row is not None:
-            data = AESGCM(row[0]).decrypt(row[1], row[2], f"{program_id}/{member_id}".encode())
-            profile = PersonalProfile(**json.loads(data))
+            profile = unseal(row[0], row[1], row[2], program_id, member_id)
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[(program_id, member_id)] = profile

@@ -15,9 +15,17 @@ from typing import Any
 
 from ledger.application.clock import Clock
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
-from ledger.application.personal import PersonalDataStore, PersonalProfile
+from ledger.application.personal import PersonalData, PersonalProfile
 from ledger.application.results import CommandResult
-from ledger.application.writer import CommandWriter, MemberChange, ProgramDirectory, Quote, member_stream
+from ledger.application.writer import (
+    CommandWriter,
+    MemberChange,
+    Peek,
+    PeekResult,
+    ProgramDirectory,
+    Quote,
+    member_stream,
+)
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import program as prog
@@ -26,7 +34,17 @@ from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
 from ledger.store.chain import ChainBreak, verify_stream
-from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
+from ledger.store.port import (
+    AppendBatch,
+    CommandRecord,
+    DuplicateCommand,
+    DuplicateEventId,
+    EventStore,
+    NewEvent,
+    StoredEvent,
+    StreamAppend,
+    WrongExpectedVersion,
+)
 from policies import OrderEarning, PolicyVersion, dump_policy
 
 TICK_CHUNK = 500
@@ -86,7 +104,7 @@ class LedgerApp(ProgramDirectory):
         self,
         store: EventStore[Any],
         clock: Clock,
-        personal: PersonalDataStore,
+        personal: PersonalData,
         *,
         project: Callable[[Any, list[StoredEvent], Sequence[MemberChange]], None],
         identity_owner: Callable[[str, str], str | None],
@@ -94,8 +112,10 @@ class LedgerApp(ProgramDirectory):
         check_projection: ProjectionCheck | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
+        shared: bool = False,
     ) -> None:
         self.store = store
+        self.shared = shared
         self.clock = clock
         self.personal = personal
         self._identity_owner = identity_owner
@@ -105,11 +125,8 @@ class LedgerApp(ProgramDirectory):
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()
         for stream_id in store.list_streams("program-"):
-            state = prog.ProgramState(program_id=stream_id.removeprefix("program-"))
-            for stored in store.read_stream(stream_id):
-                prog.evolve_program(state, prog.decode(stored.payload))
-            self._programs[state.program_id] = state
-        self.writer = CommandWriter(store, self, project, max_batch=max_batch)
+            self._load_program(stream_id.removeprefix("program-"))
+        self.writer = CommandWriter(store, self, project, max_batch=max_batch, shared=shared)
 
     def close(self) -> None:
         self.writer.stop()
@@ -118,9 +135,28 @@ class LedgerApp(ProgramDirectory):
 
     def program(self, program_id: str) -> prog.ProgramState:
         found = self._programs.get(program_id)
+        if found is None and self.shared:
+            found = self._load_program(program_id)  # created by another replica
         if found is None:
             raise NotFound("program", program_id)
         return found
+
+    def _load_program(self, program_id: str) -> prog.ProgramState | None:
+        """Fold the program's new events (all of them the first time); None when it has none."""
+        with self._program_lock:
+            state = self._programs.get(program_id) or prog.ProgramState(program_id=program_id)
+            for stored in self.store.read_stream(program_stream(program_id), after_version=state.version):
+                prog.evolve_program(state, prog.decode(stored.payload))
+            if state.version == 0:
+                return None
+            self._programs[program_id] = state
+            return state
+
+    def refresh(self, program_ids: set[str]) -> None:
+        """On a shared store, pick up policy versions and clock moves other replicas wrote."""
+        for program_id in program_ids:
+            if program_id in self._programs:
+                self._load_program(program_id)
 
     def program_ids(self) -> list[str]:
         return sorted(self._programs)
@@ -152,7 +188,21 @@ class LedgerApp(ProgramDirectory):
         self, program_id: str, idempotency_key: str, request: dict[str, Any], decide: Callable[[prog.ProgramState], list[prog.ProgramEvent]]
     ) -> tuple[prog.ProgramState, bool]:
         fp = json.dumps(request, sort_keys=True, default=str)
+        for attempt in range(1, 6):
+            try:
+                return self._program_write_once(program_id, idempotency_key, fp, decide)
+            except (WrongExpectedVersion, DuplicateCommand, DuplicateEventId):
+                if not self.shared or attempt == 5:
+                    raise
+                self._load_program(program_id)  # another replica wrote the program: decide again
+        raise AssertionError("unreachable")
+
+    def _program_write_once(
+        self, program_id: str, idempotency_key: str, fp: str, decide: Callable[[prog.ProgramState], list[prog.ProgramEvent]]
+    ) -> tuple[prog.ProgramState, bool]:
         with self.writer.lock, self._program_lock:
+            if self.shared:
+                self._load_program(program_id)
             if idempotency_key:
                 found = self.store.find_command(program_id, idempotency_key)
                 if found is not None:
@@ -249,6 +299,8 @@ class LedgerApp(ProgramDirectory):
             "reviews": 0,
             "tier_changes": 0,
             "grants": 0,
+            "overrides_ended": 0,
+            "memberships_lapsed": 0,
         }
         seen_rounds = 0
         while True:
@@ -273,6 +325,8 @@ class LedgerApp(ProgramDirectory):
                         "TierReviewed": "reviews",
                         "TierChanged": "tier_changes",
                         "EntitlementGranted": "grants",
+                        "TierOverrideEnded": "overrides_ended",
+                        "MembershipLapsed": "memberships_lapsed",
                     }.get(e.type)
                     if key:
                         counts[key] += 1
@@ -327,23 +381,16 @@ class LedgerApp(ProgramDirectory):
         return result
 
     def view(self, program_id: str, member_id: str) -> MemberView:
-        """The member's state now: due work runs first, so expired points are never shown as spendable."""
-        self.program(program_id)
-        self.writer.execute(cmd.Envelope(program_id, cmd.Tick(member_id=member_id), ""))
-        with self.writer.lock:
-            state = self._fold(program_id, member_id)
-        now = self.now(program_id)
-        return MemberView(state, now, self.program(program_id).policies.in_force_at(now))
+        """The member's state now: due work runs first, so expired points are never shown as spendable.
+
+        The writer answers from its cached state (reading only events other replicas appended), so a view
+        costs a copy of the state, not a fold of the whole stream.
+        """
+        program = self.program(program_id)
+        peeked: PeekResult = self.writer.execute(Peek(program_id, member_id))
+        return MemberView(peeked.state, peeked.now, program.policies.in_force_at(peeked.now))
 
     # -- audit ----------------------------------------------------------------------------------------------
-
-    def _fold(self, program_id: str, member_id: str) -> MemberState:
-        state = MemberState(program_id=program_id, member_id=member_id)
-        for stored in self.store.read_stream(member_stream(program_id, member_id)):
-            evolve(state, ev.decode(stored.payload))
-        if not state.enrolled:
-            raise NotFound("member", member_id)
-        return state
 
     def replay(self, program_id: str, member_id: str) -> Iterator[ReplayEntry]:
         self.program(program_id)

@@ -6,6 +6,17 @@ runs what fell due up to now (``tick``), decides, and applies the events to the 
 transaction appends every event of the group, records the commands and updates the projections; only after it
 commits (fsync) are the callers answered. Commands for one member in one group see each other's effects, so
 two terminals redeeming at once can never overspend: they are decided one after the other.
+
+Several service replicas may share one store (``shared=True``). Then a cached state is only a starting point:
+before deciding, the writer reads the events other replicas appended since (usually none, one cheap query),
+and every append carries the version the decision was made on. If another replica got there first the store
+refuses the whole group (nothing written), the writer drops what it cached and decides the unanswered
+commands again, at most ``max_attempts`` times, then answers :class:`Contended` (gRPC ``ABORTED``). A retried
+idempotency key that another replica recorded in the meantime is found on the next attempt and answered with
+the first answer.
+
+Queries go through the writer too (:class:`Peek`): it applies what fell due, then answers with a private copy
+of the cached state, so a read after a write that returned sees that write.
 """
 
 from __future__ import annotations
@@ -30,7 +41,16 @@ from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
-from ledger.store.port import AppendBatch, CommandRecord, EventStore, NewEvent, StoredEvent, StreamAppend
+from ledger.store.port import (
+    AppendBatch,
+    CommandRecord,
+    DuplicateCommand,
+    EventStore,
+    NewEvent,
+    StoredEvent,
+    StreamAppend,
+    WrongExpectedVersion,
+)
 
 log = structlog.get_logger("ledger.writer")
 
@@ -43,6 +63,10 @@ class Overloaded(Exception):
 
 class StoreUnavailable(Exception):
     """The group could not be committed; nothing of it was written (UNAVAILABLE, safe to retry)."""
+
+
+class Contended(Exception):
+    """Another replica kept writing the same members; after the bounded retries nothing was written (ABORTED)."""
 
 
 def member_stream(program_id: str, member_id: str) -> str:
@@ -58,9 +82,26 @@ class Quote:
     occurred_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """A request for a member's state now (due work applied first), answered with a private copy."""
+
+    program_id: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeekResult:
+    state: MemberState
+    now: datetime
+
+
+Request = cmd.Envelope | Quote | Peek
+
+
 @dataclass(slots=True)
 class _Pending:
-    request: cmd.Envelope | Quote
+    request: Request
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -93,6 +134,9 @@ class ProgramDirectory:
     def identity_owner(self, program_id: str, identity: str) -> str | None:
         raise NotImplementedError
 
+    def refresh(self, program_ids: set[str]) -> None:
+        """Bring these programs up to date with the log (other replicas may have changed them)."""
+
 
 ProjectionHook = Callable[[Any, list[StoredEvent], Sequence["MemberChange"]], None]
 
@@ -119,14 +163,19 @@ class CommandWriter:
         max_batch: int = 256,
         max_queue: int = 20_000,
         cache_size: int = 50_000,
+        shared: bool = False,
+        max_attempts: int = 5,
     ) -> None:
         self._store = store
+        self._shared = shared
+        self._max_attempts = max_attempts
         self._programs = programs
         self._project = project
         self._max_batch = max_batch
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
         self._cache: OrderedDict[str, MemberState] = OrderedDict()
         self._cache_size = cache_size
+        self._fresh: dict[str, MemberState] = {}  # this group's members, up to date (writer thread only)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._stopped = False
         self.lock = threading.RLock()  # held while a group is decided and committed
@@ -134,10 +183,10 @@ class CommandWriter:
 
     # -- callers --------------------------------------------------------------------------------------------
 
-    def execute(self, request: cmd.Envelope | Quote, timeout: float = 30.0) -> Any:
+    def execute(self, request: Request, timeout: float = 30.0) -> Any:
         return self.execute_many([request], timeout)[0]
 
-    def execute_many(self, requests: Sequence[cmd.Envelope | Quote], timeout: float = 60.0) -> list[Any]:
+    def execute_many(self, requests: Sequence[Request], timeout: float = 60.0) -> list[Any]:
         """Submit several requests at once; results (or exceptions, raised for a single request) in order."""
         if self._stopped:
             raise StoreUnavailable("the ledger is shutting down")
@@ -192,17 +241,30 @@ class CommandWriter:
             with self.lock:
                 self._process(group)
 
-    def _process(self, group: list[_Pending]) -> None:
+    def _process(self, group: list[_Pending], attempt: int = 1) -> None:
+        if self._shared:
+            self._programs.refresh({p.request.program_id for p in group})
+        self._prefetch(group)
         staged: dict[str, _Staged] = {}
         records: list[CommandRecord] = []
         answered: list[tuple[_Pending, Any]] = []
         keys: dict[tuple[str, str], tuple[str, _Pending]] = {}
         followers: list[tuple[_Pending, _Pending]] = []
+        recorded = self._store.find_commands(
+            [
+                (p.request.program_id, p.request.idempotency_key)
+                for p in group
+                if isinstance(p.request, cmd.Envelope) and p.request.idempotency_key
+            ]
+        )
         for p in group:
             try:
                 req = p.request
                 if isinstance(req, Quote):
                     answered.append((p, self._quote(req, staged)))
+                    continue
+                if isinstance(req, Peek):
+                    answered.append((p, self._peek(req, staged)))
                     continue
                 if req.idempotency_key:
                     fp = fingerprint(req)
@@ -213,7 +275,7 @@ class CommandWriter:
                             raise Conflict(f"idempotency key {req.idempotency_key!r} was used for a different request")
                         followers.append((p, leader))
                         continue
-                    found = self._store.find_command(req.program_id, req.idempotency_key)
+                    found = recorded.get(k)
                     if found is not None:
                         if found.fingerprint != fp:
                             raise Conflict(f"idempotency key {req.idempotency_key!r} was used for a different request")
@@ -239,7 +301,7 @@ class CommandWriter:
                 log.error("group_aborted", error=repr(exc))
                 self._abort(group, staged, exc)
                 return
-        self._commit(group, staged, records, answered, followers)
+        self._commit(group, staged, records, answered, followers, attempt)
 
     def _abort(self, group: list[_Pending], staged: dict[str, _Staged], exc: BaseException) -> None:
         for stream_id in staged:
@@ -255,6 +317,7 @@ class CommandWriter:
         records: list[CommandRecord],
         answered: list[tuple[_Pending, Any]],
         followers: list[tuple[_Pending, _Pending]],
+        attempt: int,
     ) -> None:
         appends = [
             StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[n for _, n, _, _ in s.events])
@@ -279,6 +342,19 @@ class CommandWriter:
                     AppendBatch(appends=appends, commands=records),
                     in_transaction=lambda tx, stored: self._project(tx, stored, changes),
                 )
+            except (WrongExpectedVersion, DuplicateCommand) as exc:
+                # Another replica wrote one of these members (or recorded one of these keys) since we loaded
+                # them: nothing of ours was written. Decide again from the log, a bounded number of times.
+                for stream_id in staged:
+                    self._cache.pop(stream_id, None)
+                unanswered = [p for p in group if not p.done.is_set()]
+                if attempt < self._max_attempts:
+                    log.info("group_retried", error=repr(exc), attempt=attempt, commands=len(unanswered))
+                    self._process(unanswered, attempt + 1)
+                else:
+                    log.warning("group_contended", error=repr(exc), attempts=attempt, commands=len(unanswered))
+                    self._abort(unanswered, {}, Contended(f"gave up after {attempt} conflicting attempts: {exc}"))
+                return
             except Exception as exc:
                 log.error("group_not_committed", error=repr(exc), commands=len(group))
                 self._abort(group, staged, StoreUnavailable(f"the write was not committed: {exc}"))
@@ -305,14 +381,47 @@ class CommandWriter:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    def _prefetch(self, group: list[_Pending]) -> None:
+        """Bring the states of every member the group touches up to date with the log, in one read.
+
+        Members not cached are folded from their whole stream; on a shared store, cached members get the
+        events other replicas appended since (usually none). Either way it is one ``read_tails`` call.
+        """
+        wanted: dict[str, tuple[str, str]] = {}
+        for p in group:
+            req = p.request
+            if isinstance(req, Peek):
+                members: tuple[str, ...] = (req.member_id,)
+            elif isinstance(req, Quote):
+                members = (req.command.member_id,)
+            elif isinstance(req.command, cmd.MergeMembers):
+                members = (req.command.member_id, req.command.source_member_id)
+            else:
+                members = (req.command.member_id,)
+            for member_id in members:
+                wanted[member_stream(req.program_id, member_id)] = (req.program_id, member_id)
+        fresh: dict[str, MemberState] = {}
+        after: dict[str, int] = {}
+        for sid, (program_id, member_id) in wanted.items():
+            state = self._cache.get(sid) or MemberState(program_id=program_id, member_id=member_id)
+            fresh[sid] = state
+            if state.version == 0 or self._shared:
+                after[sid] = state.version
+        if after:
+            for sid, tail in self._store.read_tails(after).items():
+                state = fresh[sid]
+                for stored in tail:
+                    evolve(state, ev.decode(stored.payload))
+        self._fresh = fresh
+
     def _load(self, program_id: str, member_id: str, staged: dict[str, _Staged]) -> _Staged:
         sid = member_stream(program_id, member_id)
         if sid in staged:
             return staged[sid]
-        state = self._cache.get(sid)
-        if state is None:
-            state = MemberState(program_id=program_id, member_id=member_id)
-            for stored in self._store.read_stream(sid):
+        state = self._fresh.get(sid)
+        if state is None:  # not named by the request itself: read it now
+            state = self._cache.get(sid) or MemberState(program_id=program_id, member_id=member_id)
+            for stored in self._store.read_stream(sid, after_version=state.version):
                 evolve(state, ev.decode(stored.payload))
         s = _Staged(program_id, member_id, state, state.version)
         staged[sid] = s
@@ -351,6 +460,14 @@ class CommandWriter:
             raise NotFound("member", req.command.member_id)
         self._catch_up(s, ctx)
         return quote(req.command, s.state, ctx)
+
+    def _peek(self, req: Peek, staged: dict[str, _Staged]) -> PeekResult:
+        ctx = self._programs.context(req.program_id, None, req.member_id)
+        s = self._load(req.program_id, req.member_id, staged)
+        if not s.state.enrolled:
+            raise NotFound("member", req.member_id)
+        self._catch_up(s, ctx)
+        return PeekResult(s.state.clone(), ctx.now)
 
     def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> CommandResult:
         command = req.command
@@ -397,5 +514,5 @@ class CommandWriter:
                 raise Refusal(
                     "IDENTITY_TAKEN",
                     "this channel identity already belongs to another member",
-                    {"identity_kind": identity.split(":", 1)[0]},
+                    {"kind": identity.split(":", 1)[0].upper(), "member_id": owner},
                 )

@@ -13,6 +13,7 @@ A refused command writes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 
 class DomainError(Exception):
@@ -37,14 +38,25 @@ class NotFound(DomainError):
         self.identifier = identifier
 
 
+def metadata_value(value: object) -> str:
+    """A refusal's metadata value as the API sends it: times in RFC 3339 (UTC, ``Z``), the rest as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 class Refusal(DomainError):
-    """A business rule refuses the command; ``reason`` is a stable code such as ``INSUFFICIENT_POINTS``."""
+    """A business rule refuses the command.
+
+    ``reason`` is the stable public code (``INSUFFICIENT_POINTS``, ...) and ``metadata`` uses the public keys,
+    both exactly as ``docs/errors.md`` lists them: the API passes them through unchanged.
+    """
 
     def __init__(self, reason: str, message: str, metadata: Mapping[str, object] | None = None) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
-        self.metadata: dict[str, str] = {k: str(v) for k, v in (metadata or {}).items()}
+        self.metadata: dict[str, str] = {k: metadata_value(v) for k, v in (metadata or {}).items()}
 
 
 class Conflict(DomainError):

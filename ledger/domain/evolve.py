@@ -141,6 +141,8 @@ def _awarded(s: MemberState, e: ev.PointsAwarded) -> None:
     if e.growth:
         s.growth.append(GrowthEntry(e.at, e.growth))
     s.behaviour_log.append((e.at, e.cap_group))
+    if e.reference:
+        s.awarded_references.add((e.behaviour, e.reference))
     if e.counts_as_referral:
         s.referrals.append(e.at)
     s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
@@ -189,6 +191,8 @@ def _released(s: MemberState, e: ev.HoldReleased) -> None:
     hold = s.holds.pop(e.hold_id)
     _release_allocations(s, hold.allocations)
     s.closed_holds[e.hold_id] = e.reason
+    if e.reason == "expired":
+        s.hold_expired_at[e.hold_id] = e.at
 
 
 def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
@@ -230,6 +234,8 @@ def _adjusted(s: MemberState, e: ev.PointsAdjusted) -> None:
     _debit(s, e.debits)
     s.arrears += e.arrears_added
     s.lifetime_adjusted += e.points
+    if e.points > 0:
+        s.lifetime_earned += e.points
 
 
 def _activated(s: MemberState, e: ev.LotActivated) -> None:
@@ -372,6 +378,7 @@ def _absorbed(s: MemberState, e: ev.MemberAbsorbed) -> None:
             activated=t.active,
         )
         _account(s, s.lots[t.lot_id], (0, 0))
+        s.lifetime_earned += t.points
     s.arrears += e.arrears
     s.growth.extend(GrowthEntry(g.at, g.amount) for g in e.growth)
     s.referrals.extend(e.referrals)

@@ -89,7 +89,7 @@ def create_program(
     state: ProgramState, *, name: str, document: str, clock: str, test_time: datetime | None, now: datetime
 ) -> list[ProgramEvent]:
     if state.exists:
-        raise Refusal("PROGRAM_EXISTS", f"program {state.program_id} already exists")
+        raise Refusal("PROGRAM_EXISTS", f"program {state.program_id} already exists", {"id": state.program_id})
     if clock not in ("real", "test"):
         raise InvalidCommand("clock", "must be real or test")
     if clock == "test" and test_time is None:
@@ -110,11 +110,13 @@ def create_program(
 
 def publish_policy(state: ProgramState, *, document: str, effective_from: datetime | None, now: datetime) -> list[ProgramEvent]:
     effective = effective_from or now
-    if effective < now:
+    earliest = max(now, state.policies.latest.effective_from) if state.policies.versions else now
+    if effective < earliest:
         raise Refusal(
-            "POLICY_EFFECTIVE_IN_PAST",
-            "a policy version applies from its effective time; it cannot re-judge the past",
-            {"effective_from": effective.isoformat(), "now": now.isoformat()},
+            "EFFECTIVE_FROM_TOO_EARLY",
+            "a policy version applies from its effective time, not before now or before the latest version's;"
+            " it cannot re-judge the past",
+            {"effective_from": effective, "earliest_allowed": earliest},
         )
     policy = load_policy(document)
     return [
@@ -124,11 +126,13 @@ def publish_policy(state: ProgramState, *, document: str, effective_from: dateti
 
 def advance_clock(state: ProgramState, *, to: datetime) -> list[ProgramEvent]:
     if state.clock != "test" or state.test_time is None:
-        raise Refusal("NOT_ON_TEST_CLOCK", f"program {state.program_id} runs on the real clock")
+        raise Refusal(
+            "NOT_ON_TEST_CLOCK", f"program {state.program_id} runs on the real clock", {"program_id": state.program_id}
+        )
     if to <= state.test_time:
         raise Refusal(
             "CLOCK_NOT_FORWARD",
             "a test clock only moves forward",
-            {"now": state.test_time.isoformat(), "requested": to.isoformat()},
+            {"now": state.test_time, "requested": to},
         )
     return [ClockAdvanced(at=to, to=to)]

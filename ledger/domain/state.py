@@ -183,11 +183,13 @@ class MemberState:
     arrears: int = 0
     holds: dict[str, Hold] = field(default_factory=dict)
     closed_holds: dict[str, str] = field(default_factory=dict)
+    hold_expired_at: dict[str, datetime] = field(default_factory=dict)
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     redemptions: dict[str, Redemption] = field(default_factory=dict)
     growth: list[GrowthEntry] = field(default_factory=list)
     referrals: list[datetime] = field(default_factory=list)
     behaviour_log: list[tuple[datetime, str]] = field(default_factory=list)
+    awarded_references: set[tuple[str, str]] = field(default_factory=set)
     last_purchase_at: datetime | None = None
     last_activity_at: datetime | None = None
     tier: str = ""
@@ -204,6 +206,7 @@ class MemberState:
     active_total: int = 0
     pending_total: int = 0
     lifetime_earned: int = 0
+    """All points ever credited: purchases, behaviours, positive adjustments and lots moved in by a merge."""
     lifetime_redeemed: int = 0
     lifetime_expired: int = 0
     lifetime_clawed_back: int = 0

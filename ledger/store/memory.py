@@ -8,7 +8,7 @@ only then applied, so a failing check or hook leaves the store untouched.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from ledger.store.port import (
@@ -117,6 +117,10 @@ class InMemoryEventStore:
             end = None if limit is None else start + max(limit, 0)
             return stream[start:end]
 
+    def read_tails(self, after_versions: Mapping[str, int]) -> dict[str, list[StoredEvent]]:
+        tails = {sid: self.read_stream(sid, after_version=v) for sid, v in after_versions.items()}
+        return {sid: events for sid, events in tails.items() if events}
+
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         with self._lock:
             self._check_open()
@@ -137,6 +141,11 @@ class InMemoryEventStore:
         with self._lock:
             self._check_open()
             return self._commands.get((program_id, idempotency_key))
+
+    def find_commands(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CommandRecord]:
+        with self._lock:
+            self._check_open()
+            return {k: self._commands[k] for k in keys if k in self._commands}
 
     def list_streams(self, prefix: str) -> list[str]:
         with self._lock:

@@ -146,6 +146,13 @@ class EventStore(Protocol[TransactionT_co]):
         """The stream's events with version > ``after_version``, in version order."""
         ...
 
+    def read_tails(self, after_versions: Mapping[str, int]) -> dict[str, list[StoredEvent]]:
+        """For each stream, its events with version > the given one, in version order (one round trip).
+
+        Streams with no such events are left out of the answer.
+        """
+        ...
+
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Events of every stream with position > ``after_position``, in position order."""
         ...
@@ -160,6 +167,10 @@ class EventStore(Protocol[TransactionT_co]):
 
     def find_command(self, program_id: str, idempotency_key: str) -> CommandRecord | None:
         """The recorded command with this key, if any."""
+        ...
+
+    def find_commands(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CommandRecord]:
+        """The recorded commands among ``(program_id, idempotency_key)`` pairs, by pair (one round trip)."""
         ...
 
     def list_streams(self, prefix: str) -> list[str]:

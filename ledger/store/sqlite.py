@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -64,6 +64,9 @@ class _ReadHandle:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         weakref.finalize(self, conn.close)
+
+
+_IN_CHUNK: Final = 500  # keys per IN (...) list, well under SQLite's variable limit
 
 
 class SqliteEventStore:
@@ -212,6 +215,11 @@ class SqliteEventStore:
         )
         return [event_from_row(row) for row in rows]
 
+    def read_tails(self, after_versions: Mapping[str, int]) -> dict[str, list[StoredEvent]]:
+        # In-process reads cost no round trip: one indexed query per stream is as fast as a join.
+        tails = {sid: self.read_stream(sid, after_version=v) for sid, v in after_versions.items()}
+        return {sid: events for sid, events in tails.items() if events}
+
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         rows = self._query(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
@@ -233,6 +241,24 @@ class SqliteEventStore:
             (program_id, idempotency_key),
         )
         return command_from_row(rows[0]) if rows else None
+
+    def find_commands(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CommandRecord]:
+        by_program: dict[str, list[str]] = {}
+        for program_id, key in dict.fromkeys(keys):
+            by_program.setdefault(program_id, []).append(key)
+        found: dict[tuple[str, str], CommandRecord] = {}
+        for program_id, wanted in by_program.items():
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = self._query(
+                    f"SELECT {COMMAND_COLUMNS} FROM commands WHERE program_id = ? AND idempotency_key IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    (program_id, *chunk),
+                )
+                for row in rows:
+                    record = command_from_row(row)
+                    found[(record.program_id, record.idempotency_key)] = record
+        return found
 
     def list_streams(self, prefix: str) -> list[str]:
         upper = _prefix_upper_bound(prefix)

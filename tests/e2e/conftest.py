@@ -1,7 +1,8 @@
-"""End-to-end fixtures: a real ``ledger serve`` process on a fresh SQLite store, driven over gRPC."""
+"""End-to-end fixtures: a real ``ledger serve`` process on a fresh store (SQLite, then PostgreSQL), driven over gRPC."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -29,6 +30,7 @@ LITTLE_SPROUT = (ROOT / "policies" / "little_sprout.yaml").read_text()
 CST = timezone(timedelta(hours=8))
 START = datetime(2026, 3, 10, 10, 0, tzinfo=CST)
 STARTUP_SECONDS = 30.0
+BACKENDS = ("sqlite", "postgresql")
 
 pytestmark = pytest.mark.e2e
 
@@ -67,17 +69,24 @@ class Server:
         return audit_pb2_grpc.AuditServiceStub(self.channel)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("ledger-e2e")
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per backend for the whole session: every e2e test runs on SQLite and on PostgreSQL."""
+    tmp = tmp_path_factory.mktemp(f"ledger-e2e-{request.param}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
-    running = start_server(tmp, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)
-    channel = grpc.insecure_channel(running.target)
-    try:
-        yield Server(running.target, channel, running.process, running.log_path)
-    finally:
-        channel.close()
-        stop_server(running.process, timeout=20)
+    with contextlib.ExitStack() as stack:
+        store_url = None
+        if request.param == "postgresql":
+            from ledger.store.postgres_testing import fresh_schema, require_postgres
+
+            store_url = stack.enter_context(fresh_schema(require_postgres()))
+        running = start_server(tmp, store_url=store_url, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)
+        channel = grpc.insecure_channel(running.target)
+        try:
+            yield Server(running.target, channel, running.process, running.log_path)
+        finally:
+            channel.close()
+            stop_server(running.process, timeout=20)
 
 
 _program_numbers = itertools.count(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -241,6 +241,39 @@ def test_enroll_twice_is_member_exists(program: Program):
     )
     assert code == grpc.StatusCode.ALREADY_EXISTS
     assert info is not None and info.reason == "MEMBER_EXISTS"
+    assert dict(info.metadata) == {"id": "m-1"}
+
+
+def test_identity_taken_names_the_kind_and_the_holder(program: Program):
+    enroll(program, "m-1", card="CARD-7")
+    code, info, _ = failure(
+        program.server.ledger.EnrollMember,
+        ledger_pb2.EnrollMemberRequest(
+            program_id=program.program_id,
+            idempotency_key=program.key("enroll"),
+            member_id="m-2",
+            identities=[common_pb2.ChannelIdentity(kind=common_pb2.IDENTITY_KIND_CARD_NUMBER, value="CARD-7")],
+        ),
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert info is not None and info.reason == "IDENTITY_TAKEN"
+    assert dict(info.metadata) == {"kind": "CARD_NUMBER", "member_id": "m-1"}
+
+
+def test_policy_effective_in_the_past_is_effective_from_too_early(program: Program):
+    code, info, _ = failure(
+        program.server.programs.PublishPolicy,
+        program_pb2.PublishPolicyRequest(
+            program_id=program.program_id,
+            document=LITTLE_SPROUT,
+            format=common_pb2.DOCUMENT_FORMAT_YAML,
+            effective_from=ts(START - timedelta(days=1)),
+            idempotency_key=program.key("publish"),
+        ),
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert info is not None and info.reason == "EFFECTIVE_FROM_TOO_EARLY"
+    assert datetime.fromisoformat(info.metadata["earliest_allowed"]) == START
 
 
 def test_unknown_member_is_not_found(program: Program):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +21,9 @@ START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[LedgerApp, ManualClock]]:
+def setup(store_url: str) -> Iterator[tuple[LedgerApp, ManualClock]]:
     clock = ManualClock(START)
-    app = build_app(Settings(store_url=f"sqlite:///{tmp_path / 'l.db'}", reference_program=False), clock=clock)
+    app = build_app(Settings(store_url=store_url, reference_program=False), clock=clock)
     app.create_program("real", "Real", reference_document(), "real", None, "c")
     app.enroll("real", "m1", [("card_number", "1")], None, "e")
     app.execute(cmd.Envelope("real", cmd.AdjustPoints("m1", 500, "GOODWILL", "opening", "op"), "a"))

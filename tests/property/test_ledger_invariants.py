@@ -1,4 +1,4 @@
-"""Property tests over random command sequences, through the real write path on a real SQLite file.
+"""Property tests over random command sequences, through the real write path on a real SQLite file and PostgreSQL.
 
 For any history: replaying the log gives the live state; no lot goes below zero; the balance equals the sum
 of the lots; a retried command changes nothing; the projections verify against the log.
@@ -6,6 +6,7 @@ of the lots; a retried command changes nothing; the projections verify against t
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,9 +32,9 @@ SKUS = ("LS-RICE-CEREAL-01", "SKU-1", "SKU-2")
 class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.TemporaryDirectory()
+        self.resources = contextlib.ExitStack()
         self.app = build_app(
-            Settings(store_url=f"sqlite:///{Path(self.dir.name) / 'l.db'}", synchronous="OFF", reference_program=False),
+            Settings(store_url=self.store_url(), synchronous="OFF", reference_program=False),
             clock=ManualClock(START),
         )
         self.app.create_program(PROGRAM, "prop", reference_document(), "test", START, "create")
@@ -42,9 +43,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.holds: dict[str, list[str]] = {m: [] for m in MEMBERS}
         self.last: tuple[cmd.Envelope, object] | None = None
 
+    def store_url(self) -> str:
+        directory = self.resources.enter_context(tempfile.TemporaryDirectory())
+        return f"sqlite:///{Path(directory) / 'l.db'}"
+
     def teardown(self) -> None:
         self.app.close()
-        self.dir.cleanup()
+        self.resources.close()
 
     def _key(self) -> str:
         self.n += 1
@@ -151,3 +156,18 @@ LedgerMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_ledger_invariants = LedgerMachine.TestCase
+
+
+class PostgresLedgerMachine(LedgerMachine):
+    """The same machine on PostgreSQL: a fresh schema per example."""
+
+    def store_url(self) -> str:
+        from ledger.store.postgres_testing import fresh_schema, require_postgres
+
+        return self.resources.enter_context(fresh_schema(require_postgres()))
+
+
+PostgresLedgerMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_ledger_invariants_on_postgresql = PostgresLedgerMachine.TestCase

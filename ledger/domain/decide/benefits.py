@@ -321,7 +321,7 @@ def consume(command: cmd.ConsumeEntitlement, state: MemberState, ctx: Context) -
             raise Refusal(
                 "ENTITLEMENT_NOT_OWNED",
                 f"entitlement {command.entitlement_id!r} does not belong to member {state.member_id}",
-                {"entitlement_id": command.entitlement_id, "member_id": state.member_id},
+                {"entitlement_id": command.entitlement_id},
             )
         raise NotFound("entitlement", command.entitlement_id)
     at = ctx.at
@@ -329,25 +329,34 @@ def consume(command: cmd.ConsumeEntitlement, state: MemberState, ctx: Context) -
         raise Refusal(
             "ENTITLEMENT_REVOKED",
             f"entitlement {ent.entitlement_id!r} was revoked ({ent.revoked_reason})",
-            {"revoked_at": ent.revoked_at.isoformat(), "reason": ent.revoked_reason or ""},
+            {
+                "entitlement_id": ent.entitlement_id,
+                "revoked_at": ent.revoked_at,
+                "revoke_reason": ent.revoked_reason or "",
+            },
         )
-    if not ent.valid_from <= at < ent.valid_until:
+    if at < ent.valid_from:
+        raise Refusal(
+            "ENTITLEMENT_NOT_YET_VALID",
+            f"entitlement {ent.entitlement_id!r} is valid from {ent.valid_from.isoformat()}",
+            {"entitlement_id": ent.entitlement_id, "valid_from": ent.valid_from},
+        )
+    if at >= ent.valid_until:
         raise Refusal(
             "ENTITLEMENT_EXPIRED",
-            f"entitlement {ent.entitlement_id!r} is valid from {ent.valid_from.isoformat()} "
-            f"until {ent.valid_until.isoformat()}",
-            {"valid_from": ent.valid_from.isoformat(), "valid_until": ent.valid_until.isoformat()},
+            f"entitlement {ent.entitlement_id!r} was valid until {ent.valid_until.isoformat()}",
+            {"entitlement_id": ent.entitlement_id, "valid_until": ent.valid_until},
         )
     if ent.quota_total is not None and ent.used_total + command.quantity > ent.quota_total:
         raise Refusal(
             "QUOTA_EXHAUSTED",
             f"{ent.name}: {ent.used_total} of {ent.quota_total} used, {command.quantity} requested",
             {
-                "period": "total",
+                "entitlement_id": ent.entitlement_id,
+                "period": "TOTAL",
                 "limit": ent.quota_total,
                 "used": ent.used_total,
                 "requested": command.quantity,
-                "remaining": ent.quota_total - ent.used_total,
             },
         )
     if ent.quota_per_month is not None:
@@ -359,12 +368,12 @@ def consume(command: cmd.ConsumeEntitlement, state: MemberState, ctx: Context) -
                 "QUOTA_EXHAUSTED",
                 f"{ent.name}: {used} of {ent.quota_per_month} this month used, {command.quantity} requested",
                 {
-                    "period": "month",
+                    "entitlement_id": ent.entitlement_id,
+                    "period": "MONTH",
                     "limit": ent.quota_per_month,
                     "used": used,
                     "requested": command.quantity,
-                    "remaining": max(ent.quota_per_month - used, 0),
-                    "resets_at": resets_at.isoformat(),
+                    "resets_at": resets_at,
                 },
             )
     return [

@@ -24,10 +24,11 @@ class Context:
         try:
             return self.policies.in_force_at(t)
         except NoPolicyInForce as exc:
+            first = self.policies.versions[0].effective_from if self.policies.versions else None
             raise Refusal(
                 "POLICY_NOT_EFFECTIVE_YET",
                 "no policy version of this program was in force at that time",
-                {"at": t.isoformat()},
+                {"occurred_at": t, **({"first_effective_from": first} if first is not None else {})},
             ) from exc
 
     @property
@@ -58,7 +59,7 @@ def require_member(state: MemberState) -> None:
         raise Refusal(
             "MEMBER_MERGED",
             f"member {state.member_id} was merged into {state.merged_into}",
-            {"merged_into": state.merged_into},
+            {"member_id": state.member_id, "merged_into": state.merged_into},
         )
 
 
@@ -75,10 +76,10 @@ def check_business_time(ctx: Context) -> None:
     if ctx.at > ctx.now + MAX_CLOCK_SKEW:
         raise InvalidCommand("context.occurred_at", "is in the future of the program's clock")
     window = ctx.policy_at(ctx.now).policy.offline_window_days
-    oldest = ctx.now - timedelta(days=window)
-    if ctx.at < oldest:
+    earliest = ctx.now - timedelta(days=window)
+    if ctx.at < earliest:
         raise Refusal(
             "OUTSIDE_OFFLINE_WINDOW",
             f"business time is more than {window} days before the time it is recorded",
-            {"occurred_at": ctx.at.isoformat(), "oldest_allowed": oldest.isoformat(), "window_days": window},
+            {"occurred_at": ctx.at, "now": ctx.now, "window_days": window, "earliest_allowed": earliest},
         )

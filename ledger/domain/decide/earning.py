@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 from ledger.domain import events as ev
 from ledger.domain.commands import AwardPoints, RecordPurchase
@@ -15,6 +17,7 @@ from policies import (
     CapReached,
     EarningContext,
     OrderEarning,
+    Policy,
     UnknownBehaviour,
     behaviour_award,
     earn_order,
@@ -22,6 +25,52 @@ from policies import (
     local_month_start,
     lot_expiry,
 )
+
+CapPeriod = Literal["DAY", "MONTH"]
+"""The period of a behaviour cap, named as the API names it (``CAP_PERIOD_DAY``, metadata ``period``)."""
+
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CapUsage:
+    """One cap of a cap group at a moment: the awards ``used`` of ``limit`` in the local period that resets
+    at ``resets_at`` (the start of the next local day or month in the program's time zone)."""
+
+    period: CapPeriod
+    limit: int
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+def _period_bounds(policy: Policy, at: datetime, period: CapPeriod) -> tuple[datetime, datetime]:
+    """The local day or month containing ``at``, as a half-open interval."""
+    if period == "DAY":
+        day = local_day_start(policy, at)
+        return day, local_day_start(policy, day + timedelta(hours=25))
+    month = local_month_start(policy, at)
+    return month, local_month_start(policy, month + timedelta(days=32))
+
+
+def cap_usage(state: MemberState, policy: Policy, cap_group: str, at: datetime, *, through: bool = False) -> list[CapUsage]:
+    """The caps of ``cap_group`` in the periods containing ``at``, day first. ``through``: count the awards
+    up to and including ``at`` (an award at ``at`` sees itself), else every award in the period."""
+    group = policy.cap_groups.get(cap_group)
+    if group is None:
+        return []
+    out: list[CapUsage] = []
+    limits: tuple[tuple[CapPeriod, int | None], ...] = (("DAY", group.per_day), ("MONTH", group.per_month))
+    for period, limit in limits:
+        if limit is None:
+            continue
+        start, end = _period_bounds(policy, at, period)
+        used = state.behaviour_count(cap_group, start, at + _TICK if through else end)
+        out.append(CapUsage(period=period, limit=limit, used=used, resets_at=end))
+    return out
 
 
 def quote(command: RecordPurchase, state: MemberState, ctx: Context) -> OrderEarning:
@@ -41,11 +90,16 @@ def quote(command: RecordPurchase, state: MemberState, ctx: Context) -> OrderEar
 
 def record_purchase(command: RecordPurchase, state: MemberState, ctx: Context) -> list[ev.MemberEvent]:
     check_business_time(ctx)
-    if command.order_id in state.orders:
+    recorded = state.orders.get(command.order_id)
+    if recorded is not None:
         raise Refusal(
             "ORDER_ALREADY_RECORDED",
             f"order {command.order_id} was already recorded for this member",
-            {"order_id": command.order_id},
+            {
+                "order_id": command.order_id,
+                "points_earned": sum(line.earned for line in recorded.lines.values()),
+                "lot_id": recorded.lot_id or "",
+            },
         )
     result = quote(command, state, ctx)
     pv = ctx.version
@@ -124,21 +178,32 @@ def award_points(command: AwardPoints, state: MemberState, ctx: Context) -> list
     if rule is None:
         known = ", ".join(sorted(policy.behaviours))
         raise InvalidCommand("behaviour", f"unknown behaviour {command.behaviour!r}; known: {known}")
-    day = local_day_start(policy, ctx.at)
-    month = local_month_start(policy, ctx.at)
-    next_day = local_day_start(policy, day + timedelta(hours=25))
-    next_month = local_month_start(policy, month + timedelta(days=32))
-    used_today = state.behaviour_count(rule.cap_group, day, next_day)
-    used_month = state.behaviour_count(rule.cap_group, month, next_month)
+    if command.reference and (command.behaviour, command.reference) in state.awarded_references:
+        raise Refusal(
+            "REFERENCE_ALREADY_AWARDED",
+            f"{command.behaviour} was already awarded for {command.reference!r}",
+            {"behaviour": command.behaviour, "reference": command.reference},
+        )
+    periods: tuple[CapPeriod, ...] = ("DAY", "MONTH")
+    used = {p: state.behaviour_count(rule.cap_group, *_period_bounds(policy, ctx.at, p)) for p in periods}
     try:
-        award = behaviour_award(policy, command.behaviour, used_today, used_month)
+        award = behaviour_award(policy, command.behaviour, used["DAY"], used["MONTH"])
     except UnknownBehaviour as exc:  # pragma: no cover - guarded above
         raise InvalidCommand("behaviour", str(exc)) from exc
     if isinstance(award, CapReached):
+        period: CapPeriod = "DAY" if award.period == "day" else "MONTH"
+        _, resets_at = _period_bounds(policy, ctx.at, period)
         raise Refusal(
             "BEHAVIOUR_CAP_REACHED",
             f"{command.behaviour}: at most {award.limit} a {award.period} in cap group {award.cap_group}",
-            {"cap_group": award.cap_group, "period": award.period, "limit": award.limit, "used": award.used},
+            {
+                "behaviour": command.behaviour,
+                "cap_group": award.cap_group,
+                "period": period,
+                "limit": award.limit,
+                "used": award.used,
+                "resets_at": resets_at,
+            },
         )
     lot = None
     if award.points > 0:

@@ -13,7 +13,7 @@ from policies import window_start
 
 def enroll(command: EnrollMember, state: MemberState, ctx: Context) -> list[ev.MemberEvent]:
     if state.enrolled:
-        raise Refusal("MEMBER_EXISTS", f"member {state.member_id} is already enrolled")
+        raise Refusal("MEMBER_EXISTS", f"member {state.member_id} is already enrolled", {"id": state.member_id})
     pv = ctx.policy_at(ctx.now)
     return [
         ev.MemberEnrolled(
@@ -38,7 +38,7 @@ def merge(
         raise Refusal(
             "HOLDS_OPEN",
             f"member {source.member_id} has open holds; commit or release them first",
-            {"open_holds": len(source.holds)},
+            {"member_id": source.member_id, "open_holds": len(source.holds)},
         )
     transfers = tuple(
         ev.LotTransfer(

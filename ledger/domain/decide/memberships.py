@@ -89,16 +89,14 @@ def purchase(command: cmd.PurchaseMembership, state: MemberState, ctx: Context) 
         known = ", ".join(sorted(policy.memberships))
         raise InvalidCommand("plan", f"unknown plan {command.plan!r}; known: {known}")
     if command.paid_fen != plan.price_fen:
-        raise Refusal(
-            "PRICE_MISMATCH",
-            f"plan {command.plan} costs {plan.price_fen} fen, {command.paid_fen} fen paid",
-            {"expected_fen": plan.price_fen, "paid_fen": command.paid_fen},
+        raise InvalidCommand(
+            "paid_fen", f"must be the price of plan {command.plan}, {plan.price_fen} fen; {command.paid_fen} fen paid"
         )
     if command.membership_id in state.memberships:
         raise Refusal(
             "MEMBERSHIP_EXISTS",
             f"membership {command.membership_id!r} already exists",
-            {"membership_id": command.membership_id},
+            {"id": command.membership_id},
         )
     at = ctx.at
     current = [
@@ -138,7 +136,7 @@ def cancel(command: cmd.CancelMembership, state: MemberState, ctx: Context) -> l
         raise Refusal(
             "MEMBERSHIP_NOT_ACTIVE",
             f"membership {m.membership_id!r} is {m.status}",
-            {"membership_id": m.membership_id, "status": m.status},
+            {"membership_id": m.membership_id, "status": m.status.upper()},
         )
     at = ctx.at
     bought_under = ctx.policy_at(m.purchased_at).policy
@@ -150,9 +148,10 @@ def cancel(command: cmd.CancelMembership, state: MemberState, ctx: Context) -> l
             "COOLING_OFF_ENDED",
             f"membership {m.membership_id!r} can be cancelled only within {days} days of its purchase",
             {
-                "purchased_at": m.purchased_at.isoformat(),
+                "membership_id": m.membership_id,
+                "cooling_off_ended_at": ends,
+                "purchased_at": m.purchased_at,
                 "cooling_off_days": days,
-                "cooling_off_ended_at": ends.isoformat(),
             },
         )
     out: list[MemberEvent] = [

@@ -26,7 +26,11 @@ def _requested_lines(command: RefundPurchase, order: OrderRecord) -> list[Refund
             if rec.paid_fen > rec.refunded_fen
         ]
         if not lines:
-            raise Refusal("ORDER_FULLY_REFUNDED", f"order {order.order_id} is already fully refunded")
+            raise Refusal(
+                "REFUND_EXCEEDS_LINE",
+                f"order {order.order_id} is already fully refunded",
+                {"order_id": order.order_id, "paid_fen": order.paid_fen, "refunded_fen": order.refunded_fen},
+            )
         return lines
     seen: set[str] = set()
     for i, line in enumerate(command.lines):
@@ -43,11 +47,11 @@ def _requested_lines(command: RefundPurchase, order: OrderRecord) -> list[Refund
                 "REFUND_EXCEEDS_LINE",
                 f"line {line.line_id} paid {rec.paid_fen} fen, {rec.refunded_fen} already refunded",
                 {
+                    "order_id": order.order_id,
                     "line_id": line.line_id,
                     "paid_fen": rec.paid_fen,
-                    "refunded_fen_so_far": rec.refunded_fen,
+                    "refunded_fen": rec.refunded_fen,
                     "requested_fen": line.refunded_fen,
-                    "refundable_fen": rec.paid_fen - rec.refunded_fen,
                 },
             )
     return list(command.lines)
@@ -59,7 +63,7 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
     if order is None:
         raise NotFound("order", command.order_id)
     if command.refund_id in order.refund_ids:
-        raise Refusal("REFUND_EXISTS", f"refund {command.refund_id} was already applied", {"refund_id": command.refund_id})
+        raise Refusal("REFUND_EXISTS", f"refund {command.refund_id} was already applied", {"id": command.refund_id})
     lines = _requested_lines(command, order)
     pv = ctx.policy_at(ctx.now)
     policy = pv.policy

@@ -196,7 +196,9 @@ def test_single_use_coupon_consumed_twice_is_refused_with_the_numbers() -> None:
     with pytest.raises(Refusal) as refused:
         consume(state, coupon.entitlement_id, sh(2026, 2, 15, 11))
     assert refused.value.reason == "QUOTA_EXHAUSTED"
-    assert refused.value.metadata == {"period": "total", "limit": "1", "used": "1", "requested": "1", "remaining": "0"}
+    assert refused.value.metadata == {
+        "entitlement_id": coupon.entitlement_id, "period": "TOTAL", "limit": "1", "used": "1", "requested": "1"
+    }
     assert benefits.entitlement_status(state.entitlements[coupon.entitlement_id], sh(2026, 2, 15, 12)) == "used_up"
 
 
