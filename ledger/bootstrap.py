@@ -3,216 +3,58 @@
 ``LEDGER_STORE`` (or ``--store``) names the event store:
 
 * ``sqlite:///path/ledger.db`` - the embedded store (the default). Read models live in the same file and
-  are written in the append's transaction; personal data in ``path/ledger.personal.db``. One process.
+  are written in the append's transaction; personal data in ``path/ledger.personal.db``. One process, or
+  ``--processes N`` sharing the file as replicas do (a file lock serialises appends, file leases elect the
+  scheduler and the feed).
 * ``postgresql://user@host:port/db`` - the production store. Read models, personal data and checkpoints in
   the same database; read models written in the append's transaction. Any number of ``ledger serve``
   replicas may share it: appends are checked against the version each decision was made on, and
   time-driven work runs on the replica holding the scheduler lease.
-* ``kurrentdb://host:2113?Tls=false`` - see :mod:`ledger.store.kurrentdb` (the event log only; this build does
-  not serve on it, see ``docs/kurrentdb.md``).
+* ``kurrentdb://host:2113?Tls=false`` - the event log in KurrentDB (:mod:`ledger.store.kurrentdb`); read models,
+  personal data and checkpoints in ``LEDGER_READ_MODELS``: a SQLite file (``sqlite:///path``, the default
+  ``sqlite:///var/read-models.db``, one process) or a PostgreSQL database (``postgresql://...``, replicas may
+  share it; leases are advisory locks there). KurrentDB cannot share a transaction with them, so the writer
+  appends first and projects after the commit, in a read-model transaction of its own, before answering
+  (see ``docs/kurrentdb.md``).
+
+Every backend starts by catching its read models up with the log (:class:`projections.runner.ProjectionRunner`),
+so events appended by a process that died before projecting them are projected before anything is served.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ledger.application.clock import Clock, SystemClock
-from ledger.application.personal import PersonalData, PersonalDataStore
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
+from ledger.backends import Backend, open_backend
 from ledger.domain.state import MemberState
-from ledger.store.port import EventStore, StoredEvent
+from ledger.settings import DEFAULT_STORE, Settings, sqlite_path, store_kind
+from ledger.store.port import StoredEvent
 from policies import dump_policy, little_sprout
-from projections.rebuild import Fold
 from projections.rows import history_row, member_rows
 from projections.sqlite_writer import MemberUpdate
 from projections.verify import compare
 
+__all__ = [
+    "DEFAULT_STORE",
+    "REFERENCE_PROGRAM_ID",
+    "Backend",
+    "Settings",
+    "Wired",
+    "build",
+    "build_app",
+    "feed_runner",
+    "open_backend",
+    "reference_document",
+    "sqlite_path",
+    "store_kind",
+]
+
 REFERENCE_PROGRAM_ID = "little_sprout"
-DEFAULT_STORE = "sqlite:///var/ledger.db"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    store_url: str = DEFAULT_STORE
-    pepper: bytes = b"little-sprout-dev-pepper"
-    synchronous: str = "FULL"
-    reference_program: bool = True
-    pool_size: int = 8
-
-    @classmethod
-    def from_env(cls, store_url: str | None = None) -> Settings:
-        return cls(
-            store_url=store_url or os.environ.get("LEDGER_STORE", DEFAULT_STORE),
-            pepper=os.environ.get("LEDGER_IDENTITY_PEPPER", "little-sprout-dev-pepper").encode(),
-            synchronous=os.environ.get("LEDGER_SQLITE_SYNCHRONOUS", "FULL"),
-            pool_size=int(os.environ.get("LEDGER_POOL_SIZE", "8")),
-        )
-
-    def without_reference_program(self) -> Settings:
-        return replace(self, reference_program=False)
-
-
-def store_kind(store_url: str) -> str:
-    """``sqlite``, ``postgresql`` or ``kurrentdb``; exits with a clear message for anything else."""
-    scheme = store_url.split(":", 1)[0].lower()
-    if scheme == "sqlite" and store_url.startswith("sqlite:///"):
-        return "sqlite"
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql"
-    if scheme in ("kurrentdb", "esdb", "kdb"):
-        return "kurrentdb"
-    raise SystemExit(
-        f"unsupported LEDGER_STORE {store_url!r}: use sqlite:///path, postgresql://... or kurrentdb://..."
-    )
-
-
-def sqlite_path(store_url: str) -> str:
-    if store_kind(store_url) != "sqlite":
-        raise SystemExit(f"{store_url!r} is not a sqlite:///path store")
-    return store_url.removeprefix("sqlite:///")
-
-
-class Lease(Protocol):
-    """Permission to run work that must run on one replica at a time (see ``AdvisoryLease``)."""
-
-    def try_acquire(self) -> bool: ...
-
-    def held(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class _AlwaysHeld:
-    """The embedded store serves one process: it always holds every lease."""
-
-    def try_acquire(self) -> bool:
-        return True
-
-    def held(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-class Projector(Protocol):
-    def apply(self, conn: Any, updates: Sequence[MemberUpdate]) -> None: ...
-
-
-class ReadModels(Protocol):
-    def lookup_identity(self, program_id: str, identity: str) -> str | None: ...
-
-    def due_members(self, program_id: str, upto: datetime, limit: int) -> list[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """What one kind of store brings: the log, where read models are written and read, personal data."""
-
-    kind: str
-    store: EventStore[Any]
-    projector: Projector
-    reads: ReadModels
-    read_connection: Callable[[], AbstractContextManager[Any]]
-    personal: PersonalData
-    shared: bool
-    lease: Callable[[str], Lease]
-    rebuild: Callable[[Fold, Callable[[MemberState], datetime | None]], Any]
-
-
-class _Borrowed:
-    """A context manager handing out an object it does not own (the SQLite per-thread read connection)."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def __enter__(self) -> Any:
-        return self._value
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _sqlite_backend(settings: Settings) -> Backend:
-    from ledger.store.sqlite import SqliteEventStore
-    from projections.rebuild import rebuild
-    from projections.sqlite_queries import SqliteReadModels
-    from projections.sqlite_writer import SqliteProjector
-
-    path = sqlite_path(settings.store_url)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteEventStore(path, synchronous=settings.synchronous)  # type: ignore[arg-type]
-    projector = SqliteProjector()
-    projector.create_schema_at(path)
-
-    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            return rebuild(store, conn, fold, due_at)
-        finally:
-            conn.close()
-
-    return Backend(
-        kind="sqlite",
-        store=store,
-        projector=projector,
-        reads=SqliteReadModels(store.read_connection),
-        read_connection=lambda: _Borrowed(store.read_connection()),
-        personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db"))),
-        shared=False,
-        lease=lambda _name: _AlwaysHeld(),
-        rebuild=run_rebuild,
-    )
-
-
-def _postgres_backend(settings: Settings) -> Backend:
-    from ledger.application.personal_postgres import PostgresPersonalDataStore
-    from ledger.store.postgres import PostgresEventStore
-    from ledger.store.postgres_lease import AdvisoryLease
-    from projections.pg_queries import PgReadModels
-    from projections.pg_rebuild import rebuild
-    from projections.pg_writer import PgProjector
-
-    store = PostgresEventStore(settings.store_url, max_size=settings.pool_size)
-    projector = PgProjector()
-    with store.connection() as conn, conn.transaction():
-        projector.create_schema(conn)
-
-    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
-        with store.connection() as conn:
-            return rebuild(store, conn, fold, due_at)
-
-    return Backend(
-        kind="postgresql",
-        store=store,
-        projector=projector,
-        reads=PgReadModels(store.connection),
-        read_connection=store.connection,
-        personal=PostgresPersonalDataStore(store.connection),
-        shared=True,
-        lease=lambda name: AdvisoryLease(settings.store_url, name),
-        rebuild=run_rebuild,
-    )
-
-
-def open_backend(settings: Settings) -> Backend:
-    kind = store_kind(settings.store_url)
-    if kind == "sqlite":
-        return _sqlite_backend(settings)
-    if kind == "postgresql":
-        return _postgres_backend(settings)
-    raise SystemExit(
-        "kurrentdb:// holds the event log through ledger.store.kurrentdb, but this build serves only on "
-        "sqlite:/// and postgresql:// (read models need a transaction shared with the log); see docs/kurrentdb.md"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,11 +64,18 @@ class Wired:
     settings: Settings
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Wired:
-    backend = open_backend(settings)
+def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | None = None) -> Wired:
+    """Wire the app on ``backend`` (default: the one ``settings`` names) after catching its read models up."""
+    from ledger.domain.decide import next_due
+    from projections.runner import ProjectionRunner
+
+    backend = backend or open_backend(settings)
     projector = backend.projector
+    runner: ProjectionRunner | None = None
 
     def project(tx: Any, stored: list[StoredEvent], changes: Sequence[MemberChange]) -> None:
+        """Project a committed group: in the append's transaction ``tx``, or (``tx`` None: the store has no
+        transaction to share) in a read-model transaction of the runner's, which also moves the checkpoint."""
         by_id = {s.event_id: s for s in stored}
         updates = [
             MemberUpdate(
@@ -242,12 +91,18 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
             )
             for c in changes
         ]
-        projector.apply(tx, updates)
+        if tx is None:
+            assert runner is not None, "the runner exists before the first command is served"
+            runner.project_committed(stored, updates)
+        else:
+            projector.apply(tx, updates)
 
     def check(state: MemberState, entries: list[ReplayEntry]) -> list[str]:
         history = [history_row(e.stored, e.event, e.before, e.after) for e in entries]
         with backend.read_connection() as conn:
-            return [str(m) for m in compare(member_rows(state), history, conn, state.program_id, state.member_id)]
+            return [
+                str(m) for m in compare(member_rows(state), history, conn, state.program_id, state.member_id)
+            ]
 
     reads = backend.reads
     app = LedgerApp(
@@ -261,6 +116,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Wired:
         pepper=settings.pepper,
         shared=backend.shared,
     )
+    runner = ProjectionRunner(
+        backend.store,
+        projector,  # type: ignore[arg-type]  # both projectors have what the runner needs
+        backend.read_connection,
+        due_at=lambda state: next_due(state, app.context_of(state)),
+    )
+    runner.catch_up()  # read models lagging the log (a process died between commit and projection)
     if settings.reference_program and REFERENCE_PROGRAM_ID not in app.program_ids():
         app.create_program(
             REFERENCE_PROGRAM_ID,
@@ -282,10 +144,10 @@ def feed_runner(wired: Wired, nats_url: str) -> Any:
 
     backend = wired.backend
     checkpoints: CheckpointStore
-    if backend.kind == "postgresql":
+    if store_kind(backend.read_models_url) == "postgresql":
         checkpoints = PostgresCheckpoints(backend.read_connection)
     else:
-        checkpoints = SqliteCheckpoints.at(sqlite_path(wired.settings.store_url))
+        checkpoints = SqliteCheckpoints.at(sqlite_path(backend.read_models_url))
     from ledger.feed.signals import scan
 
     app = wired.app

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 import structlog
 
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
     s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
+    s.add_argument("--processes", default="1", metavar="N",
+                   help="server processes sharing the port (SO_REUSEPORT) and the store, to use more than one core"
+                   " (default 1; 'auto': one per CPU); SIGTERM to this process stops them all")
+    s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
                    " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
@@ -63,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
+    structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
     if args.command == "health":
         return _health(args.target)
     settings = Settings.from_env(args.store)
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings.without_reference_program()
         from ledger.application.scheduler import Scheduler
 
+        processes = _processes(args.processes)
+        settings = replace(settings, processes=processes)
         wired = build(settings)
         app = wired.app
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
@@ -87,8 +95,20 @@ def main(argv: list[str] | None = None) -> int:
 
             feed = feed_runner(wired, nats_url)
             feed.start()
+        def worker_command(listen: str, port_file: str) -> list[str]:
+            return [
+                sys.executable, "-m", "ledger.cli", "--store", settings.store_url, "serve", "--listen", listen,
+                "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
+                "--no-reference-program", "--worker-of", str(os.getpid()),
+                *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+            ]  # fmt: skip
+
         try:
-            serve(app, args.listen, port_file=args.port_file, max_workers=args.workers)
+            serve(
+                app, args.listen, port_file=args.port_file, max_workers=args.workers,
+                workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
+                reuse_port=args.worker_of is not None, parent_pid=args.worker_of,
+            )  # fmt: skip
         finally:
             if feed is not None:
                 feed.stop()
@@ -119,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         app.close()
     return 2
+
+
+def _processes(value: str) -> int:
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SystemExit(f"--processes must be a positive number or 'auto', got {value!r}")
+    return n
 
 
 def _migrate(settings: Settings) -> int:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import Backend
+from ledger.backends import Backend
 from ledger.domain import events as ev
 from ledger.domain.decide import next_due
 from ledger.domain.evolve import evolve
@@ -40,7 +40,7 @@ def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
         return state, rows
 
     def due_at(state: MemberState) -> datetime | None:
-        return next_due(state, app.context(state.program_id, None, state.member_id))
+        return next_due(state, app.context_of(state))
 
     report = backend.rebuild(fold, due_at)
     app.writer.forget()

@@ -350,8 +350,15 @@ class LoyaltyClient:
 
     # -- audit ---------------------------------------------------------------------------------------------
 
-    def replay_member(self, member_id: str, after_version: int = 0) -> list[audit_pb2.ReplayMemberResponse]:
+    def replay_member(
+        self, member_id: str, after_version: int = 0, page_size: int = 0
+    ) -> list[audit_pb2.ReplayedEvent]:
+        """Every event of the member after ``after_version``, oldest first (the streamed pages, concatenated)."""
         req = audit_pb2.ReplayMemberRequest(
-            program_id=self.program_id, member_id=member_id, after_version=after_version
+            program_id=self.program_id, member_id=member_id, after_version=after_version, page_size=page_size
         )
-        return self._call(lambda: list(self.audit.ReplayMember(req, timeout=self.timeout)))
+        return self._call(
+            lambda: [
+                event for page in self.audit.ReplayMember(req, timeout=self.timeout) for event in page.events
+            ]
+        )

@@ -37,8 +37,6 @@ from ledger.domain import events as ev
 from ledger.domain.decide.context import effective_tier
 from ledger.domain.decide.earning import CapPeriod, cap_usage
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
-from ledger.domain.evolve import evolve
-from ledger.domain.state import MemberState
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -58,6 +56,13 @@ CAP_PERIODS: dict[CapPeriod, ledger_pb2.CapPeriod.ValueType] = {
     "DAY": ledger_pb2.CAP_PERIOD_DAY,
     "MONTH": ledger_pb2.CAP_PERIOD_MONTH,
 }
+
+# ReplayMember pages: at most page_size events (default and maximum here), and a page is closed early once its
+# events' estimated size passes REPLAY_PAGE_BYTES, so pages stay far below gRPC's 4 MiB default message limit.
+DEFAULT_REPLAY_PAGE = 500
+MAX_REPLAY_PAGE = 1000
+REPLAY_PAGE_BYTES = 1 << 20
+REPLAY_EVENT_OVERHEAD = 512  # bytes of an event besides its payload: ids, hashes, summary, balances, lots
 
 _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -967,9 +972,7 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
         else:
             end = len(entries)
         start = max(0, end - size)
-        policies = self.app.program(request.program_id).policies
         response = query_pb2.ListHistoryResponse(next_page_token=str(start) if start > 0 else "")
-        state_tiers = _tiers_after(entries, policies)
         for index in range(end - 1, start - 1, -1):
             e = entries[index]
             entry = response.entries.add(
@@ -980,7 +983,7 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
                 points_delta=cv.net_points(e.after) - cv.net_points(e.before),
                 growth_delta=cv.growth_delta(e.event),
                 balance_after=cv.snapshot(e.after),
-                tier_after=state_tiers[index],
+                tier_after=e.tier_after,
                 order_id=cv.order_of(e.event),
                 policy_version=e.stored.policy_version or 0,
                 actor=cv.actor_message(e.stored.actor),
@@ -988,22 +991,6 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
             cv.stamp(entry.occurred_at, e.stored.occurred_at)
             cv.stamp(entry.recorded_at, e.stored.recorded_at)
         return response
-
-
-def _tiers_after(entries: list[Any], policies: Any) -> list[str]:
-    """The tier in effect after each event, by folding the events again."""
-    if not entries:
-        return []
-    state = MemberState(program_id="", member_id="")
-    out = []
-    for e in entries:
-        evolve(state, e.event)
-        try:
-            policy = policies.in_force_at(e.stored.occurred_at).policy
-            out.append(effective_tier(state, policy, e.stored.occurred_at))
-        except Exception:
-            out.append(state.tier)
-    return out
 
 
 def _problem(member_id: str, report: Any) -> audit_pb2.VerificationProblem | None:
@@ -1044,40 +1031,82 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         c.caller_id("member_id", request.member_id)
         if request.after_version < 0:
             c.fail("after_version", "must not be negative")
+        c.between("page_size", request.page_size, 0, MAX_REPLAY_PAGE)
         c.done()
-        policies = self.app.program(request.program_id).policies
-        entries = list(self.app.replay(request.program_id, request.member_id))
-        tiers = _tiers_after(entries, policies)
-        for index, e in enumerate(entries):
+        size = request.page_size or DEFAULT_REPLAY_PAGE
+        # One fold gives balances and tiers; events up to after_version are folded but no message is built.
+        entries = self.app.replay(request.program_id, request.member_id, request.after_version)
+        # Submessages are filled in place (cheaper than building them and copying them in); equal instants and
+        # actors repeat across events, so each is converted once.
+        actors: dict[tuple[tuple[str, str], ...], common_pb2.Actor] = {}
+        times: dict[datetime, tuple[int, int]] = {}
+
+        def stamp(target: Any, value: datetime) -> None:
+            found = times.get(value)
+            if found is None:
+                ts = cv.to_timestamp(value)
+                found = times[value] = (ts.seconds, ts.nanos)
+            target.seconds, target.nanos = found
+
+        page = audit_pb2.ReplayMemberResponse()
+        add = page.events.add
+        count = 0
+        page_bytes = 0
+        for e in entries:
             s = e.stored
-            if s.version <= request.after_version:
-                continue
-            msg = audit_pb2.ReplayMemberResponse(
+            event = e.event
+            before, after = e.before, e.after
+            payload = s.payload.decode()
+            item = add(
                 version=s.version,
                 position=s.position,
                 event_id=s.event_id,
                 event_type=s.type,
                 schema_version=s.schema_version,
                 policy_version=s.policy_version or 0,
-                rule=cv.rule(e.event),
-                summary=cv.summary(e.event),
+                rule=cv.rule(event),
+                summary=cv.summary(event),
                 idempotency_key=s.idempotency_key or "",
                 correlation_id=s.correlation_id or "",
                 causation_id=s.causation_id or "",
-                actor=cv.actor_message(s.actor),
-                payload_json=s.payload.decode(),
-                points_delta=cv.net_points(e.after) - cv.net_points(e.before),
-                growth_delta=cv.growth_delta(e.event),
-                lots_credited=cv.lots_credited(e.event),
-                lots_debited=cv.lots_debited(e.event),
-                balance_after=cv.snapshot(e.after),
-                tier_after=tiers[index],
+                payload_json=payload,
+                points_delta=cv.net_points(after) - cv.net_points(before),
+                growth_delta=cv.growth_delta(event),
+                tier_after=e.tier_after,
                 prev_hash=s.prev_hash.hex(),
                 hash=s.hash.hex(),
             )
-            cv.stamp(msg.occurred_at, s.occurred_at)
-            cv.stamp(msg.recorded_at, s.recorded_at)
-            yield msg
+            stamp(item.occurred_at, s.occurred_at)
+            stamp(item.recorded_at, s.recorded_at)
+            actor_key = tuple(s.actor.items())
+            actor = actors.get(actor_key)
+            if actor is None:
+                actor = actors[actor_key] = cv.actor_message(s.actor)
+            item.actor.CopyFrom(actor)
+            balance = item.balance_after  # as cv.snapshot
+            balance.active = after.active
+            balance.pending = after.pending
+            balance.held = after.held
+            balance.available = max(after.available, 0)
+            balance.arrears = after.arrears
+            if isinstance(event, (ev.PurchaseRecorded, ev.PointsAwarded)):
+                # The common events: their one new lot, nothing debited (as cv.lots_credited / lots_debited).
+                if event.lot is not None:
+                    portion = item.lots_credited.add(lot_id=event.lot.lot_id, points=event.lot.points)
+                    stamp(portion.expires_at, event.lot.expires_at)
+            else:
+                item.lots_credited.extend(cv.lots_credited(event))
+                item.lots_debited.extend(cv.lots_debited(event))
+            count += 1
+            page_bytes += len(payload) + REPLAY_EVENT_OVERHEAD
+            if count >= size or page_bytes >= REPLAY_PAGE_BYTES:
+                yield page
+                page = audit_pb2.ReplayMemberResponse()
+                add = page.events.add
+                count = 0
+                page_bytes = 0
+        if count:
+            yield page
 
     @rpc
     def VerifyMember(self, request: audit_pb2.VerifyMemberRequest, context: grpc.ServicerContext) -> audit_pb2.VerifyMemberResponse:

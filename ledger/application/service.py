@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import program as prog
 from ledger.domain.decide import Context
+from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
@@ -45,9 +47,11 @@ from ledger.store.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from policies import OrderEarning, PolicyVersion, dump_policy
+from policies import OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
 
 TICK_CHUNK = 500
+REPLAY_CHUNK = 500
+"""Events a replay reads from the store at a time."""
 
 
 def program_stream(program_id: str) -> str:
@@ -67,6 +71,36 @@ class ReplayEntry:
     event: ev.MemberEvent
     before: Balances
     after: Balances
+    tier_after: str = ""
+    """The tier in effect after the event, at its business time (the earned tier or an override)."""
+
+
+class _PolicyAt:
+    """The policy in force at a business time, for a fold: one bisect per policy version's time range, not per event.
+
+    A time before the first version has no policy (None).
+    """
+
+    __slots__ = ("_end", "_policy", "_start", "_starts", "_versions")
+
+    def __init__(self, policies: PolicyHistory) -> None:
+        self._versions = list(policies)
+        self._starts = [v.effective_from for v in self._versions]
+        self._policy: Policy | None = None
+        self._start: datetime | None = None
+        self._end: datetime | None = None
+
+    def __call__(self, at: datetime) -> Policy | None:
+        start, end = self._start, self._end
+        if start is not None and start <= at and (end is None or at < end):
+            return self._policy
+        index = bisect_right(self._starts, at)
+        if index == 0:
+            return None
+        self._policy = self._versions[index - 1].policy
+        self._start = self._starts[index - 1]
+        self._end = self._starts[index] if index < len(self._starts) else None
+        return self._policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +131,17 @@ class VerifyReport:
 
 
 ProjectionCheck = Callable[[MemberState, list[ReplayEntry]], list[str]]
+
+
+def _tier_after(state: MemberState, policy_at: _PolicyAt, at: datetime) -> str:
+    """The tier in effect at ``at`` for the folded ``state``; its stored tier when no policy was in force then."""
+    policy = policy_at(at)
+    if policy is None:
+        return state.tier
+    try:
+        return effective_tier(state, policy, at)
+    except Exception:  # e.g. UnknownTier: a tier this policy version cannot rank; the stored tier stands
+        return state.tier
 
 
 class LedgerApp(ProgramDirectory):
@@ -168,16 +213,24 @@ class LedgerApp(ProgramDirectory):
             return p.test_time
         return self.clock.now()
 
-    def context(self, program_id: str, occurred_at: datetime | None, member_id: str) -> Context:
+    def context(
+        self, program_id: str, occurred_at: datetime | None, member_id: str, *, look_up_profile: bool = True
+    ) -> Context:
+        """What the rules see besides the member's state; ``look_up_profile=False`` skips the personal-data
+        store for a member whose enrolment recorded that it has no profile."""
         p = self.program(program_id)
         now = self.now(program_id)
-        profile = self.personal.load(program_id, member_id)
+        profile = self.personal.load(program_id, member_id) if look_up_profile else None
         return Context(
             now=now,
             at=occurred_at or now,
             policies=p.policies,
             profile=profile.rule_inputs() if profile else cmd.Profile(),
         )
+
+    def context_of(self, state: MemberState, occurred_at: datetime | None = None) -> Context:
+        """:meth:`context` for a member whose state is at hand (its enrolment says whether to look up a profile)."""
+        return self.context(state.program_id, occurred_at, state.member_id, look_up_profile=not state.no_profile)
 
     def identity_owner(self, program_id: str, identity: str) -> str | None:
         return self._identity_owner(program_id, identity)
@@ -356,7 +409,7 @@ class LedgerApp(ProgramDirectory):
             digests.append(identity_digest(self._pepper, program_id, kind, value))
         envelope = cmd.Envelope(
             program_id,
-            cmd.EnrollMember(member_id=member_id, identities=tuple(digests)),
+            cmd.EnrollMember(member_id=member_id, identities=tuple(digests), profile_stored=profile is not None),
             idempotency_key,
             occurred_at,
             actor or cmd.Actor(),
@@ -392,17 +445,38 @@ class LedgerApp(ProgramDirectory):
 
     # -- audit ----------------------------------------------------------------------------------------------
 
-    def replay(self, program_id: str, member_id: str) -> Iterator[ReplayEntry]:
-        self.program(program_id)
-        stored_events = self.store.read_stream(member_stream(program_id, member_id))
-        if not stored_events:
+    def replay(self, program_id: str, member_id: str, after_version: int = 0) -> Iterator[ReplayEntry]:
+        """The member's events in stream order, each with the balances around it and the tier in effect after it.
+
+        One fold of the stream computes all three. Events at or before ``after_version`` are folded (the later
+        balances and tiers depend on them) but not yielded. The events are those stored when the call starts.
+        """
+        policy_at = _PolicyAt(self.program(program_id).policies)
+        stream = member_stream(program_id, member_id)
+        head = self.store.stream_version(stream)
+        if head == 0:
             raise NotFound("member", member_id)
         state = MemberState(program_id=program_id, member_id=member_id)
-        for stored in stored_events:
-            event = ev.decode(stored.payload)
-            before = Balances.of(state)
-            evolve(state, event)
-            yield ReplayEntry(stored, event, before, Balances.of(state))
+        decode = ev.decode
+        before: Balances | None = None
+        version = 0
+        while version < head:
+            # Read in chunks, so a long stream's events do not all stay in memory for the whole replay.
+            chunk = self.store.read_stream(stream, after_version=version, limit=min(REPLAY_CHUNK, head - version))
+            if not chunk:
+                break
+            for stored in chunk:
+                version = stored.version
+                event = decode(stored.payload)
+                if version <= after_version:
+                    evolve(state, event)
+                    continue
+                if before is None:
+                    before = Balances.of(state)
+                evolve(state, event)
+                after = Balances.of(state)
+                yield ReplayEntry(stored, event, before, after, _tier_after(state, policy_at, stored.occurred_at))
+                before = after
 
     def history(
         self, program_id: str, member_id: str, page_size: int = 50, page_token: str = ""

@@ -128,7 +128,9 @@ class _Staged:
 class ProgramDirectory:
     """What the writer needs to know of programs: their policies, their clock, their identities."""
 
-    def context(self, program_id: str, occurred_at: datetime | None, member_id: str) -> Context:
+    def context(
+        self, program_id: str, occurred_at: datetime | None, member_id: str, *, look_up_profile: bool = True
+    ) -> Context:
         raise NotImplementedError
 
     def identity_owner(self, program_id: str, identity: str) -> str | None:
@@ -165,8 +167,16 @@ class CommandWriter:
         cache_size: int = 50_000,
         shared: bool = False,
         max_attempts: int = 5,
+        project_in_transaction: bool | None = None,
     ) -> None:
         self._store = store
+        # False: the store cannot run hooks in its transaction (KurrentDB); ``project`` is then called after the
+        # append committed with ``tx=None`` and opens its own read-model transaction. None: ask the store.
+        self._in_transaction = (
+            bool(getattr(store, "supports_in_transaction", True))
+            if project_in_transaction is None
+            else project_in_transaction
+        )
         self._shared = shared
         self._max_attempts = max_attempts
         self._programs = programs
@@ -332,16 +342,18 @@ class CommandWriter:
                     state=s.state,
                     events=tuple(s.events),
                     identities_added=tuple(s.identities),
-                    due_at=next_due(s.state, self._programs.context(s.program_id, None, s.member_id)),
+                    due_at=next_due(s.state, self._context(s, None)),
                 )
                 for s in staged.values()
                 if s.events
             ]
+            batch = AppendBatch(appends=appends, commands=records)
+            stored: list[StoredEvent] = []
             try:
-                self._store.append(
-                    AppendBatch(appends=appends, commands=records),
-                    in_transaction=lambda tx, stored: self._project(tx, stored, changes),
-                )
+                if self._in_transaction:
+                    self._store.append(batch, in_transaction=lambda tx, events: self._project(tx, events, changes))
+                else:
+                    stored = self._store.append(batch)
             except (WrongExpectedVersion, DuplicateCommand) as exc:
                 # Another replica wrote one of these members (or recorded one of these keys) since we loaded
                 # them: nothing of ours was written. Decide again from the log, a bounded number of times.
@@ -359,6 +371,16 @@ class CommandWriter:
                 log.error("group_not_committed", error=repr(exc), commands=len(group))
                 self._abort(group, staged, StoreUnavailable(f"the write was not committed: {exc}"))
                 return
+            if not self._in_transaction and stored:
+                # The events are committed: project them now (tx=None: in a read-model transaction of the
+                # hook's own), before answering, so a read after the answer sees them. If that fails the
+                # answer still goes out (the write happened) and the cache below stays in step with the log;
+                # the read models lag until the projection runner catches them up (the next projection
+                # notices the gap before the checkpoint and runs it; so does the next startup).
+                try:
+                    self._project(None, stored, changes)
+                except Exception as exc:
+                    log.error("projection_failed_after_commit", error=repr(exc), events=len(stored))
         for sid, s in staged.items():
             if s.state.enrolled:
                 self._remember(sid, s.state)
@@ -447,6 +469,12 @@ class CommandWriter:
             )
             s.events.append((event, new, before, after))
 
+    def _context(self, s: _Staged, occurred_at: datetime | None) -> Context:
+        """The member's context; its personal data is looked up only if enrolment may have stored some."""
+        return self._programs.context(
+            s.program_id, occurred_at, s.member_id, look_up_profile=not s.state.no_profile
+        )
+
     def _catch_up(self, s: _Staged, ctx: Context) -> list[ev.MemberEvent]:
         due = tick(s.state, ctx.for_time(ctx.now))
         if due:
@@ -454,16 +482,16 @@ class CommandWriter:
         return due
 
     def _quote(self, req: Quote, staged: dict[str, _Staged]) -> Any:
-        ctx = self._programs.context(req.program_id, req.occurred_at, req.command.member_id)
         s = self._load(req.program_id, req.command.member_id, staged)
+        ctx = self._context(s, req.occurred_at)
         if not s.state.enrolled:
             raise NotFound("member", req.command.member_id)
         self._catch_up(s, ctx)
         return quote(req.command, s.state, ctx)
 
     def _peek(self, req: Peek, staged: dict[str, _Staged]) -> PeekResult:
-        ctx = self._programs.context(req.program_id, None, req.member_id)
         s = self._load(req.program_id, req.member_id, staged)
+        ctx = self._context(s, None)
         if not s.state.enrolled:
             raise NotFound("member", req.member_id)
         self._catch_up(s, ctx)
@@ -471,14 +499,14 @@ class CommandWriter:
 
     def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> CommandResult:
         command = req.command
-        ctx = self._programs.context(req.program_id, req.occurred_at, command.member_id)
         s = self._load(req.program_id, command.member_id, staged)
+        ctx = self._context(s, req.occurred_at)
         caught_up = self._catch_up(s, ctx)
         if isinstance(command, cmd.EnrollMember):
             self._check_identities(req.program_id, command, staged)
         if isinstance(command, cmd.MergeMembers):
             source = self._load(req.program_id, command.source_member_id, staged)
-            self._catch_up(source, ctx)
+            self._catch_up(source, self._context(source, req.occurred_at))
             target_events, source_events = merge(command, s.state, source.state, ctx)
             self._apply(source, source_events, req, ctx.now)
             self._apply(s, target_events, req, ctx.now)

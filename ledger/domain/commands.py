@@ -30,6 +30,8 @@ class Actor:
 class EnrollMember:
     member_id: str
     identities: tuple[str, ...]
+    profile_stored: bool = False
+    """Whether personal data (kept outside the log) is stored for the member: the rules look it up only then."""
 
 
 @dataclass(frozen=True, slots=True)

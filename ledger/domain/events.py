@@ -65,6 +65,8 @@ class MemberEnrolled(_Event):
     identities: tuple[str, ...]
     tier: str
     policy_version: int
+    profile_stored: bool | None = None
+    """Whether a personal-data profile was stored at enrolment (None in events written before it was recorded)."""
 
 
 class PurchaseRecorded(_Event):

@@ -108,6 +108,7 @@ def fold(state: MemberState, events: Iterable[ev.MemberEvent]) -> MemberState:
 def _enrolled(s: MemberState, e: ev.MemberEnrolled) -> None:
     _check(not s.enrolled, "member enrolled twice")
     s.enrolled_at = e.at
+    s.no_profile = e.profile_stored is False
     s.identities = list(e.identities)
     s.tier = e.tier
     s.tier_since = e.at

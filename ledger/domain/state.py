@@ -177,6 +177,8 @@ class MemberState:
     member_id: str
     version: int = 0
     enrolled_at: datetime | None = None
+    no_profile: bool = False
+    """True when enrolment recorded that no personal-data profile was stored (so there is none to look up)."""
     identities: list[str] = field(default_factory=list)
     merged_into: str | None = None
     lots: dict[str, Lot] = field(default_factory=dict)

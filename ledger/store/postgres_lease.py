@@ -105,6 +105,11 @@ class AdvisoryLease:
         """Release the lease and close its connection. Idempotent."""
         with self._lock:
             self._closed = True
+            if self._held and self._conn is not None and not self._conn.closed:
+                # Unlock before hanging up: the server frees a closed session's locks only once its backend
+                # has exited, which a standby trying at once could otherwise miss.
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
             self._held = False
             self._drop_connection()
 

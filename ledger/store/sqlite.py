@@ -5,8 +5,15 @@ Durability: with ``synchronous="FULL"`` (the default) every commit fsyncs the wr
 last appends on power loss (never on a process crash) and ``"OFF"`` is for throwaway databases only.
 
 Writes go through one connection guarded by a lock, so appends serialize; each is one ``BEGIN IMMEDIATE``
-transaction (which also serializes writers in other processes) with one ``executemany`` per table. The
-write path amortises the commit's fsync by putting a whole group of commands into one :class:`AppendBatch`.
+transaction with one ``executemany`` per table. The write path amortises the commit's fsync by putting a whole
+group of commands into one :class:`AppendBatch`.
+
+Several processes may append to one file (``ledger serve --processes N``). Around each write transaction an
+append takes an exclusive ``flock`` on ``<file>.write-lock``: a writer waiting for it wakes as soon as the
+holder releases it, where SQLite's own busy handler would sleep 1-100 ms between retries. ``BEGIN IMMEDIATE``
+stays the guarantee inside the database (a writer that does not take the file lock still waits on the busy
+timeout). Positions and stream versions are read inside the transaction from the file, never from counters in
+the process, so appends from different processes never collide: each sees the other's committed rows.
 
 Reads use a connection per thread (:meth:`SqliteEventStore.read_connection`), each statement reading a
 committed snapshot, so readers never block the writer or each other. Query-side read models kept in the
@@ -16,6 +23,7 @@ hook, which gets the writer connection inside the open transaction.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -90,7 +98,12 @@ class SqliteEventStore:
         self._readers: weakref.WeakSet[_ReadHandle] = weakref.WeakSet()
         self._local = threading.local()
         self._closed = False
-        self._writer = self._connect()
+        self._lock_fd = os.open(f"{self._path}.write-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self._writer = self._connect()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         try:
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -99,6 +112,7 @@ class SqliteEventStore:
             migrate(self._writer)
         except BaseException:
             self._writer.close()
+            os.close(self._lock_fd)
             raise
 
     def _connect(self) -> sqlite3.Connection:
@@ -136,18 +150,22 @@ class SqliteEventStore:
             if self._closed:
                 raise StoreError("the event store is closed")
             conn = self._writer
-            _execute(conn, "BEGIN IMMEDIATE")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # other processes' appends; releases the GIL while waiting
             try:
-                events = self._write(conn, batch)
-                if in_transaction is not None:
-                    in_transaction(conn, list(events))
-                    if not conn.in_transaction:
-                        raise StoreError("the in_transaction hook ended the append's transaction")
-                _execute(conn, "COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                _execute(conn, "BEGIN IMMEDIATE")
+                try:
+                    events = self._write(conn, batch)
+                    if in_transaction is not None:
+                        in_transaction(conn, list(events))
+                        if not conn.in_transaction:
+                            raise StoreError("the in_transaction hook ended the append's transaction")
+                    _execute(conn, "COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             return events
 
     def _write(self, conn: sqlite3.Connection, batch: AppendBatch) -> list[StoredEvent]:
@@ -159,7 +177,7 @@ class SqliteEventStore:
                 raise _duplicate_command(conn, batch.commands) from error
             except sqlite3.Error as error:
                 raise StoreError(f"recording the commands failed: {error}") from error
-        try:
+        try:  # from the file, inside the transaction: another process may have appended since our last append
             heads = _load_heads(conn, stream_ids(batch))
             first_position = conn.execute("SELECT coalesce(max(position), 0) + 1 FROM events").fetchone()[0]
         except sqlite3.Error as error:
@@ -281,6 +299,7 @@ class SqliteEventStore:
             for handle in list(self._readers):
                 handle.conn.close()
             self._writer.close()
+            os.close(self._lock_fd)
 
 
 def _execute(conn: sqlite3.Connection, sql: str) -> None:

@@ -6,7 +6,9 @@ to the ones written; the actor is stored as canonical JSON text.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +33,18 @@ def to_micros(value: datetime) -> int:
 
 def from_micros(value: int) -> datetime:
     """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=value)
+    return _EPOCH + timedelta(0, 0, value)
+
+
+# Reading a stream decodes the same few instants (the events of a batch share their times) and the same few
+# actors over and over: both are cached. The values are immutable (the actor is a read-only mapping of
+# strings), so events may share them.
+_time = functools.lru_cache(maxsize=4096)(from_micros)
+
+
+@functools.lru_cache(maxsize=1024)
+def _actor(text: str) -> Mapping[str, str]:
+    return MappingProxyType(json.loads(text))
 
 
 def event_row(event: StoredEvent) -> tuple[object, ...]:
@@ -58,23 +71,24 @@ def event_row(event: StoredEvent) -> tuple[object, ...]:
 
 def event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     """The event stored in an ``events`` row selected as :data:`EVENT_COLUMNS`."""
+    # Positional, in StoredEvent's field order (NewEvent's fields first): measurably cheaper per row.
     return StoredEvent(
-        position=row[0],
-        event_id=row[1],
-        stream_id=row[2],
-        version=row[3],
-        type=row[4],
-        schema_version=row[5],
-        occurred_at=from_micros(row[6]),
-        recorded_at=from_micros(row[7]),
-        policy_version=row[8],
-        idempotency_key=row[9],
-        correlation_id=row[10],
-        causation_id=row[11],
-        actor=MappingProxyType(json.loads(row[12])),
-        payload=row[13],
-        prev_hash=row[14],
-        hash=row[15],
+        row[1],  # event_id
+        row[4],  # type
+        row[5],  # schema_version
+        _time(row[6]),  # occurred_at
+        _time(row[7]),  # recorded_at
+        row[8],  # policy_version
+        row[9],  # idempotency_key
+        row[10],  # correlation_id
+        row[11],  # causation_id
+        _actor(row[12]),  # actor
+        row[13],  # payload
+        row[2],  # stream_id
+        row[3],  # version
+        row[0],  # position
+        row[14],  # prev_hash
+        row[15],  # hash
     )
 
 

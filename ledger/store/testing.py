@@ -277,6 +277,15 @@ class EventStoreContract(abc.ABC):
         assert store.find_command("p1", "k1") is not None
         assert store.find_command("p1", "k2") is not None
 
+    def test_read_tails_reads_many_streams_after_their_versions(self, store: EventStore[object]) -> None:
+        store.append(batch_of("a", 0, "a1", "a2", "a3"))
+        store.append(batch_of("b", 0, "b1"))
+        tails = store.read_tails({"a": 1, "b": 1, "c": 0})
+        assert {sid: [e.event_id for e in events] for sid, events in tails.items()} == {"a": ["a2", "a3"]}
+        assert tails["a"] == store.read_stream("a", after_version=1)
+        assert store.read_tails({}) == {}
+        assert [e.event_id for e in store.read_tails({"a": 0, "b": 0})["b"]] == ["b1"]
+
     # -- commands and ids ---------------------------------------------------------------------------------
 
     def test_find_command_returns_the_record(self, store: EventStore[object]) -> None:
@@ -295,6 +304,13 @@ class EventStoreContract(abc.ABC):
         assert found.recorded_at.utcoffset() == timedelta(0)
         assert store.find_command("p2", "k-1") is None
         assert store.find_command("p1", "k-2") is None
+
+    def test_find_commands_answers_many_keys_at_once(self, store: EventStore[object]) -> None:
+        store.append(AppendBatch([], [command("k1"), command("k2", program_id="p2", stream_id=None)]))
+        found = store.find_commands([("p1", "k1"), ("p2", "k2"), ("p1", "k2"), ("p1", "k1")])
+        assert set(found) == {("p1", "k1"), ("p2", "k2")}
+        assert found[("p1", "k1")] == store.find_command("p1", "k1")
+        assert store.find_commands([]) == {}
 
     def test_commands_alone_can_be_recorded(self, store: EventStore[object]) -> None:
         assert store.append(AppendBatch([], [command("k1")])) == []

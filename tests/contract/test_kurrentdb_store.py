@@ -5,38 +5,24 @@ otherwise. Every store gets its own random ``namespace`` (a stream-name prefix),
 stream names ("s", "member-p1-m1", ...) never meet another test's on a shared server, and ``read_all`` and
 ``list_streams`` only see the test's own streams.
 
-The ``*OnFakeClient`` classes run the same contract here, without a server, against :class:`FakeKurrentDB`:
-an in-memory stand-in for the parts of ``KurrentDBClient`` the store calls. It checks the store's own
+The ``*OnFakeClient`` classes run the same contract here, without a server, against :class:`FakeKurrentDB`
+(in :mod:`ledger.store.kurrentdb_testing`, shared with the serving tests): an in-memory stand-in for the parts of ``KurrentDBClient`` the store calls. It checks the store's own
 logic (staging, reservations, conflict diagnosis, read-back, filters), not KurrentDB's behaviour.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-import re
-import sys
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
-from kurrentdbclient import NewEvent, NewEvents, NewRecord, RecordedEvent, StreamState, StreamStateCheck
-from kurrentdbclient.exceptions import (
-    ConsistencyCheckFailure,
-    ConsistencyChecksFailedError,
-    InvalidCommitPositionError,
-    MultiAppendToSameStreamError,
-    NotFoundError,
-    StreamStateCheckFailure,
-    WrongCurrentVersionError,
-)
-from kurrentdbclient.v2streams import _metadata_to_properties
+from kurrentdbclient import NewEvent, StreamState
+from kurrentdbclient.exceptions import WrongCurrentVersionError
 
 from ledger.store.kurrentdb import AppendMode, InTransactionNotSupported, KurrentDBEventStore
+from ledger.store.kurrentdb_testing import FakeKurrentDB
 from ledger.store.port import AppendBatch, EventStore, StreamAppend
 from ledger.store.testing import EventStoreContract, assert_nothing_written, batch_of, command, new_event
 
@@ -87,152 +73,6 @@ class TestKurrentDBEventStore(KurrentDBContract):
     def make_store(self, tmp_path: Path) -> EventStore[object]:
         assert KURRENTDB_URI is not None
         return KurrentDBEventStore(KURRENTDB_URI, namespace=_namespace(), append_mode=APPEND_MODE)
-
-
-# -- the fake server ---------------------------------------------------------------------------------------
-
-
-class _Response:
-    def __init__(self, events: Iterable[RecordedEvent]) -> None:
-        self._events = iter(list(events))
-
-    def __iter__(self) -> Iterator[RecordedEvent]:
-        return self._events
-
-    def __enter__(self) -> _Response:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-
-class FakeKurrentDB:
-    """An in-memory stand-in for the ``KurrentDBClient`` methods the store uses.
-
-    Commit positions grow by an irregular step (like log offsets); the multi-stream append refuses the
-    same stream twice and non-string metadata values, as KurrentDB 25.1 does; reads of ``$all`` from a
-    commit position that holds no event fail with :class:`InvalidCommitPositionError`.
-    """
-
-    def __init__(self) -> None:
-        self.streams: dict[str, list[RecordedEvent]] = {}
-        self.log: list[RecordedEvent] = []
-        self._next_position = itertools.count(start=1000, step=137)
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def _revision(self, name: str) -> int | StreamState:
-        events = self.streams.get(name)
-        return events[-1].stream_position if events else StreamState.NO_STREAM
-
-    def _ok(self, name: str, expected: int | StreamState) -> bool:
-        return expected == StreamState.ANY or self._revision(name) == expected
-
-    def _conflict(self, name: str, expected: int | StreamState) -> WrongCurrentVersionError:
-        actual = self._revision(name)
-        return WrongCurrentVersionError(
-            f"{name}: expected {expected}, actual {actual}",
-            stream_name=name,
-            actual_version=-1 if actual == StreamState.NO_STREAM else actual,
-        )
-
-    def _write(self, name: str, events: Iterable[NewEvent | NewRecord]) -> int:
-        stream = self.streams.setdefault(name, [])
-        position = 0
-        for event in events:
-            position = next(self._next_position)
-            recorded = RecordedEvent(
-                type=event.type,
-                data=event.data,
-                metadata=event.metadata,
-                content_type=event.content_type,
-                id=event.id,
-                stream_name=name,
-                stream_position=len(stream),
-                commit_position=position,
-                prepare_position=position,
-            )
-            stream.append(recorded)
-            self.log.append(recorded)
-        return position
-
-    def append_to_stream(
-        self, stream_name: str, *, current_version: int | StreamState, events: Iterable[NewEvent]
-    ) -> int:
-        with self._lock:
-            if not self._ok(stream_name, current_version):
-                raise self._conflict(stream_name, current_version)
-            return self._write(stream_name, events)
-
-    def multi_append_to_stream(self, events: Iterable[NewEvents]) -> int:
-        requests = list(events)
-        with self._lock:
-            names = [r.stream_name for r in requests]
-            if len(set(names)) != len(names):
-                raise MultiAppendToSameStreamError("same stream twice", stream_name=names[0])
-            for request in requests:
-                for event in request.events:
-                    _metadata_to_properties(event)  # string values only, as the server requires
-                if not self._ok(request.stream_name, request.current_version):
-                    raise self._conflict(request.stream_name, request.current_version)
-            position = 0
-            for request in requests:
-                position = self._write(request.stream_name, request.events)
-            return position
-
-    def append_records(self, records: Sequence[NewRecord], checks: Sequence[StreamStateCheck]) -> object:
-        with self._lock:
-            failures = tuple(
-                ConsistencyCheckFailure(i, StreamStateCheckFailure(c.stream_name, -1, -1))
-                for i, c in enumerate(checks)
-                if not self._ok(c.stream_name, c.expected_state)
-            )
-            if failures:
-                raise ConsistencyChecksFailedError("checks failed", failures=failures)
-            for record in records:
-                self._write(record.stream_name, [record])
-            return object()
-
-    def get_stream(
-        self,
-        stream_name: str,
-        *,
-        stream_position: int | None = None,
-        backwards: bool = False,
-        limit: int = sys.maxsize,
-    ) -> tuple[RecordedEvent, ...]:
-        with self._lock:
-            events = list(self.streams.get(stream_name, ()))
-        if not events:
-            raise NotFoundError(stream_name)
-        if backwards:
-            events.reverse()
-        elif stream_position is not None:
-            events = events[stream_position:]
-        return tuple(events[:limit])
-
-    def read_all(
-        self,
-        *,
-        commit_position: int | None = None,
-        filter_include: Sequence[str] = (),
-        filter_by_stream_name: bool = False,
-        **_: Any,
-    ) -> _Response:
-        assert filter_by_stream_name and len(filter_include) == 1
-        pattern = re.compile("^" + filter_include[0] + "$")
-        with self._lock:
-            log = list(self.log)
-        if commit_position is not None:
-            if commit_position not in {e.commit_position for e in log}:
-                raise InvalidCommitPositionError(str(commit_position))
-            log = [e for e in log if e.commit_position >= commit_position]
-        return _Response(e for e in log if pattern.match(e.stream_name))
 
 
 class _OnFakeClient(KurrentDBContract):

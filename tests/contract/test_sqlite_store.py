@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from ledger.store.port import (
     WrongExpectedVersion,
 )
 from ledger.store.sqlite import SqliteEventStore
+from ledger.store.sqlite_lease import FileLease
 from ledger.store.sqlite_schema import MIGRATIONS, migrate
 from ledger.store.testing import T0, EventStoreContract, batch_of, command, new_event, read_everything
 
@@ -306,6 +308,134 @@ def test_two_stores_on_one_file_serialize_their_appends(path: str, store: Sqlite
         assert (b.position, c.position) == (2, 3)
         assert c.prev_hash == b.hash
         assert check(store) is None
+
+
+RACES = 20
+ROUNDS = 150
+SHARED = ("shared-0", "shared-1", "shared-2")
+
+
+def _append_from_another_process(path: str, proc: int, start: object, results: object) -> None:
+    """A second process on the file: races for new streams, then appends to shared streams, retrying on
+    WrongExpectedVersion from the version it reads (as the write path does). Runs under multiprocessing spawn."""
+    barrier: threading.Barrier = start  # type: ignore[assignment]  # a multiprocessing Barrier, same interface
+    won: list[bool] = []
+    conflicts = 0
+    with SqliteEventStore(path) as store:
+        for k in range(RACES):
+            barrier.wait(timeout=60)
+            try:
+                store.append(batch_of(f"race-{k}", 0, f"race-{k}-p{proc}-a", f"race-{k}-p{proc}-b"))
+                won.append(True)
+            except WrongExpectedVersion:
+                won.append(False)
+        barrier.wait(timeout=60)
+        for i in range(ROUNDS):
+            stream_id = SHARED[i % len(SHARED)]
+            tag = f"p{proc}-{i}"
+            while True:
+                version = store.stream_version(stream_id)
+                batch = AppendBatch(
+                    [
+                        StreamAppend(stream_id, version, [new_event(f"{tag}-{j}", correlation_id=tag) for j in range(3)]),
+                        StreamAppend(f"own-{proc}", i, [new_event(f"{tag}-own", correlation_id=tag)]),
+                    ],
+                    [CommandRecord("p1", tag, f"fp-{tag}", b"{}", T0, stream_id)],
+                )
+                try:
+                    store.append(batch)
+                    break
+                except WrongExpectedVersion:
+                    conflicts += 1
+    results.put((proc, won, conflicts))  # type: ignore[attr-defined]
+
+
+def test_two_processes_appending_to_shared_streams(path: str) -> None:
+    """Appends from two processes serialize (the file lock, then BEGIN IMMEDIATE): positions stay dense, one
+    append's events stay together, versions and hash chains stay whole, and the loser of a race gets
+    WrongExpectedVersion (nothing of its batch written)."""
+    SqliteEventStore(path).close()  # create the schema once, before both start
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_append_from_another_process, args=(path, n, start, results)) for n in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        outcomes = dict((proc, (won, conflicts)) for proc, won, conflicts in (results.get(timeout=120) for _ in procs))
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 0]
+    for k in range(RACES):  # exactly one winner of each race; the loser was refused
+        assert outcomes[0][0][k] != outcomes[1][0][k], f"race {k}: {outcomes[0][0][k]} and {outcomes[1][0][k]}"
+
+    with SqliteEventStore(path) as store:
+        everything = read_everything(store)
+        assert [e.position for e in everything] == list(range(1, len(everything) + 1))
+        assert len(everything) == RACES * 2 + 2 * ROUNDS * 4
+        by_append: dict[str, list[int]] = {}
+        for e in everything:
+            if e.stream_id.startswith("race-"):
+                assert e.event_id.startswith(e.stream_id + "-p")
+                by_append.setdefault(e.stream_id, []).append(e.position)
+            else:
+                assert e.correlation_id is not None
+                by_append.setdefault(e.correlation_id, []).append(e.position)
+        for tag, positions in by_append.items():  # no interleaving: one append's events are consecutive
+            assert positions == list(range(positions[0], positions[0] + len(positions))), tag
+        for k in range(RACES):  # the winner's two events, none of the loser's
+            assert len({e.event_id.rsplit("-", 1)[0] for e in store.read_stream(f"race-{k}")}) == 1
+        for stream_id in (*SHARED, "own-0", "own-1"):
+            events = store.read_stream(stream_id)
+            assert [e.version for e in events] == list(range(1, len(events) + 1))
+            assert check(store, stream_id) is None
+        assert sum(len(store.read_stream(s)) for s in SHARED) == 2 * ROUNDS * 3
+        assert len(store.find_commands([("p1", f"p{n}-{i}") for n in range(2) for i in range(ROUNDS)])) == 2 * ROUNDS
+
+
+# -- the file lease -----------------------------------------------------------------------------------------------
+
+
+def test_a_file_lease_is_held_by_one_holder_at_a_time(path: str) -> None:
+    with FileLease(path, "scheduler") as first, FileLease(path, "scheduler") as second, FileLease(path, "feed") as other:
+        assert first.try_acquire() and first.held() and first.try_acquire()
+        assert not second.try_acquire() and not second.held()
+        assert other.try_acquire()  # another name, another lease
+        first.release()
+        assert not first.held()
+        assert second.try_acquire() and second.held()
+        assert not first.try_acquire()
+        second.close()
+        assert first.try_acquire()
+    with pytest.raises(StoreError, match="closed"):
+        first.try_acquire()
+
+
+def _hold_lease_then_die(path: str, ready: object) -> None:
+    lease = FileLease(path, "scheduler")
+    assert lease.try_acquire()
+    ready.set()  # type: ignore[attr-defined]
+    threading.Event().wait(60)  # killed by the test
+
+
+def test_a_file_lease_is_freed_when_its_holder_dies(path: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lease_then_die, args=(path, ready))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with FileLease(path, "scheduler") as lease:
+            assert not lease.try_acquire()
+            holder.kill()
+            holder.join(timeout=30)
+            assert lease.try_acquire()
+    finally:
+        if holder.is_alive():
+            holder.kill()
 
 
 # -- speed --------------------------------------------------------------------------------------------------------

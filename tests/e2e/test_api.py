@@ -15,7 +15,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from ledger.domain import events as ev
+from ledger.domain.decide.context import effective_tier
+from ledger.domain.evolve import evolve
+from ledger.domain.state import Balances, MemberState
 from loyalty.v1 import audit_pb2, common_pb2, ledger_pb2, member_pb2, program_pb2, query_pb2
+from policies import little_sprout
 from tests.e2e.conftest import LITTLE_SPROUT, START, Program, Server, dt, ts
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +100,18 @@ def hold(p: Program, member_id: str, hold_id: str, points: int, order_total_fen:
         order_id=order_id or f"O-{hold_id}",
         order_total_fen=order_total_fen,
     )
+
+
+def replay_pages(p: Program, member_id: str, after_version: int = 0, page_size: int = 0) -> list[audit_pb2.ReplayMemberResponse]:
+    request = audit_pb2.ReplayMemberRequest(
+        program_id=p.program_id, member_id=member_id, after_version=after_version, page_size=page_size
+    )
+    return list(p.server.audit.ReplayMember(request, timeout=30))
+
+
+def replayed(p: Program, member_id: str, after_version: int = 0, page_size: int = 0) -> list[audit_pb2.ReplayedEvent]:
+    """The replayed events: the streamed pages, concatenated."""
+    return [e for page in replay_pages(p, member_id, after_version, page_size) for e in page.events]
 
 
 def balance(p: Program, member_id: str) -> member_pb2.Balance:
@@ -547,7 +564,7 @@ def test_replay_streams_events_with_running_balance_and_verifies(program: Progra
     program.server.ledger.RecordPurchase(formula_purchase(program, "m-1", "A-1"))
     program.advance(START + timedelta(days=8))
     credit(program, "m-1", 10)
-    replay = list(program.server.audit.ReplayMember(audit_pb2.ReplayMemberRequest(program_id=program.program_id, member_id="m-1")))
+    replay = replayed(program, "m-1")
     types = [r.event_type for r in replay]
     assert types[:2] == ["MemberEnrolled", "PurchaseRecorded"]
     assert "LotActivated" in types and types[-1] == "PointsAdjusted"
@@ -565,9 +582,7 @@ def test_replay_streams_events_with_running_balance_and_verifies(program: Progra
     assert replay[-1].balance_after.active == 60
     assert sum(r.points_delta for r in replay) == 60
 
-    tail = list(program.server.audit.ReplayMember(
-        audit_pb2.ReplayMemberRequest(program_id=program.program_id, member_id="m-1", after_version=len(replay) - 1)
-    ))
+    tail = replayed(program, "m-1", after_version=len(replay) - 1)
     assert [r.version for r in tail] == [len(replay)]
 
     verified = program.server.audit.VerifyMember(audit_pb2.VerifyMemberRequest(program_id=program.program_id, member_id="m-1"))
@@ -588,3 +603,72 @@ def test_replay_streams_events_with_running_balance_and_verifies(program: Progra
 
     summary = list(program.server.audit.VerifyProgram(audit_pb2.VerifyProgramRequest(program_id=program.program_id, include_ok=True)))
     assert summary[-1].summary.ok and summary[-1].summary.members_checked == 1
+
+
+def test_replay_pages_are_ordered_bounded_and_match_a_fresh_fold(program: Program):
+    enroll(program, "m-1")
+    for n in range(1, 6):
+        program.server.ledger.RecordPurchase(formula_purchase(program, "m-1", f"A-{n}", paid_fen=n * 10_000))
+    program.advance(START + timedelta(days=8))
+    placed = program.server.ledger.HoldPoints(hold(program, "m-1", "H-1", 100))
+    program.server.ledger.CommitHold(
+        ledger_pb2.CommitHoldRequest(
+            program_id=program.program_id,
+            idempotency_key=program.key("commit"),
+            context=common_pb2.RequestContext(channel=common_pb2.CHANNEL_WEB_MALL),
+            member_id="m-1",
+            hold_id="H-1",
+        )
+    )
+    credit(program, "m-1", 7)
+    assert placed.hold_id == "H-1"
+
+    whole = replayed(program, "m-1")  # the default page size holds them all
+    count = len(whole)
+    assert count > 12
+    assert [len(p.events) for p in replay_pages(program, "m-1")] == [count]
+
+    pages = replay_pages(program, "m-1", page_size=4)
+    assert pages and all(1 <= len(p.events) <= 4 for p in pages)
+    assert [len(p.events) for p in pages[:-1]] == [4] * (len(pages) - 1)
+    paged = [e for p in pages for e in p.events]
+    assert [e.version for e in paged] == list(range(1, count + 1))
+    assert paged == whole
+
+    # after_version in the middle of a page and exactly on a page boundary: the same events, paged from there.
+    for after_version in (6, 8, count - 1, count):
+        tail_pages = replay_pages(program, "m-1", after_version=after_version, page_size=4)
+        assert all(1 <= len(p.events) <= 4 for p in tail_pages)
+        tail = [e for p in tail_pages for e in p.events]
+        assert [e.version for e in tail] == list(range(after_version + 1, count + 1))
+        assert tail == whole[after_version:]
+
+    # The running balances and tiers are those of a fresh fold of the payloads.
+    policy = little_sprout()
+    state = MemberState(program_id=program.program_id, member_id="m-1")
+    for e in paged:
+        before = Balances.of(state)
+        evolve(state, ev.decode(e.payload_json.encode()))
+        after = Balances.of(state)
+        assert e.balance_after == common_pb2.BalanceSnapshot(
+            active=after.active, pending=after.pending, held=after.held, available=max(after.available, 0), arrears=after.arrears
+        ), e.version
+        net = (after.active + after.pending - after.arrears) - (before.active + before.pending - before.arrears)
+        assert e.points_delta == net, e.version
+        assert e.tier_after == effective_tier(state, policy, dt(e.occurred_at)), e.version
+    assert paged[-1].balance_after.active == balance(program, "m-1").active
+
+    history = program.server.query.ListHistory(
+        query_pb2.ListHistoryRequest(program_id=program.program_id, member_id="m-1", page_size=500)
+    )
+    assert {h.version: h.tier_after for h in history.entries} == {e.version: e.tier_after for e in whole}
+
+
+def test_replay_page_size_limits(program: Program):
+    enroll(program, "m-1")
+    for page_size in (-1, 1001):
+        code, _, bad = failure(lambda r: replay_pages(program, "m-1", page_size=r), page_size)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad is not None and [v.field for v in bad.field_violations] == ["page_size"]
+    assert [len(p.events) for p in replay_pages(program, "m-1", page_size=1000)] == [1]
+    assert replay_pages(program, "m-1", after_version=1) == []

@@ -22,6 +22,7 @@ def enroll(command: EnrollMember, state: MemberState, ctx: Context) -> list[ev.M
             identities=command.identities,
             tier=pv.policy.tiers.levels[0].code,
             policy_version=pv.version,
+            profile_stored=command.profile_stored,
         )
     ]
 

@@ -97,6 +97,7 @@ def test_a_member_event_maps_to_a_versioned_envelope() -> None:
         "member_id": "m-1",
         "tier": "regular",
         "policy_version": 3,
+        "profile_stored": None,
         "type": "MemberEnrolled",
     }
     assert subject_of(message) == "loyalty.v1.little_sprout.member.MemberEnrolled"
