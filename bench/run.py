@@ -866,7 +866,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paced-seconds", type=float,
                    help="duration of the paced 500 cmd/s phase (default 30, at most --seconds but at least 6; quick 6)")  # fmt: skip
     p.add_argument("--procs", type=int, default=2, help="client processes")
-    p.add_argument("--threads", type=int, default=8, help="threads per client process")
+    p.add_argument("--threads", type=int, default=32,
+                   help="threads per client process (default 32: 64 callers in all, like a fleet of tills; the echo"
+                   " baseline gets the same)")
     p.add_argument("--setup-threads", type=int, default=32,
                    help="threads per client process while enrolling the members (default 32: bigger write groups)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=3, help="throughput runs per store (median reported)")

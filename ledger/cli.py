@@ -19,7 +19,8 @@ An event-sourced points and benefits ledger for retail loyalty programs.
 Every change to a member is an immutable event; balances, lots, tiers and entitlements are projections
 rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db):
 sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
-of `serve` replicas may share it).
+of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in KurrentDB with the read
+models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db).
 """
 
 

@@ -10,6 +10,7 @@ its share of new connections going to the processes left. A worker whose parent 
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import signal
@@ -152,6 +153,11 @@ def serve(
     server, port = build_server(
         app, listen, max_workers, reuse_port=multi, interceptors=[counter] if counter is not None else ()
     )
+    # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
+    # the collector's generations so the full collections that the writer's growing state cache triggers do not
+    # walk it again each time.
+    gc.collect()
+    gc.freeze()
     server.start()
     pid = os.getpid()
     log.info("serving", listen=listen, port=port, pid=pid)

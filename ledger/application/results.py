@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,12 +27,20 @@ class CommandResult:
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, encoded: Sequence[bytes] | None = None) -> bytes:
+        """The result as kept with its idempotency key. ``encoded``: the events' payloads if the caller already
+        has them (``encode`` of each event, in order), so they are not encoded a second time."""
+        if encoded is None:
+            payloads = [encode(e).decode() for e in self.events]
+        else:
+            if len(encoded) != len(self.events):
+                raise ValueError("one encoded payload per event")
+            payloads = [p.decode() for p in encoded]
         return json.dumps(
             {
                 "program_id": self.program_id,
                 "member_id": self.member_id,
-                "events": [encode(e).decode() for e in self.events],
+                "events": payloads,
                 "version": self.version,
                 "balance": asdict(self.balance),
                 "recorded_at": self.recorded_at.isoformat(),

@@ -292,14 +292,14 @@ class CommandWriter:
                         answered.append((p, CommandResult.from_bytes(found.response)))
                         continue
                     keys[k] = (fp, p)
-                result = self._stage(req, staged)
+                result, payloads = self._stage(req, staged)
                 if req.idempotency_key:
                     records.append(
                         CommandRecord(
                             program_id=req.program_id,
                             idempotency_key=req.idempotency_key,
                             fingerprint=keys[(req.program_id, req.idempotency_key)][0],
-                            response=result.to_bytes(),
+                            response=result.to_bytes(payloads),
                             recorded_at=result.recorded_at,
                             stream_id=member_stream(req.program_id, result.member_id),
                         )
@@ -497,10 +497,13 @@ class CommandWriter:
         self._catch_up(s, ctx)
         return PeekResult(s.state.clone(), ctx.now)
 
-    def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> CommandResult:
+    def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> tuple[CommandResult, list[bytes] | None]:
+        """Decide one command and apply its events; the result, and the payloads of its events as encoded for
+        the log (None if they are not at hand) so that the recorded answer does not encode them again."""
         command = req.command
         s = self._load(req.program_id, command.member_id, staged)
         ctx = self._context(s, req.occurred_at)
+        start = len(s.events)
         caught_up = self._catch_up(s, ctx)
         if isinstance(command, cmd.EnrollMember):
             self._check_identities(req.program_id, command, staged)
@@ -509,6 +512,7 @@ class CommandWriter:
             self._catch_up(source, self._context(source, req.occurred_at))
             target_events, source_events = merge(command, s.state, source.state, ctx)
             self._apply(source, source_events, req, ctx.now)
+            start = len(s.events)
             self._apply(s, target_events, req, ctx.now)
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
             produced: list[ev.MemberEvent] = target_events
@@ -520,8 +524,13 @@ class CommandWriter:
             produced = decide(command, s.state, ctx)
             if isinstance(command, cmd.EnrollMember):
                 s.identities.extend(command.identities)
+            start = len(s.events)
             self._apply(s, produced, req, ctx.now)
-        return CommandResult(
+        applied = s.events[start:]
+        payloads: list[bytes] | None = [new.payload for _, new, _, _ in applied]
+        if len(applied) != len(produced) or any(a[0] is not e for a, e in zip(applied, produced, strict=False)):
+            payloads = None
+        result = CommandResult(
             program_id=req.program_id,
             member_id=command.member_id,
             events=tuple(produced),
@@ -529,6 +538,7 @@ class CommandWriter:
             balance=Balances.of(s.state),
             recorded_at=ctx.now,
         )
+        return result, payloads
 
     def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
         for identity in command.identities:

@@ -10,10 +10,36 @@ Events carry pseudonymous ids only: no phone number, birth date or name ever ent
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+# The form every stored event writes its datetimes in (pydantic's JSON form of an aware UTC datetime).
+_CANONICAL_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|\+00:00)")
+
+
+def _parse_utc(value: Any) -> Any:
+    """A datetime in the canonical UTC form, parsed to a ``datetime`` whose zone is ``datetime.UTC``.
+
+    pydantic would parse it to the same instant with a zone of its own class; comparing or subtracting datetimes
+    whose zones are different objects calls ``utcoffset`` on every operation, and the state mixes datetimes read
+    from the log with those decided now (``UTC``). ``fromisoformat`` gives the same value for this form (and is
+    faster); anything else, or anything it refuses, is left to pydantic as before.
+    """
+    if type(value) is str and _CANONICAL_UTC.fullmatch(value):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if parsed.tzinfo is UTC:
+            return parsed
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_parse_utc)]
+"""A datetime field of an event (see ``_parse_utc``)."""
 
 
 class _Model(BaseModel):
@@ -33,8 +59,8 @@ class NewLot(_Model):
     lot_id: str
     source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge"]
     points: int
-    active_at: datetime
-    expires_at: datetime
+    active_at: Instant
+    expires_at: Instant
     order_id: str | None = None
 
 
@@ -56,7 +82,7 @@ class Candidate(_Model):
 
 
 class _Event(_Model):
-    at: datetime
+    at: Instant
 
 
 class MemberEnrolled(_Event):
@@ -106,7 +132,7 @@ class PointsHeld(_Event):
     order_total_fen: int
     cap_points: int
     value_fen: int
-    expires_at: datetime
+    expires_at: Instant
     allocations: tuple[LotDebit, ...]
     policy_version: int
 
@@ -187,7 +213,7 @@ class TierChanged(_Event):
     reason: Literal["upgrade", "review_downgrade", "merge"]
     growth_in_window: int
     referrals_in_window: int
-    next_review_at: datetime | None = None  # None: the entry tier, which has no review
+    next_review_at: Instant | None = None  # None: the entry tier, which has no review
     policy_version: int
 
 
@@ -198,8 +224,8 @@ class TierReviewed(_Event):
     outcome: Literal["kept", "notice", "notice_cleared"]
     qualifying_tier: str
     growth_in_window: int
-    next_review_at: datetime | None
-    downgrade_at: datetime | None
+    next_review_at: Instant | None
+    downgrade_at: Instant | None
     policy_version: int
 
 
@@ -207,7 +233,7 @@ class TierOverrideSet(_Event):
     type: Literal["TierOverrideSet"] = "TierOverrideSet"
     tier: str
     kind: Literal["temporary_upgrade", "override"]
-    ends_at: datetime
+    ends_at: Instant
     reason: str
     operator_id: str
 
@@ -222,8 +248,8 @@ class MembershipPurchased(_Event):
     membership_id: str
     plan: str
     price_fen: int
-    term_start: datetime
-    term_end: datetime
+    term_start: Instant
+    term_end: Instant
     renewal_of: str | None
     policy_version: int
 
@@ -247,8 +273,8 @@ class EntitlementGranted(_Event):
     name: str
     kind: str
     value_fen: int | None
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: Instant
+    valid_until: Instant
     quota_total: int | None
     quota_per_month: int | None
     source: str
@@ -290,13 +316,13 @@ class LotTransfer(_Model):
     source_lot_id: str
     points: int
     active: bool
-    occurred_at: datetime
-    active_at: datetime
-    expires_at: datetime
+    occurred_at: Instant
+    active_at: Instant
+    expires_at: Instant
 
 
 class GrowthTransfer(_Model):
-    at: datetime
+    at: Instant
     amount: int
 
 
@@ -308,7 +334,7 @@ class MemberAbsorbed(_Event):
     lots: tuple[LotTransfer, ...]
     arrears: int
     growth: tuple[GrowthTransfer, ...]
-    referrals: tuple[datetime, ...]
+    referrals: tuple[Instant, ...]
     identities: tuple[str, ...]
     entitlement_ids: tuple[str, ...]
 

@@ -32,9 +32,8 @@ class InvariantBroken(AssertionError):
     """The log contradicts itself; the member must not be served from this state."""
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvariantBroken(message)
+# The invariant checks below are written as ``if <broken>: raise InvariantBroken(...)`` so that the message is
+# only formatted when a check fails: they run for every event applied, and stay on in production.
 
 
 def _share(lot: Lot) -> tuple[int, int]:
@@ -51,26 +50,29 @@ def _account(state: MemberState, lot: Lot, before: tuple[int, int]) -> None:
 
 
 def _add_lot(state: MemberState, new: ev.NewLot, at_: datetime, occurred_at: datetime, repaid: int = 0) -> Lot:
-    _check(new.lot_id not in state.lots, f"lot {new.lot_id} credited twice")
-    _check(0 <= repaid <= new.points, f"lot {new.lot_id} repays {repaid} of {new.points}")
-    state.lot_seq += 1
-    activated = new.active_at <= at_
-    lot = Lot(
-        lot_id=new.lot_id,
-        source=new.source,
-        amount=new.points,
-        remaining=new.points - repaid,
-        occurred_at=occurred_at,
-        active_at=new.active_at,
-        expires_at=new.expires_at,
-        seq=state.lot_seq,
-        order_id=new.order_id,
-        activated=activated,
-    )
+    if new.lot_id in state.lots:
+        raise InvariantBroken(f"lot {new.lot_id} credited twice")
+    points = new.points
+    if not 0 <= repaid <= points:
+        raise InvariantBroken(f"lot {new.lot_id} repays {repaid} of {points}")
+    seq = state.lot_seq = state.lot_seq + 1
+    active_at = new.active_at
+    activated = active_at <= at_
+    remaining = points - repaid
+    # Positional, in field order: lot_id, source, amount, remaining, occurred_at, active_at, expires_at, seq,
+    # order_id (a new lot holds nothing and is not expired).
+    lot = Lot(new.lot_id, new.source, points, remaining, occurred_at, active_at, new.expires_at, seq, new.order_id)
+    lot.activated = activated
     state.lots[lot.lot_id] = lot
-    _account(state, lot, (0, 0))
-    state.arrears -= repaid
-    _check(state.arrears >= 0, "arrears below zero")
+    # What ``_account(state, lot, (0, 0))`` adds for a lot that is not expired.
+    if activated:
+        state.active_total += remaining
+    else:
+        state.pending_total += remaining
+    if repaid:
+        state.arrears -= repaid
+    if state.arrears < 0:
+        raise InvariantBroken("arrears below zero")
     return lot
 
 
@@ -78,16 +80,20 @@ def _debit(state: MemberState, debits: Iterable[ev.LotDebit], *, from_held: bool
     total = 0
     for d in debits:
         lot = state.lots.get(d.lot_id)
-        _check(lot is not None, f"debit from unknown lot {d.lot_id}")
+        if lot is None:
+            raise InvariantBroken(f"debit from unknown lot {d.lot_id}")
         assert lot is not None
-        _check(d.points > 0, "debit of zero or fewer points")
+        if d.points <= 0:
+            raise InvariantBroken("debit of zero or fewer points")
         before = _share(lot)
         if from_held:
             lot.held -= d.points
         lot.remaining -= d.points
         _account(state, lot, before)
-        _check(lot.remaining >= 0, f"lot {lot.lot_id} below zero")
-        _check(0 <= lot.held <= lot.remaining, f"lot {lot.lot_id} holds more than it has")
+        if lot.remaining < 0:
+            raise InvariantBroken(f"lot {lot.lot_id} below zero")
+        if not 0 <= lot.held <= lot.remaining:
+            raise InvariantBroken(f"lot {lot.lot_id} holds more than it has")
         total += d.points
     return total
 
@@ -106,7 +112,8 @@ def fold(state: MemberState, events: Iterable[ev.MemberEvent]) -> MemberState:
 
 
 def _enrolled(s: MemberState, e: ev.MemberEnrolled) -> None:
-    _check(not s.enrolled, "member enrolled twice")
+    if s.enrolled:
+        raise InvariantBroken("member enrolled twice")
     s.enrolled_at = e.at
     s.no_profile = e.profile_stored is False
     s.identities = list(e.identities)
@@ -117,22 +124,31 @@ def _enrolled(s: MemberState, e: ev.MemberEnrolled) -> None:
 
 
 def _purchase(s: MemberState, e: ev.PurchaseRecorded) -> None:
-    _check(e.order_id not in s.orders, f"order {e.order_id} recorded twice")
-    s.orders[e.order_id] = OrderRecord(
-        order_id=e.order_id,
-        occurred_at=e.at,
-        lot_id=e.lot.lot_id if e.lot else None,
-        lines={ln.line_id: LineRecord(paid_fen=ln.paid_fen, earned=ln.points) for ln in e.lines},
-        paid_fen=sum(ln.paid_fen for ln in e.lines),
-        growth=e.growth,
-        points_paid=e.points_paid,
+    order_id = e.order_id
+    if order_id in s.orders:
+        raise InvariantBroken(f"order {order_id} recorded twice")
+    at = e.at
+    new_lot = e.lot
+    lines: dict[str, LineRecord] = {}
+    paid_fen = 0
+    for ln in e.lines:
+        lines[ln.line_id] = LineRecord(ln.paid_fen, ln.points)
+        paid_fen += ln.paid_fen
+    # Positional, in field order: order_id, occurred_at, lot_id, lines, paid_fen, growth, points_paid.
+    s.orders[order_id] = OrderRecord(
+        order_id, at, new_lot.lot_id if new_lot else None, lines, paid_fen, e.growth, e.points_paid
     )
-    if e.lot is not None:
-        _add_lot(s, e.lot, e.at, e.at)
+    if new_lot is not None:
+        _add_lot(s, new_lot, at, at)
     s.lifetime_earned += e.points
-    s.growth.append(GrowthEntry(e.at, e.growth))
-    s.last_purchase_at = e.at if s.last_purchase_at is None else max(s.last_purchase_at, e.at)
-    s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
+    s.growth.append(GrowthEntry(at, e.growth))
+    # ``max(last, at)`` keeps ``last`` when the two are equal; so does this.
+    last = s.last_purchase_at
+    if last is None or at > last:
+        s.last_purchase_at = at
+    last = s.last_activity_at
+    if last is None or at > last:
+        s.last_activity_at = at
 
 
 def _awarded(s: MemberState, e: ev.PointsAwarded) -> None:
@@ -150,12 +166,15 @@ def _awarded(s: MemberState, e: ev.PointsAwarded) -> None:
 
 
 def _held(s: MemberState, e: ev.PointsHeld) -> None:
-    _check(e.hold_id not in s.holds and e.hold_id not in s.closed_holds, f"hold {e.hold_id} opened twice")
-    _check(sum(a.points for a in e.allocations) == e.points, "hold allocations do not add up")
+    if not (e.hold_id not in s.holds and e.hold_id not in s.closed_holds):
+        raise InvariantBroken(f"hold {e.hold_id} opened twice")
+    if not (sum(a.points for a in e.allocations) == e.points):
+        raise InvariantBroken("hold allocations do not add up")
     for a in e.allocations:
         lot = s.lots[a.lot_id]
         lot.held += a.points
-        _check(lot.activated and not lot.expired and lot.held <= lot.remaining, f"overheld lot {a.lot_id}")
+        if not (lot.activated and not lot.expired and lot.held <= lot.remaining):
+            raise InvariantBroken(f"overheld lot {a.lot_id}")
     s.holds[e.hold_id] = Hold(
         hold_id=e.hold_id,
         order_id=e.order_id,
@@ -171,16 +190,19 @@ def _release_allocations(s: MemberState, allocations: dict[str, int]) -> None:
         if points:
             lot = s.lots[lot_id]
             lot.held -= points
-            _check(lot.held >= 0, f"lot {lot_id} released more than held")
+            if not (lot.held >= 0):
+                raise InvariantBroken(f"lot {lot_id} released more than held")
 
 
 def _committed(s: MemberState, e: ev.HoldCommitted) -> None:
     hold = s.holds.pop(e.hold_id)
     left = dict(hold.allocations)
     for d in e.debits:
-        _check(left.get(d.lot_id, 0) >= d.points, f"commit takes more than held on {d.lot_id}")
+        if not (left.get(d.lot_id, 0) >= d.points):
+            raise InvariantBroken(f"commit takes more than held on {d.lot_id}")
         left[d.lot_id] -= d.points
-    _check(_debit(s, e.debits, from_held=True) == e.points, "commit debits do not add up")
+    if not (_debit(s, e.debits, from_held=True) == e.points):
+        raise InvariantBroken("commit debits do not add up")
     _release_allocations(s, left)
     s.closed_holds[e.hold_id] = "committed"
     s.lifetime_redeemed += e.points
@@ -198,13 +220,15 @@ def _released(s: MemberState, e: ev.HoldReleased) -> None:
 
 def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
     order = s.orders[e.order_id]
-    _check(e.refund_id not in order.refund_ids, f"refund {e.refund_id} applied twice")
+    if e.refund_id in order.refund_ids:
+        raise InvariantBroken(f"refund {e.refund_id} applied twice")
     order.refund_ids.add(e.refund_id)
     for ln in e.lines:
         rec = order.lines[ln.line_id]
         rec.refunded_fen += ln.refunded_fen
         rec.taken_back += ln.points_taken
-        _check(rec.refunded_fen <= rec.paid_fen, f"line {ln.line_id} refunded beyond what it paid")
+        if not (rec.refunded_fen <= rec.paid_fen):
+            raise InvariantBroken(f"line {ln.line_id} refunded beyond what it paid")
     order.refunded_fen += e.refunded_fen
     order.growth_taken += e.growth_taken
     order.points_returned += e.points_returned
@@ -213,16 +237,16 @@ def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
         before = _share(lot)
         lot.remaining += r.points
         _account(s, lot, before)
-        _check(lot.remaining <= lot.amount, f"lot {r.lot_id} refilled beyond its amount")
+        if not (lot.remaining <= lot.amount):
+            raise InvariantBroken(f"lot {r.lot_id} refilled beyond its amount")
     if e.relot is not None:
         _add_lot(s, e.relot, e.at, e.at)
-    _check(
-        sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) == e.points_returned,
-        "returned points do not add up",
-    )
+    if sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) != e.points_returned:
+        raise InvariantBroken("returned points do not add up")
     s.lifetime_returned += e.points_returned
     taken = _debit(s, e.debits)
-    _check(taken + e.arrears_added + e.forgiven == e.points_taken, "take-back does not add up")
+    if not (taken + e.arrears_added + e.forgiven == e.points_taken):
+        raise InvariantBroken("take-back does not add up")
     s.arrears += e.arrears_added
     s.lifetime_clawed_back += e.points_taken - e.forgiven
     if e.growth_taken:
@@ -241,20 +265,25 @@ def _adjusted(s: MemberState, e: ev.PointsAdjusted) -> None:
 
 def _activated(s: MemberState, e: ev.LotActivated) -> None:
     lot = s.lots[e.lot_id]
-    _check(not lot.activated, f"lot {e.lot_id} activated twice")
-    _check(e.arrears_repaid <= lot.remaining, "activation repays more than the lot holds")
+    if lot.activated:
+        raise InvariantBroken(f"lot {e.lot_id} activated twice")
+    if not (e.arrears_repaid <= lot.remaining):
+        raise InvariantBroken("activation repays more than the lot holds")
     before = _share(lot)
     lot.activated = True
     lot.remaining -= e.arrears_repaid
     _account(s, lot, before)
     s.arrears -= e.arrears_repaid
-    _check(s.arrears >= 0, "arrears below zero")
+    if s.arrears < 0:
+        raise InvariantBroken("arrears below zero")
 
 
 def _expired(s: MemberState, e: ev.LotExpired) -> None:
     lot = s.lots[e.lot_id]
-    _check(not lot.expired and lot.held == 0, f"lot {e.lot_id} expired twice or while held")
-    _check(e.points == lot.remaining, "expiry must remove exactly what remains")
+    if not (not lot.expired and lot.held == 0):
+        raise InvariantBroken(f"lot {e.lot_id} expired twice or while held")
+    if not (e.points == lot.remaining):
+        raise InvariantBroken("expiry must remove exactly what remains")
     before = _share(lot)
     lot.remaining = 0
     lot.expired = True
@@ -309,7 +338,8 @@ def _membership_lapsed(s: MemberState, e: ev.MembershipLapsed) -> None:
 
 
 def _granted(s: MemberState, e: ev.EntitlementGranted) -> None:
-    _check(e.entitlement_id not in s.entitlements, f"entitlement {e.entitlement_id} granted twice")
+    if e.entitlement_id in s.entitlements:
+        raise InvariantBroken(f"entitlement {e.entitlement_id} granted twice")
     s.entitlements[e.entitlement_id] = Entitlement(
         entitlement_id=e.entitlement_id,
         benefit=e.benefit,
@@ -335,7 +365,8 @@ def _granted(s: MemberState, e: ev.EntitlementGranted) -> None:
 def _consumed(s: MemberState, e: ev.EntitlementConsumed) -> None:
     ent = s.entitlements[e.entitlement_id]
     ent.uses.append(Use(e.at, e.quantity, e.order_id, e.store_id))
-    _check(ent.quota_total is None or ent.used_total <= ent.quota_total, "entitlement used beyond its quota")
+    if not (ent.quota_total is None or ent.used_total <= ent.quota_total):
+        raise InvariantBroken("entitlement used beyond its quota")
 
 
 def _revoked(s: MemberState, e: ev.EntitlementRevoked) -> None:
@@ -350,7 +381,8 @@ def _grants_checked(s: MemberState, e: ev.GrantsChecked) -> None:
 
 
 def _merged(s: MemberState, e: ev.MemberMerged) -> None:
-    _check(not s.holds, "merged with open holds")
+    if s.holds:
+        raise InvariantBroken("merged with open holds")
     s.merged_into = e.into_member_id
     for lot in s.lots.values():
         before = _share(lot)
@@ -366,7 +398,8 @@ def _merged(s: MemberState, e: ev.MemberMerged) -> None:
 def _absorbed(s: MemberState, e: ev.MemberAbsorbed) -> None:
     for t in e.lots:
         s.lot_seq += 1
-        _check(t.lot_id not in s.lots, f"lot {t.lot_id} credited twice")
+        if t.lot_id in s.lots:
+            raise InvariantBroken(f"lot {t.lot_id} credited twice")
         s.lots[t.lot_id] = Lot(
             lot_id=t.lot_id,
             source="merge",

@@ -214,13 +214,21 @@ class MemberState:
     lifetime_clawed_back: int = 0
     lifetime_returned: int = 0
     lifetime_adjusted: int = 0
+    due_memo: tuple[int, object, datetime | None] | None = field(default=None, init=False, repr=False, compare=False)
+    """``(version, policies, due)``: the last ``next_due`` answer (see :func:`ledger.domain.decide.next_due`).
+
+    Not part of the member's state: it is left out of comparisons and ``repr``, and a clone shares it."""
 
     @property
     def enrolled(self) -> bool:
         return self.enrolled_at is not None
 
     def clone(self) -> MemberState:
-        return copy.deepcopy(self)
+        memo = self.due_memo
+        if memo is None:
+            return copy.deepcopy(self)
+        # The memo is an immutable tuple holding the program's policies: share it, never deep-copy the policies.
+        return copy.deepcopy(self, {id(memo): memo})
 
     # -- balances ------------------------------------------------------------------------------------------
 

@@ -40,7 +40,22 @@ _DUE_ORDER: tuple[_Module, ...] = tuple(_Module(m) for m in (holds, lots_due, me
 
 
 def next_due(state: MemberState, ctx: Context) -> datetime | None:
-    """The member's next due moment, or None (what the due index stores)."""
+    """The member's next due moment, or None (what the due index stores).
+
+    It depends only on the state and the program's policies (never on ``ctx.now``, ``ctx.at`` or the profile),
+    so the answer is remembered on the state against its version and the policies object (immutable): the
+    writer asks once before deciding a command and again for the due index after it.
+    """
+    memo = state.due_memo
+    policies = ctx.policies
+    if memo is not None and memo[0] == state.version and memo[1] is policies:
+        return memo[2]
+    due = _next_due(state, ctx)
+    state.due_memo = (state.version, policies, due)
+    return due
+
+
+def _next_due(state: MemberState, ctx: Context) -> datetime | None:
     if not state.enrolled or state.merged_into is not None:
         return None
     moments = [d for d in (m.next_due(state, ctx) for m in _DUE_ORDER) if d is not None]
