@@ -1126,6 +1126,8 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
         "- ReplayMember, RSS and the echo ratio have no PostgreSQL target in the issue; they are shown for comparison.",
         "- Every store is measured with the clients and servers on the same machine, so client CPU is taken from "
         "the servers; on a busy machine all figures are lower than on a quiet one.",
+        "- Where the time goes and what limits these figures (profiles of the write path, replay, rebuild and the "
+        "PostgreSQL replicas): [docs/performance.md](docs/performance.md).",
         "",
     ]
     path.write_text("\n".join(lines))
