@@ -1,5 +1,5 @@
-"""Reading the read models on PostgreSQL: :class:`PgReadModels`, the twin of
-:class:`~projections.sqlite_queries.SqliteReadModels` (same methods, same return values, same page tokens).
+"""The read models on PostgreSQL: :class:`PgReadModels` runs :class:`~projections.queries.ReadModelQueries`
+(the same statements, methods, return values and page tokens as on SQLite).
 
 ``connection_factory()`` is a context manager yielding a psycopg connection, e.g. a pool's ``.connection``:
 each method checks a connection out, runs one statement (one committed snapshot) and gives it back. Rows are
@@ -10,38 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from projections.rows import (
-    BalanceRow,
-    EntitlementRow,
-    HistoryRow,
-    LotRow,
-    MembershipRow,
-    TierRow,
-)
-from projections.sqlite_codec import (
-    BALANCE,
-    ENTITLEMENT,
-    HISTORY,
-    LOT,
-    MEMBERSHIP,
-    TIER,
-    from_micros,
-    to_micros,
-)
-from projections.sqlite_queries import (
-    MAX_PAGE_SIZE,
-    InvalidPageToken,
-    _decode_token,
-    _encode_token,
-    _page_size,
-)
-from projections.sqlite_writer import DEFAULT_CHECKPOINT
+from projections.queries import MAX_PAGE_SIZE, InvalidPageToken, ReadModelQueries
 
 __all__ = ["MAX_PAGE_SIZE", "ConnectionFactory", "InvalidPageToken", "PgReadModels", "PgRows"]
 
@@ -62,163 +36,14 @@ class PgRows:
             return cur.fetchall()
 
 
-class PgReadModels:
+class PgReadModels(ReadModelQueries):
     """Queries over the tables named ``prefix + table`` (see :mod:`projections.pg_schema`)."""
 
     def __init__(self, connection_factory: ConnectionFactory, *, prefix: str = "") -> None:
+        super().__init__(prefix=prefix, placeholder="%s")
         self._connect = connection_factory
-        p = prefix
-        member = " WHERE program_id = %s AND member_id = %s"
-        self._sql_balance = BALANCE.select(p + BALANCE.table) + member
-        self._sql_tier = TIER.select(p + TIER.table) + member
-        self._sql_entitlements = (
-            ENTITLEMENT.select(p + ENTITLEMENT.table) + member + " ORDER BY entitlement_id"
-        )
-        self._sql_memberships = MEMBERSHIP.select(p + MEMBERSHIP.table) + member + " ORDER BY membership_id"
-        self._sql_lots = LOT.select(p + LOT.table) + member
-        self._sql_history = HISTORY.select(p + HISTORY.table) + member
-        self._sql_expiring = (
-            f"SELECT coalesce(sum(remaining), 0)::bigint FROM {p}lot{member} "
-            "AND status <> 'expired' AND remaining > 0 AND expires_at >= %s AND expires_at < %s"
-        )
-        self._sql_identity = f"SELECT member_id FROM {p}identity WHERE program_id = %s AND identity = %s"
-        self._sql_due = (
-            f"SELECT member_id FROM {p}due WHERE program_id = %s AND due_at <= %s "
-            "ORDER BY due_at, member_id LIMIT %s"
-        )
-        self._sql_member_ids = f"SELECT member_id FROM {p}balance WHERE program_id = %s ORDER BY member_id"
-        self._sql_liability = (
-            f"SELECT expires_at, status, sum(remaining)::bigint FROM {p}lot WHERE program_id = %s "
-            "AND status IN ('pending', 'active') AND remaining > 0 AND expires_at > %s GROUP BY expires_at, status"
-        )
-        self._sql_checkpoint = f"SELECT position FROM {p}projection_checkpoint WHERE name = %s"
 
     def _all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._connect() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(sql, params)
             return cur.fetchall()
-
-    # -- one member -------------------------------------------------------------------------------------------
-
-    def balance(self, program_id: str, member_id: str) -> BalanceRow | None:
-        rows = self._all(self._sql_balance, (program_id, member_id))
-        return BALANCE.decode(rows[0]) if rows else None
-
-    def tier(self, program_id: str, member_id: str) -> TierRow | None:
-        rows = self._all(self._sql_tier, (program_id, member_id))
-        return TIER.decode(rows[0]) if rows else None
-
-    def entitlements(self, program_id: str, member_id: str) -> list[EntitlementRow]:
-        return [ENTITLEMENT.decode(r) for r in self._all(self._sql_entitlements, (program_id, member_id))]
-
-    def memberships(self, program_id: str, member_id: str) -> list[MembershipRow]:
-        return [MEMBERSHIP.decode(r) for r in self._all(self._sql_memberships, (program_id, member_id))]
-
-    def expiring_between(self, program_id: str, member_id: str, start: datetime, end: datetime) -> int:
-        """Unexpired points of lots expiring in ``[start, end)`` (as ``MemberState.expiring_between``)."""
-        rows = self._all(self._sql_expiring, (program_id, member_id, to_micros(start), to_micros(end)))
-        return int(rows[0][0])
-
-    def lots(
-        self,
-        program_id: str,
-        member_id: str,
-        *,
-        include_closed: bool = False,
-        page_size: int = 100,
-        page_token: str = "",
-    ) -> tuple[list[LotRow], str]:
-        """The member's lots, soonest expiry first (then lot id); open ones only (pending, active) unless
-        ``include_closed``. Returns a page and the token of the next one ("" after the last page)."""
-        size = _page_size(page_size)
-        sql = self._sql_lots
-        params: list[Any] = [program_id, member_id]
-        if not include_closed:
-            sql += " AND status IN ('pending', 'active')"
-        if page_token:
-            after = _decode_token("lot", page_token)
-            if not (
-                isinstance(after, list)
-                and len(after) == 2
-                and isinstance(after[0], int)
-                and not isinstance(after[0], bool)
-            ):
-                raise InvalidPageToken("the page token is malformed")
-            sql += " AND (expires_at, lot_id) > (%s, %s)"
-            params += [after[0], str(after[1])]
-        sql += " ORDER BY expires_at, lot_id LIMIT %s"
-        params.append(size + 1)
-        rows = self._all(sql, tuple(params))
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            token = _encode_token(
-                "lot", [last[LOT.columns.index("expires_at")], last[LOT.columns.index("lot_id")]]
-            )
-        return [LOT.decode(r) for r in rows], token
-
-    def history(
-        self, program_id: str, member_id: str, page_size: int = 50, page_token: str = ""
-    ) -> tuple[list[HistoryRow], str]:
-        """The member's history, newest first; a page and the next page's token ("" after the last page)."""
-        size = _page_size(page_size)
-        sql = self._sql_history
-        params: list[Any] = [program_id, member_id]
-        if page_token:
-            before = _decode_token("history", page_token)
-            if not isinstance(before, int) or isinstance(before, bool):
-                raise InvalidPageToken("the page token is malformed")
-            sql += " AND version < %s"
-            params.append(before)
-        sql += " ORDER BY version DESC LIMIT %s"
-        params.append(size + 1)
-        rows = [HISTORY.decode(r) for r in self._all(sql, tuple(params))]
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token = _encode_token("history", rows[-1].version)
-        return rows, token
-
-    # -- across members ---------------------------------------------------------------------------------------
-
-    def lookup_identity(self, program_id: str, identity: str) -> str | None:
-        """The member an identity (its keyed digest) resolves to."""
-        rows = self._all(self._sql_identity, (program_id, identity))
-        return str(rows[0][0]) if rows else None
-
-    def due_members(self, program_id: str, upto: datetime, limit: int) -> list[str]:
-        """Members with time-driven work due at or before ``upto``, earliest first."""
-        return [str(r[0]) for r in self._all(self._sql_due, (program_id, to_micros(upto), max(limit, 0)))]
-
-    def member_ids(self, program_id: str) -> list[str]:
-        """Every projected member of the program, by id."""
-        return [str(r[0]) for r in self._all(self._sql_member_ids, (program_id,))]
-
-    def liability(self, program_id: str, as_of: datetime, tz: tzinfo = UTC) -> dict[str, Any]:
-        """Outstanding points of the program: unexpired lots with points left whose expiry is after ``as_of``.
-
-        Buckets are the month (in ``tz``) of a lot's last usable instant (expiry is an exclusive bound, so
-        points expiring at the first instant of April are March's). Returns ``{"as_of": ..., "active": n,
-        "pending": n, "total": n, "by_month": {"2027-03": n, ...}}`` with months in order.
-        """
-        rows = self._all(self._sql_liability, (program_id, to_micros(as_of)))
-        by_month: dict[str, int] = {}
-        totals = {"pending": 0, "active": 0}
-        for expires_at, status, points in rows:
-            last_usable = from_micros(expires_at) - timedelta(microseconds=1)
-            month = last_usable.astimezone(tz).strftime("%Y-%m")
-            by_month[month] = by_month.get(month, 0) + int(points)
-            totals[status] += int(points)
-        return {
-            "as_of": as_of,
-            "active": totals["active"],
-            "pending": totals["pending"],
-            "total": totals["active"] + totals["pending"],
-            "by_month": dict(sorted(by_month.items())),
-        }
-
-    def checkpoint(self, name: str = DEFAULT_CHECKPOINT) -> int:
-        """The position of the last event the named projection has applied (0: none)."""
-        rows = self._all(self._sql_checkpoint, (name,))
-        return int(rows[0][0]) if rows else 0

@@ -1,4 +1,4 @@
-"""The projections on PostgreSQL, held to the same behaviours as on SQLite: written in the append's
+"""The projections on SQLite and PostgreSQL, held to the same behaviours: written in the append's
 transaction, queried back, rebuilt into fresh tables and switched over, verified against freshly folded state.
 
 Every test runs on both backends (see :mod:`tests.integration.projection_backends`), so the two stay
