@@ -70,11 +70,10 @@ from ledger.store.port import (
     StoreError,
 )
 from ledger.store.postgres_schema import migrate as migrate_schema
-from ledger.store.staging import StreamHead, check_batch, stage_batch, stream_ids
+from ledger.store.staging import StreamHead, check_batch, prefix_upper_bound, stage_batch, stream_ids
 
 Connection = psycopg.Connection[Any]
 
-_MAX_CODE_POINT: Final = 0x10FFFF
 
 EVENT_COLUMNS: Final = (
     "position, event_id, stream_id, version, type, schema_version, occurred_at, recorded_at, policy_version, "
@@ -286,7 +285,7 @@ class PostgresEventStore:
 
     def list_streams(self, prefix: str) -> list[str]:
         # stream_id has the "C" collation (code point order), so the range is a scan of the primary key.
-        upper = _prefix_upper_bound(prefix)
+        upper = prefix_upper_bound(prefix)
         if upper is None:
             rows = self._query(
                 "SELECT stream_id FROM streams WHERE stream_id >= %s ORDER BY stream_id", (prefix,)
@@ -429,14 +428,3 @@ def _command_from_row(row: tuple[Any, ...]) -> CommandRecord:
         recorded_at=_utc(row[4]),
         stream_id=row[5],
     )
-
-
-def _prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order), if one exists."""
-    stripped = prefix.rstrip(chr(_MAX_CODE_POINT))
-    if not stripped:
-        return None
-    last = ord(stripped[-1]) + 1
-    if 0xD800 <= last <= 0xDFFF:  # surrogates cannot be stored as UTF-8
-        last = 0xE000
-    return stripped[:-1] + chr(last)

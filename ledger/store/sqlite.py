@@ -50,13 +50,12 @@ from ledger.store.sqlite_codec import (
     event_row,
 )
 from ledger.store.sqlite_schema import migrate
-from ledger.store.staging import StreamHead, check_batch, stage_batch, stream_ids
+from ledger.store.staging import StreamHead, check_batch, prefix_upper_bound, stage_batch, stream_ids
 
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
 
 _SYNCHRONOUS: Final = ("FULL", "NORMAL", "OFF")
 _CHUNK: Final = 500  # bound parameters per IN (...) list
-_MAX_CODE_POINT: Final = 0x10FFFF
 
 _INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 _INSERT_COMMAND: Final = f"INSERT INTO commands ({COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
@@ -279,7 +278,7 @@ class SqliteEventStore:
         return found
 
     def list_streams(self, prefix: str) -> list[str]:
-        upper = _prefix_upper_bound(prefix)
+        upper = prefix_upper_bound(prefix)
         if upper is None:
             rows = self._query(
                 "SELECT stream_id FROM streams WHERE stream_id >= ? ORDER BY stream_id", (prefix,)
@@ -345,14 +344,3 @@ def _duplicate_event(conn: sqlite3.Connection, events: Sequence[StoredEvent]) ->
         if conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)).fetchone() is not None:
             return DuplicateEventId(event.event_id)
     return StoreError("the events table and the streams table disagree (stream version already taken)")
-
-
-def _prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order), if one exists."""
-    stripped = prefix.rstrip(chr(_MAX_CODE_POINT))
-    if not stripped:
-        return None
-    last = ord(stripped[-1]) + 1
-    if 0xD800 <= last <= 0xDFFF:  # surrogates cannot be stored as UTF-8
-        last = 0xE000
-    return stripped[:-1] + chr(last)

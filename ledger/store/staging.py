@@ -140,3 +140,21 @@ def normalised_command(command: CommandRecord) -> CommandRecord:
         recorded_at=command.recorded_at.astimezone(UTC),
         stream_id=command.stream_id,
     )
+
+
+_MAX_CODE_POINT = 0x10FFFF
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point order), if one exists.
+
+    ``list_streams`` scans ``prefix <= stream_id < bound`` on the primary key (SQL stores compare ids in code
+    point order).
+    """
+    stripped = prefix.rstrip(chr(_MAX_CODE_POINT))
+    if not stripped:
+        return None
+    last = ord(stripped[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:  # surrogates cannot be stored as UTF-8
+        last = 0xE000
+    return stripped[:-1] + chr(last)
