@@ -109,6 +109,57 @@ def assert_nothing_written(store: EventStore[object], *stream_ids: str) -> None:
     assert store.list_streams("") == []
 
 
+def assert_positions_are_dense_from_one(store: EventStore[object]) -> None:
+    """Stronger than the contract (which sparse commit positions also pass), for the SQL-like backends: positions
+    count 1, 2, 3, ... with no holes, one append's are consecutive, and a rolled-back append leaves no gap.
+    ``store`` must be empty."""
+
+    def fail(_handle: object, _events: list[StoredEvent]) -> None:
+        raise RuntimeError("hook failed")
+
+    [a, b] = store.append(batch_of("s", 0, "a", "b"))
+    assert (a.position, b.position) == (1, 2)
+    written = store.append(
+        AppendBatch(
+            [StreamAppend("t", 0, [new_event("t1"), new_event("t2")]), StreamAppend("s", 2, [new_event("c")])]
+        )
+    )
+    assert [e.position for e in written] == [3, 4, 5]
+    assert store.read_all(after_position=written[0].position - 1) == written
+    with pytest.raises(RuntimeError):
+        store.append(batch_of("u", 0, "u1", "u2"), in_transaction=fail)
+    assert [e.position for e in store.append(batch_of("u", 0, "u1", "u2"))] == [6, 7]
+    assert [e.position for e in read_everything(store)] == list(range(1, 8))
+
+
+def tail_until_done(store: EventStore[object], done: threading.Event, page: int, out: list[StoredEvent]) -> None:
+    """Follow ``read_all`` page by page into ``out``, failing if a position ever goes backwards, until
+    ``done`` is set and a read finds nothing new."""
+    last = 0
+    while True:
+        finished = done.is_set()
+        found = store.read_all(after_position=last, limit=page)
+        for event in found:
+            if event.position <= last:
+                raise AssertionError(f"position {event.position} after {last}")
+            last = event.position
+        out.extend(found)
+        if finished and not found:
+            return
+
+
+def guarded_thread(errors: list[BaseException], target: Callable[..., None], *args: object) -> threading.Thread:
+    """A daemon thread running ``target(*args)`` that records what it raises in ``errors``."""
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as error:
+            errors.append(error)
+
+    return threading.Thread(target=run, daemon=True)
+
+
 class EventStoreContract(abc.ABC):
     """Tests every :class:`~ledger.store.port.EventStore` backend must pass."""
 
@@ -583,26 +634,10 @@ class EventStoreContract(abc.ABC):
                     raise AssertionError(f"{tag} never got through")
 
         def reader() -> None:
-            last = 0
-            while True:
-                finished = writers_done.is_set()
-                page = store.read_all(after_position=last, limit=17)
-                for event in page:
-                    if event.position <= last:
-                        raise AssertionError(f"position {event.position} after {last}")
-                    last = event.position
-                tailed.extend(page)
-                if finished and not page:
-                    return
+            tail_until_done(store, writers_done, 17, tailed)
 
         def guarded(target: Callable[..., None], *args: object) -> threading.Thread:
-            def run() -> None:
-                try:
-                    target(*args)
-                except BaseException as error:
-                    errors.append(error)
-
-            return threading.Thread(target=run, daemon=True)
+            return guarded_thread(errors, target, *args)
 
         writer_threads = [guarded(writer, n) for n in range(self.WRITERS)]
         reader_thread = guarded(reader)
@@ -676,26 +711,10 @@ class EventStoreContract(abc.ABC):
                 version += len(events)
 
         def reader() -> None:
-            last = 0
-            while True:
-                finished = writers_done.is_set()
-                page = store.read_all(after_position=last, limit=5)
-                for event in page:
-                    if event.position <= last:
-                        raise AssertionError(f"position {event.position} after {last}")
-                    last = event.position
-                tailed.extend(page)
-                if finished and not page:
-                    return
+            tail_until_done(store, writers_done, 5, tailed)
 
         def guarded(target: Callable[..., None], *args: object) -> threading.Thread:
-            def run() -> None:
-                try:
-                    target(*args)
-                except BaseException as error:
-                    errors.append(error)
-
-            return threading.Thread(target=run, daemon=True)
+            return guarded_thread(errors, target, *args)
 
         reader_thread = guarded(reader)
         writer_threads = [guarded(writer, n) for n in range(writers)]

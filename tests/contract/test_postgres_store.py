@@ -31,7 +31,14 @@ from ledger.store.postgres import PostgresEventStore
 from ledger.store.postgres_lease import AdvisoryLease
 from ledger.store.postgres_schema import MIGRATIONS, current_version, migrate
 from ledger.store.postgres_testing import fresh_schema, postgres_url, require_postgres
-from ledger.store.testing import EventStoreContract, batch_of, command, new_event, read_everything
+from ledger.store.testing import (
+    EventStoreContract,
+    assert_positions_are_dense_from_one,
+    batch_of,
+    command,
+    new_event,
+    read_everything,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -146,21 +153,7 @@ def _raise(_conn: object, _events: list[StoredEvent]) -> None:
 
 
 def test_positions_are_dense_from_one(store: PostgresEventStore) -> None:
-    """Stronger than the contract (which sparse commit positions also pass): positions count 1, 2, 3, ...
-    with no holes, one append's are consecutive, and a rolled-back append leaves no gap."""
-    [a, b] = store.append(batch_of("s", 0, "a", "b"))
-    assert (a.position, b.position) == (1, 2)
-    written = store.append(
-        AppendBatch(
-            [StreamAppend("t", 0, [new_event("t1"), new_event("t2")]), StreamAppend("s", 2, [new_event("c")])]
-        )
-    )
-    assert [e.position for e in written] == [3, 4, 5]
-    assert store.read_all(after_position=written[0].position - 1) == written
-    with pytest.raises(RuntimeError):
-        store.append(batch_of("u", 0, "u1", "u2"), in_transaction=_raise)
-    assert [e.position for e in store.append(batch_of("u", 0, "u1", "u2"))] == [6, 7]
-    assert [e.position for e in read_everything(store)] == list(range(1, 8))
+    assert_positions_are_dense_from_one(store)
 
 
 def test_a_reader_never_passes_an_uncommitted_position(store: PostgresEventStore) -> None:

@@ -23,7 +23,15 @@ from ledger.store.port import (
 from ledger.store.sqlite import SqliteEventStore
 from ledger.store.sqlite_lease import FileLease
 from ledger.store.sqlite_schema import MIGRATIONS, migrate
-from ledger.store.testing import T0, EventStoreContract, batch_of, command, new_event, read_everything
+from ledger.store.testing import (
+    T0,
+    EventStoreContract,
+    assert_positions_are_dense_from_one,
+    batch_of,
+    command,
+    new_event,
+    read_everything,
+)
 
 
 class TestSqliteEventStore(EventStoreContract):
@@ -218,26 +226,8 @@ def test_events_moved_in_the_global_order_are_named(path: str, store: SqliteEven
 # -- positions ------------------------------------------------------------------------------------------------
 
 
-def _raise(_conn: sqlite3.Connection, _events: list[StoredEvent]) -> None:
-    raise RuntimeError("hook failed")
-
-
 def test_positions_are_dense_from_one(store: SqliteEventStore) -> None:
-    """Stronger than the contract (which sparse commit positions also pass): positions count 1, 2, 3, ...
-    with no holes, one append's are consecutive, and a rolled-back append leaves no gap."""
-    [a, b] = store.append(batch_of("s", 0, "a", "b"))
-    assert (a.position, b.position) == (1, 2)
-    written = store.append(
-        AppendBatch(
-            [StreamAppend("t", 0, [new_event("t1"), new_event("t2")]), StreamAppend("s", 2, [new_event("c")])]
-        )
-    )
-    assert [e.position for e in written] == [3, 4, 5]
-    assert store.read_all(after_position=written[0].position - 1) == written
-    with pytest.raises(RuntimeError):
-        store.append(batch_of("u", 0, "u1", "u2"), in_transaction=_raise)
-    assert [e.position for e in store.append(batch_of("u", 0, "u1", "u2"))] == [6, 7]
-    assert [e.position for e in read_everything(store)] == list(range(1, 8))
+    assert_positions_are_dense_from_one(store)
 
 
 # -- the in-transaction hook and read connections -------------------------------------------------------------
