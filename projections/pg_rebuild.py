@@ -25,15 +25,14 @@ the fresh ones are dropped. Memory: the states of all members are kept until the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
 from typing import Any, Final
 
 import psycopg
 
-from ledger.domain.state import MemberState
-from ledger.store.port import EventStore, StoredEvent
+from ledger.store.port import EventStore
 from projections.pg_schema import (
     REBUILD_PREFIX,
     create_indexes,
@@ -43,9 +42,8 @@ from projections.pg_schema import (
     table_exists,
 )
 from projections.pg_writer import PgProjector
-from projections.rebuild import DEFAULT_FLUSH_ROWS, DEFAULT_PAGE_SIZE, DueAt, Fold, RebuildReport
-from projections.rows import HistoryRow, member_identities
-from projections.sqlite_writer import DEFAULT_CHECKPOINT, MemberUpdate
+from projections.rebuild import DEFAULT_FLUSH_ROWS, DEFAULT_PAGE_SIZE, DueAt, Fold, RebuildReport, RebuildRun
+from projections.sqlite_writer import DEFAULT_CHECKPOINT
 
 __all__ = ["DEFAULT_FLUSH_ROWS", "DEFAULT_PAGE_SIZE", "DueAt", "Fold", "RebuildReport", "rebuild"]
 
@@ -53,75 +51,6 @@ Conn = psycopg.Connection[Any]
 
 _MEMBER_BATCH: Final = 2_000
 _MEMBERS_PER_TRANSACTION: Final = 5_000
-
-
-class _Run:
-    def __init__(
-        self,
-        store: EventStore[Any],
-        conn: Conn,
-        fold: Fold,
-        due_at: DueAt,
-        *,
-        stream_prefix: str,
-        page_size: int,
-        writer: PgProjector,
-    ) -> None:
-        self.store = store
-        self.conn = conn
-        self.fold = fold
-        self.due_at = due_at
-        self.stream_prefix = stream_prefix
-        self.page_size = page_size
-        self.writer = writer
-        self.states: dict[str, MemberState] = {}
-        self.history: list[HistoryRow] = []
-        self.position = 0
-        self.events = 0
-        self.other_events = 0
-        self.history_rows = 0
-        self.read_seconds = 0.0
-        self.fold_seconds = 0.0
-
-    def read_page(self) -> set[str] | None:
-        """Fold the next page; return the streams it touched (None once the log is exhausted)."""
-        started = time.perf_counter()
-        page = self.store.read_all(after_position=self.position, limit=self.page_size)
-        read = time.perf_counter()
-        self.read_seconds += read - started
-        if not page:
-            return None
-        by_stream: dict[str, list[StoredEvent]] = {}
-        for stored in page:
-            by_stream.setdefault(stored.stream_id, []).append(stored)
-        prefix = self.stream_prefix
-        for stream_id, events in by_stream.items():
-            if not stream_id.startswith(prefix):
-                self.other_events += len(events)
-                continue
-            state, rows = self.fold(self.states.get(stream_id), events)
-            self.states[stream_id] = state
-            self.history.extend(rows)
-            self.events += len(events)
-        self.position = page[-1].position
-        self.fold_seconds += time.perf_counter() - read
-        return {stream_id for stream_id in by_stream if stream_id.startswith(prefix)}
-
-    def write_history(self, *, fresh: bool = True) -> None:
-        if self.history:
-            self.history_rows += self.writer.write_history(self.conn, self.history, fresh=fresh)
-            self.history = []
-
-    def write_members(self, stream_ids: Sequence[str], *, fresh: bool) -> None:
-        for start in range(0, len(stream_ids), _MEMBER_BATCH):
-            chunk = [self.states[sid] for sid in stream_ids[start : start + _MEMBER_BATCH]]
-            started = time.perf_counter()
-            updates = [MemberUpdate(s.program_id, s.member_id, s, (), self.due_at(s)) for s in chunk]
-            self.fold_seconds += time.perf_counter() - started
-            self.writer.write_members(self.conn, updates, fresh=fresh)
-            self.writer.write_identities(
-                self.conn, [(s.program_id, i, s.member_id) for s in chunk for i in member_identities(s)]
-            )
 
 
 def _in_transaction(conn: Conn, work: Callable[[], None]) -> None:
@@ -149,7 +78,7 @@ def rebuild(
     started = time.perf_counter()
     fresh_prefix = REBUILD_PREFIX + prefix
     writer = PgProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
-    run = _Run(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
+    run = RebuildRun(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
 
     def prepare() -> None:
         drop_tables(conn, fresh_prefix)

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ledger.domain.state import MemberState
 from ledger.store.port import EventStore, StoredEvent
@@ -83,17 +83,32 @@ class RebuildReport:
         )
 
 
-class _Run:
+class RebuildWriter(Protocol):
+    """What a rebuild writes through: :class:`SqliteProjector` or ``projections.pg_writer.PgProjector``."""
+
+    def write_history(self, conn: Any, rows: Iterable[HistoryRow], *, fresh: bool = False) -> int: ...
+
+    def write_members(self, conn: Any, updates: Iterable[MemberUpdate], *, fresh: bool) -> None: ...
+
+    def write_identities(self, conn: Any, rows: Iterable[tuple[str, str, str]]) -> None: ...
+
+    def set_checkpoint(self, conn: Any, position: int) -> None: ...
+
+
+class RebuildRun:
+    """The fold of a rebuild: pages of the log folded into member states and history rows, then written
+    through ``writer`` on ``conn`` (a SQLite or PostgreSQL connection; the same on both)."""
+
     def __init__(
         self,
         store: EventStore[Any],
-        conn: sqlite3.Connection,
+        conn: Any,
         fold: Fold,
         due_at: DueAt,
         *,
         stream_prefix: str,
         page_size: int,
-        writer: SqliteProjector,
+        writer: RebuildWriter,
     ) -> None:
         self.store = store
         self.conn = conn
@@ -135,9 +150,9 @@ class _Run:
         self.fold_seconds += time.perf_counter() - read
         return {stream_id for stream_id in by_stream if stream_id.startswith(prefix)}
 
-    def write_history(self) -> None:
+    def write_history(self, *, fresh: bool = True) -> None:
         if self.history:
-            self.history_rows += self.writer.write_history(self.conn, self.history, fresh=True)
+            self.history_rows += self.writer.write_history(self.conn, self.history, fresh=fresh)
             self.history = []
 
     def write_members(self, stream_ids: Sequence[str], *, fresh: bool) -> None:
@@ -183,7 +198,7 @@ def rebuild(
     started = time.perf_counter()
     fresh_prefix = REBUILD_PREFIX + prefix
     writer = SqliteProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
-    run = _Run(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
+    run = RebuildRun(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
 
     def prepare() -> None:
         drop_tables(conn, fresh_prefix)
