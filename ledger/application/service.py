@@ -103,22 +103,6 @@ class _PolicyAt:
         return self._policy
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    version: int
-    position: int
-    event_type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    active_after: int
-    pending_after: int
-    held_after: int
-    arrears_after: int
-    available_after: int
-    policy_version: int | None
-    summary: str
-
-
 @dataclass(slots=True)
 class VerifyReport:
     program_id: str
@@ -477,33 +461,6 @@ class LedgerApp(ProgramDirectory):
                 after = Balances.of(state)
                 yield ReplayEntry(stored, event, before, after, _tier_after(state, policy_at, stored.occurred_at))
                 before = after
-
-    def history(
-        self, program_id: str, member_id: str, page_size: int = 50, page_token: str = ""
-    ) -> tuple[list[HistoryEntry], str]:
-        entries = list(self.replay(program_id, member_id))
-        end = int(page_token) if page_token else len(entries)
-        if not 0 <= end <= len(entries):
-            raise InvalidCommand("page_token", "is not a token this query returned")
-        start = max(0, end - page_size)
-        page = [
-            HistoryEntry(
-                version=e.stored.version,
-                position=e.stored.position,
-                event_type=e.stored.type,
-                occurred_at=e.stored.occurred_at,
-                recorded_at=e.stored.recorded_at,
-                active_after=e.after.active,
-                pending_after=e.after.pending,
-                held_after=e.after.held,
-                arrears_after=e.after.arrears,
-                available_after=e.after.available,
-                policy_version=e.stored.policy_version,
-                summary=e.stored.type,
-            )
-            for e in reversed(entries[start:end])
-        ]
-        return page, (str(start) if start > 0 else "")
 
     def verify_member(self, program_id: str, member_id: str) -> VerifyReport:
         self.program(program_id)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -479,15 +479,3 @@ def scan(
             facts = load_member_facts(conn, program_id, now, rules, prefix=prefix)
         written += raise_signals(store, facts, now, rules)
     return written
-
-
-def scan_sqlite(
-    store: EventStore[Any],
-    conn: sqlite3.Connection,
-    now: datetime,
-    rules: SignalRules = DEFAULT_RULES,
-    *,
-    program_ids: Iterable[str] | None = None,
-) -> int:
-    """:func:`scan` on one SQLite connection with one ``now`` for every program (kept for callers of old)."""
-    return scan(store, lambda: nullcontext(conn), lambda _p: now, rules, program_ids=program_ids)
