@@ -66,7 +66,7 @@ EXPOSE 50051
 
 # Standard gRPC health check against the server in this container.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "ledger.cli", "health"]
+    CMD ["python", "-m", "ledger.entrypoints.cli", "health"]
 
 ENTRYPOINT ["ledger"]
 CMD ["serve", "--listen", "0.0.0.0:50051"]

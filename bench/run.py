@@ -43,15 +43,17 @@ from typing import Any
 import grpc
 import psycopg
 
-from ledger.api.convert import actor_of
+from ledger.adapters.postgres.projector import PgProjector
+from ledger.adapters.postgres.store import PostgresEventStore
+from ledger.adapters.sqlite.projector import SqliteProjector
+from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.bootstrap import Settings, build
 from ledger.domain import commands as cmd
-from ledger.rebuild import rebuild_projections
-from ledger.store.port import ANY, AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
-from ledger.store.postgres import PostgresEventStore
-from ledger.store.postgres_testing import fresh_schema, postgres_url
-from ledger.store.sqlite import SqliteEventStore
-from ledger.testing import start_server, stop_server
+from ledger.entrypoints.grpc.convert import actor_of
+from ledger.entrypoints.rebuild import rebuild_projections
+from ledger.eventlog.port import ANY, AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
+from ledger.testing.postgres import fresh_schema, postgres_url
+from ledger.testing.server import start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -62,8 +64,6 @@ from loyalty.v1 import (
     query_pb2_grpc,
 )
 from policies import OrderLine
-from projections.pg_writer import PgProjector
-from projections.sqlite_writer import SqliteProjector
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = "little_sprout"
@@ -1103,7 +1103,7 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
             f"with their checkpoint {plan.catch_up_events:,} events before the end of the log (read models lagging "
             "the log), then the store is opened with `ledger.bootstrap.build` as `ledger serve` does, whose "
             "`ProjectionRunner.catch_up` projects those events; the figure is the whole `build` call (the app's own "
-            "start is a small part of it). (2) Rebuild: `ledger.rebuild.rebuild_projections(app, backend)` (what "
+            "start is a small part of it). (2) Rebuild: `ledger.entrypoints.rebuild.rebuild_projections(app, backend)` (what "
             "`ledger rebuild-projections` runs) on that store, opened with the default settings (SQLite `FULL`); "
             "its events/s counts every event read. The brief names the rebuild as the PostgreSQL catch-up figure; "
             "both are shown against the 20,000 events/s target.",

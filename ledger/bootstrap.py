@@ -10,7 +10,7 @@
   the same database; read models written in the append's transaction. Any number of ``ledger serve``
   replicas may share it: appends are checked against the version each decision was made on, and
   time-driven work runs on the replica holding the scheduler lease.
-* ``kurrentdb://host:2113?Tls=false`` - the event log in KurrentDB (:mod:`ledger.store.kurrentdb`); read models,
+* ``kurrentdb://host:2113?Tls=false`` - the event log in KurrentDB (:mod:`ledger.adapters.kurrentdb.store`); read models,
   personal data and checkpoints in ``LEDGER_READ_MODELS``: a SQLite file (``sqlite:///path``, the default
   ``sqlite:///var/read-models.db``, one process) or a PostgreSQL database (``postgresql://...``, replicas may
   share it; leases are advisory locks there). KurrentDB cannot share a transaction with them, so the writer
@@ -27,16 +27,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.adapters.backend import Backend, open_backend
+from ledger.adapters.sqlite.projector import MemberUpdate
 from ledger.application.clock import Clock, SystemClock
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
-from ledger.backends import Backend, open_backend
 from ledger.domain.state import MemberState
+from ledger.eventlog.port import StoredEvent
 from ledger.settings import DEFAULT_STORE, Settings, sqlite_path, store_kind
-from ledger.store.port import StoredEvent
 from policies import dump_policy, little_sprout
 from projections.rows import history_row, member_rows
-from projections.sqlite_writer import MemberUpdate
 from projections.verify import compare
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Reading the read models: :class:`ReadModelQueries` answers the query side from the projection tables.
 
 The statements are the same on SQLite and PostgreSQL (the tables are the same, times as integer
-microseconds); :class:`projections.sqlite_queries.SqliteReadModels` and
-:class:`projections.pg_queries.PgReadModels` only say how to run one. Every method runs one statement, so each
+microseconds); :class:`ledger.adapters.sqlite.read_models.SqliteReadModels` and
+:class:`ledger.adapters.postgres.read_models.PgReadModels` only say how to run one. Every method runs one statement, so each
 answer reflects one committed snapshot.
 
 Page tokens are opaque to callers: URL-safe base64 of a small tagged text (the last version for history, the
@@ -17,15 +17,8 @@ import json
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
-from projections.rows import (
-    BalanceRow,
-    EntitlementRow,
-    HistoryRow,
-    LotRow,
-    MembershipRow,
-    TierRow,
-)
-from projections.sqlite_codec import (
+from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT
+from projections.codec import (
     BALANCE,
     ENTITLEMENT,
     HISTORY,
@@ -35,7 +28,14 @@ from projections.sqlite_codec import (
     from_micros,
     to_micros,
 )
-from projections.sqlite_writer import DEFAULT_CHECKPOINT
+from projections.rows import (
+    BalanceRow,
+    EntitlementRow,
+    HistoryRow,
+    LotRow,
+    MembershipRow,
+    TierRow,
+)
 
 MAX_PAGE_SIZE: Final = 1000
 

@@ -30,11 +30,11 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Final, Protocol
 
+from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT, MemberUpdate, SqliteProjector
+from ledger.adapters.sqlite.read_schema import REBUILD_PREFIX, create_tables, drop_tables, swap_tables
 from ledger.domain.state import MemberState
-from ledger.store.port import EventStore, StoredEvent
+from ledger.eventlog.port import EventStore, StoredEvent
 from projections.rows import HistoryRow, member_identities
-from projections.sqlite_schema import REBUILD_PREFIX, create_tables, drop_tables, swap_tables
-from projections.sqlite_writer import DEFAULT_CHECKPOINT, MemberUpdate, SqliteProjector
 
 Fold = Callable[[MemberState | None, Sequence[StoredEvent]], tuple[MemberState, list[HistoryRow]]]
 """``fold(state, events) -> (state, history_rows)``: continue a member's fold with the next events of its stream
@@ -84,7 +84,7 @@ class RebuildReport:
 
 
 class RebuildWriter(Protocol):
-    """What a rebuild writes through: :class:`SqliteProjector` or ``projections.pg_writer.PgProjector``."""
+    """What a rebuild writes through: :class:`SqliteProjector` or ``ledger.adapters.postgres.projector.PgProjector``."""
 
     def write_history(self, conn: Any, rows: Iterable[HistoryRow], *, fresh: bool = False) -> int: ...
 

@@ -3,7 +3,7 @@
 Every row is an immutable ``NamedTuple`` (cheap to build by the million during a rebuild) whose fields are
 plain values: ids and codes are ``str``, points and money (fen) are ``int``, times are timezone-aware
 ``datetime`` objects as the state holds them (the SQLite tables store them as integer microseconds since the
-Unix epoch, UTC; see :mod:`projections.sqlite_codec`). Field order is the tables' column order.
+Unix epoch, UTC; see :mod:`projections.codec`). Field order is the tables' column order.
 
 :func:`member_rows` gives the current rows of a member (balance, lots, tier, entitlements, memberships and
 the identities that resolve to it); :func:`history_row` gives the history row of one event from the stored
@@ -22,7 +22,7 @@ from typing import Literal, NamedTuple
 
 from ledger.domain import events as ev
 from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
-from ledger.store.port import StoredEvent
+from ledger.eventlog.port import StoredEvent
 
 LotStatus = Literal["pending", "active", "spent", "expired"]
 """``pending``: not activated yet; ``active``: activated with points left; ``spent``: activated, nothing left

@@ -42,13 +42,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, Protocol
 
+from ledger.adapters.sqlite.projector import MemberUpdate
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
-from ledger.store.port import EventStore, StoredEvent
+from ledger.eventlog.port import EventStore, StoredEvent
 from projections.rebuild import DueAt, Fold
 from projections.rows import HistoryRow, history_row, member_identities, parse_member_stream
-from projections.sqlite_writer import MemberUpdate
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ProjectionRunner", "member_fold"]
 
@@ -57,8 +57,8 @@ _MAX_CACHED: Final = 50_000  # member states kept between pages (dropped all at 
 
 
 class Projector(Protocol):
-    """What the runner needs of :class:`~projections.sqlite_writer.SqliteProjector` /
-    :class:`~projections.pg_writer.PgProjector`."""
+    """What the runner needs of :class:`~ledger.adapters.sqlite.projector.SqliteProjector` /
+    :class:`~ledger.adapters.postgres.projector.PgProjector`."""
 
     prefix: str
     checkpoint_name: str

@@ -5,8 +5,8 @@ rows of a freshly folded state (:func:`projections.rows.member_rows`) and its fu
 is a :class:`Mismatch`: a missing row, an unexpected row, or a field whose value differs.
 
 The stored rows come from any database holding the tables (SQLite or PostgreSQL; both store them the same
-way, see :mod:`projections.sqlite_codec`): pass a ``sqlite3.Connection``, any :class:`StoredRows` reader (such
-as :class:`projections.pg_queries.PgRows` over a psycopg connection), or another DB-API connection together
+way, see :mod:`projections.codec`): pass a ``sqlite3.Connection``, any :class:`StoredRows` reader (such
+as :class:`ledger.adapters.postgres.read_models.PgRows` over a psycopg connection), or another DB-API connection together
 with its ``placeholder`` (``"%s"`` for psycopg).
 """
 
@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from projections.rows import DueRow, HistoryRow, MemberRows
-from projections.sqlite_codec import (
+from projections.codec import (
     BALANCE,
     DUE,
     ENTITLEMENT,
@@ -28,6 +27,7 @@ from projections.sqlite_codec import (
     TIER,
     RowCodec,
 )
+from projections.rows import DueRow, HistoryRow, MemberRows
 
 ROW: Final = "(row)"
 """The ``field`` of a mismatch about a whole row: ``expected`` or ``actual`` is None (missing/unexpected)."""
@@ -86,7 +86,9 @@ def stored_rows(
     if isinstance(source, StoredRows):
         return source
     if placeholder is None and type(source).__module__.partition(".")[0] == "psycopg":
-        from projections.pg_queries import PgRows  # only when psycopg is in use: it is an optional dependency
+        from ledger.adapters.postgres.read_models import (
+            PgRows,  # only when psycopg is in use: it is an optional dependency
+        )
 
         return PgRows(source)  # type: ignore[arg-type]
     return DbApiRows(source, placeholder or "?")

@@ -16,7 +16,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
-    from ledger.store.postgres_testing import fresh_schema, require_postgres
+    from ledger.testing.postgres import fresh_schema, require_postgres
 
     with fresh_schema(require_postgres()) as url:
         yield url

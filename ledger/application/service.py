@@ -35,8 +35,8 @@ from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
-from ledger.store.chain import ChainBreak, verify_stream
-from ledger.store.port import (
+from ledger.eventlog.chain import ChainBreak, verify_stream
+from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
     DuplicateCommand,

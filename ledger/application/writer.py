@@ -41,7 +41,7 @@ from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
-from ledger.store.port import (
+from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
     DuplicateCommand,

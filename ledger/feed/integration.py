@@ -27,8 +27,8 @@ from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.store.chain import canonical_json
-from ledger.store.port import StoredEvent
+from ledger.eventlog.chain import canonical_json
+from ledger.eventlog.port import StoredEvent
 from loyalty.v1 import feed_pb2
 
 ENVELOPE_VERSION: Final = 1

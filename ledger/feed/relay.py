@@ -16,10 +16,10 @@ import logging
 import threading
 from typing import Any
 
+from ledger.eventlog.port import EventStore
 from ledger.feed.checkpoint import CheckpointStore
 from ledger.feed.integration import DEFAULT_SUBJECT_PREFIX, FeedMessage, to_message
 from ledger.feed.publisher import Publisher
-from ledger.store.port import EventStore
 
 log = logging.getLogger(__name__)
 

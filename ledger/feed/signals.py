@@ -45,8 +45,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from ledger.store.chain import canonical_json, format_time
-from ledger.store.port import (
+from ledger.eventlog.chain import canonical_json, format_time
+from ledger.eventlog.port import (
     ANY,
     AppendBatch,
     CommandRecord,
@@ -56,7 +56,7 @@ from ledger.store.port import (
     NewEvent,
     StreamAppend,
 )
-from projections.sqlite_codec import from_micros, to_micros
+from projections.codec import from_micros, to_micros
 
 SIGNAL_EVENT_TYPE: Final = "LifecycleSignalRaised"
 """The event type of a recorded signal."""

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.store.chain import GENESIS, canonical_json, envelope, envelope_json, event_hash, format_time
-from ledger.store.port import NewEvent
+from ledger.eventlog.chain import GENESIS, canonical_json, envelope, envelope_json, event_hash, format_time
+from ledger.eventlog.port import NewEvent
 
 text = st.text(max_size=12)
 maybe_text = st.none() | text

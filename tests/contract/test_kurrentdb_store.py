@@ -6,7 +6,7 @@ stream names ("s", "member-p1-m1", ...) never meet another test's on a shared se
 ``list_streams`` only see the test's own streams.
 
 The ``*OnFakeClient`` classes run the same contract here, without a server, against :class:`FakeKurrentDB`
-(in :mod:`ledger.store.kurrentdb_testing`, shared with the serving tests): an in-memory stand-in for the parts of ``KurrentDBClient`` the store calls. It checks the store's own
+(in :mod:`ledger.adapters.kurrentdb.fake`, shared with the serving tests): an in-memory stand-in for the parts of ``KurrentDBClient`` the store calls. It checks the store's own
 logic (staging, reservations, conflict diagnosis, read-back, filters), not KurrentDB's behaviour.
 """
 
@@ -21,10 +21,16 @@ import pytest
 from kurrentdbclient import NewEvent, StreamState
 from kurrentdbclient.exceptions import WrongCurrentVersionError
 
-from ledger.store.kurrentdb import AppendMode, InTransactionNotSupported, KurrentDBEventStore
-from ledger.store.kurrentdb_testing import FakeKurrentDB
-from ledger.store.port import AppendBatch, EventStore, StreamAppend
-from ledger.store.testing import EventStoreContract, assert_nothing_written, batch_of, command, new_event
+from ledger.adapters.kurrentdb.fake import FakeKurrentDB
+from ledger.adapters.kurrentdb.store import AppendMode, InTransactionNotSupported, KurrentDBEventStore
+from ledger.eventlog.port import AppendBatch, EventStore, StreamAppend
+from ledger.testing.store_contract import (
+    EventStoreContract,
+    assert_nothing_written,
+    batch_of,
+    command,
+    new_event,
+)
 
 KURRENTDB_URI = os.environ.get("KURRENTDB_URI")
 SKIP_REASON = (

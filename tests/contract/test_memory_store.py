@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store.memory import InMemoryEventStore, MemoryTransaction
-from ledger.store.port import EventStore, StoredEvent
-from ledger.store.testing import (
+from ledger.adapters.memory.store import InMemoryEventStore, MemoryTransaction
+from ledger.eventlog.port import EventStore, StoredEvent
+from ledger.testing.store_contract import (
     EventStoreContract,
     assert_positions_are_dense_from_one,
     batch_of,

@@ -17,8 +17,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger.store.chain import verify_stream
-from ledger.store.port import (
+from ledger.adapters.postgres.lease import AdvisoryLease
+from ledger.adapters.postgres.migrations import MIGRATIONS, current_version, migrate
+from ledger.adapters.postgres.store import PostgresEventStore
+from ledger.eventlog.chain import verify_stream
+from ledger.eventlog.port import (
     ANY,
     AppendBatch,
     EventStore,
@@ -27,11 +30,8 @@ from ledger.store.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from ledger.store.postgres import PostgresEventStore
-from ledger.store.postgres_lease import AdvisoryLease
-from ledger.store.postgres_schema import MIGRATIONS, current_version, migrate
-from ledger.store.postgres_testing import fresh_schema, postgres_url, require_postgres
-from ledger.store.testing import (
+from ledger.testing.postgres import fresh_schema, postgres_url, require_postgres
+from ledger.testing.store_contract import (
     EventStoreContract,
     assert_positions_are_dense_from_one,
     batch_of,

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store.chain import ChainBreak, verify_stream
-from ledger.store.port import (
+from ledger.adapters.sqlite.lease import FileLease
+from ledger.adapters.sqlite.migrations import MIGRATIONS, migrate
+from ledger.adapters.sqlite.store import SqliteEventStore
+from ledger.eventlog.chain import ChainBreak, verify_stream
+from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
     EventStore,
@@ -20,10 +23,7 @@ from ledger.store.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from ledger.store.sqlite import SqliteEventStore
-from ledger.store.sqlite_lease import FileLease
-from ledger.store.sqlite_schema import MIGRATIONS, migrate
-from ledger.store.testing import (
+from ledger.testing.store_contract import (
     T0,
     EventStoreContract,
     assert_positions_are_dense_from_one,

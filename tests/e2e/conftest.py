@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.testing import start_server, stop_server
+from ledger.testing.server import start_server, stop_server
 from loyalty.v1 import (
     audit_pb2_grpc,
     common_pb2,
@@ -77,7 +77,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     with contextlib.ExitStack() as stack:
         store_url = None
         if request.param == "postgresql":
-            from ledger.store.postgres_testing import fresh_schema, require_postgres
+            from ledger.testing.postgres import fresh_schema, require_postgres
 
             store_url = stack.enter_context(fresh_schema(require_postgres()))
         running = start_server(tmp, store_url=store_url, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)

@@ -18,15 +18,18 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from ledger.adapters.postgres import rebuild as pg_rebuild
+from ledger.adapters.postgres.projector import PgProjector
+from ledger.adapters.postgres.read_models import PgReadModels
+from ledger.adapters.sqlite.projector import MemberUpdate, SqliteProjector
+from ledger.adapters.sqlite.read_models import SqliteReadModels
+from ledger.adapters.sqlite.read_schema import TABLES
+from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.domain import events as ev
 from ledger.domain.state import MemberState
-from ledger.store.port import AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
-from ledger.store.sqlite import SqliteEventStore
-from projections import pg_rebuild, rebuild
-from projections.pg_queries import PgReadModels
-from projections.pg_writer import PgProjector
-from projections.rebuild import RebuildReport
-from projections.sqlite_codec import (
+from ledger.eventlog.port import AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
+from projections import rebuild
+from projections.codec import (
     BALANCE,
     DUE,
     ENTITLEMENT,
@@ -37,9 +40,7 @@ from projections.sqlite_codec import (
     TIER,
     RowCodec,
 )
-from projections.sqlite_queries import SqliteReadModels
-from projections.sqlite_schema import TABLES
-from projections.sqlite_writer import MemberUpdate, SqliteProjector
+from projections.rebuild import RebuildReport
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
     absorbed,
@@ -230,7 +231,7 @@ class PgLedger(Ledger):
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        from ledger.store.postgres import PostgresEventStore
+        from ledger.adapters.postgres.store import PostgresEventStore
 
         self.url = url
         self.pg_store = PostgresEventStore(url, max_size=4)

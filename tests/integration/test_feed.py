@@ -27,6 +27,8 @@ from ledger.application.clock import ManualClock
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import Settings, Wired, build, build_app, reference_document
 from ledger.domain import commands as cmd
+from ledger.eventlog.chain import format_time
+from ledger.eventlog.port import StoredEvent
 from ledger.feed.checkpoint import SqliteCheckpoints
 from ledger.feed.integration import FeedMessage, parse_stream
 from ledger.feed.publisher import JetStreamPublisher, PublishError
@@ -38,8 +40,6 @@ from ledger.feed.signals import (
     signal_command_program,
     signal_stream,
 )
-from ledger.store.chain import format_time
-from ledger.store.port import StoredEvent
 from loyalty.v1 import feed_pb2
 
 NATS_HOST, NATS_PORT = "127.0.0.1", 4222

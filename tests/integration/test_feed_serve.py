@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.testing import start_server, stop_server
+from ledger.testing.server import start_server, stop_server
 from loyalty.v1 import common_pb2, feed_pb2, ledger_pb2, ledger_pb2_grpc, program_pb2, program_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 commit in a read-model transaction of their own, and caught up by the projection runner.
 
 IMPORTANT: the ``*_on_stand_in`` tests do NOT talk to KurrentDB. They inject
-:class:`ledger.store.kurrentdb_testing.FakeKurrentDB`, an in-memory stand-in for the ``KurrentDBClient``
+:class:`ledger.adapters.kurrentdb.fake.FakeKurrentDB`, an in-memory stand-in for the ``KurrentDBClient``
 methods the store calls, so they check the ledger's side (the write path without an in-transaction hook,
 projection after commit, catch-up, queries, verification), not KurrentDB's behaviour. The same flow against a
 real server is :func:`test_serving_on_a_real_server`, which runs only when ``KURRENTDB_URI`` names one (see
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from ledger.adapters.backend import kurrentdb_backend
+from ledger.adapters.kurrentdb.fake import FakeKurrentDB
 from ledger.application.clock import ManualClock
-from ledger.backends import kurrentdb_backend
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
-from ledger.store.kurrentdb_testing import FakeKurrentDB
 from policies import OrderLine
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ def read_models(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'read-models.db'}"
         return
-    from ledger.store.postgres_testing import fresh_schema, require_postgres
+    from ledger.testing.postgres import fresh_schema, require_postgres
 
     with fresh_schema(require_postgres()) as url:
         yield url

@@ -10,7 +10,7 @@ import pytest
 from ledger.application.clock import ManualClock
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
-from ledger.rebuild import rebuild_projections
+from ledger.entrypoints.rebuild import rebuild_projections
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 

@@ -29,11 +29,11 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
-from ledger.store.sqlite import SqliteEventStore
-from ledger.testing import start_server, stop_server
+from ledger.testing.server import start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,

@@ -16,15 +16,15 @@ from typing import Any, cast
 import psycopg
 import pytest
 
+from ledger.adapters.postgres.projector import PgProjector
+from ledger.adapters.postgres.read_models import PgReadModels, PgRows
+from ledger.adapters.postgres.read_schema import create_tables, drop_tables, swap_tables
+from ledger.adapters.sqlite.projector import MemberUpdate
+from ledger.adapters.sqlite.read_models import InvalidPageToken
 from ledger.domain.state import MemberState
-from ledger.store.port import StoredEvent
-from ledger.store.postgres_testing import fresh_schema, require_postgres
-from projections.pg_queries import PgReadModels, PgRows
-from projections.pg_schema import create_tables, drop_tables, swap_tables
-from projections.pg_writer import PgProjector
+from ledger.eventlog.port import StoredEvent
+from ledger.testing.postgres import fresh_schema, require_postgres
 from projections.rows import DueRow, HistoryRow, member_rows, parse_member_stream
-from projections.sqlite_queries import InvalidPageToken
-from projections.sqlite_writer import MemberUpdate
 from projections.verify import ROW, Mismatch, compare
 from tests.integration.projection_backends import (
     BACKENDS,

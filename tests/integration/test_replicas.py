@@ -33,8 +33,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
-from ledger.store.postgres_testing import fresh_schema, require_postgres
-from ledger.testing import RunningServer, start_server, stop_server
+from ledger.testing.postgres import fresh_schema, require_postgres
+from ledger.testing.server import RunningServer, start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,

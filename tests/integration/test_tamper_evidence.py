@@ -48,7 +48,7 @@ def tamper(store_url: str, sqlite_sql: str, postgres_sql: str) -> None:
 
 def verify(store_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ledger.cli", "--store", store_url, "verify"],
+        [sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url, "verify"],
         capture_output=True,
         text=True,
         timeout=120,

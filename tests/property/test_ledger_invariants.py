@@ -162,7 +162,7 @@ class PostgresLedgerMachine(LedgerMachine):
     """The same machine on PostgreSQL: a fresh schema per example."""
 
     def store_url(self) -> str:
-        from ledger.store.postgres_testing import fresh_schema, require_postgres
+        from ledger.testing.postgres import fresh_schema, require_postgres
 
         return self.resources.enter_context(fresh_schema(require_postgres()))
 

@@ -10,6 +10,7 @@ import pytest
 
 from ledger.domain import events as ev
 from ledger.domain import program as prog
+from ledger.eventlog.port import NewEvent, StoredEvent
 from ledger.feed.integration import (
     ENVELOPE_VERSION,
     LEFT_OUT,
@@ -19,7 +20,6 @@ from ledger.feed.integration import (
     to_message,
 )
 from ledger.feed.signals import MemberFacts, due_signals, signal_event, signal_stream
-from ledger.store.port import NewEvent, StoredEvent
 from loyalty.v1 import feed_pb2
 
 T = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)

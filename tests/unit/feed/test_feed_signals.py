@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ledger.adapters.memory.store import InMemoryEventStore
+from ledger.eventlog.port import ANY, AppendBatch, CommandRecord, NewEvent, StreamAppend
 from ledger.feed.signals import (
     SIGNAL_EVENT_TYPE,
     ExpiringLot,
@@ -20,8 +22,6 @@ from ledger.feed.signals import (
     signal_command_program,
     signal_stream,
 )
-from ledger.store.memory import InMemoryEventStore
-from ledger.store.port import ANY, AppendBatch, CommandRecord, NewEvent, StreamAppend
 
 NOW = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

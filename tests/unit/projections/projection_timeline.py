@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
-from ledger.store.port import NewEvent, StoredEvent
+from ledger.eventlog.port import NewEvent, StoredEvent
 from projections.rows import HistoryRow, history_row, parse_member_stream
 
 PROGRAM = "little_sprout"

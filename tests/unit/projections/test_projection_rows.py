@@ -10,12 +10,13 @@ from typing import Any, get_args
 
 import pytest
 
+from ledger.adapters.sqlite.projector import encode_history
+from ledger.adapters.sqlite.read_schema import TABLES, table_statements
 from ledger.domain import events as ev
 from ledger.domain.evolve import fold
 from ledger.domain.state import Balances, MemberState
 from projections import rows
-from projections.rows import history_row, lot_status, member_rows, parse_member_stream, summary
-from projections.sqlite_codec import (
+from projections.codec import (
     BALANCE,
     DUE,
     ENTITLEMENT,
@@ -28,8 +29,7 @@ from projections.sqlite_codec import (
     from_micros,
     to_micros,
 )
-from projections.sqlite_schema import TABLES, table_statements
-from projections.sqlite_writer import encode_history
+from projections.rows import history_row, lot_status, member_rows, parse_member_stream, summary
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
     SHANGHAI,

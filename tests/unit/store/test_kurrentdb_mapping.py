@@ -12,8 +12,7 @@ import pytest
 from kurrentdbclient import NewEvent, StreamState
 from kurrentdbclient.v2streams import _metadata_to_properties
 
-from ledger.store.chain import GENESIS, canonical_json
-from ledger.store.kurrentdb import (
+from ledger.adapters.kurrentdb.store import (
     EVENT_ID_NAMESPACE,
     FORMAT,
     check_stream_id,
@@ -36,9 +35,10 @@ from ledger.store.kurrentdb import (
     stream_filter,
     version_of,
 )
-from ledger.store.port import ANY, CommandRecord, StoredEvent
-from ledger.store.staging import EMPTY_HEAD, StreamHead, stored_event
-from ledger.store.testing import SHANGHAI, T0, new_event
+from ledger.eventlog.chain import GENESIS, canonical_json
+from ledger.eventlog.port import ANY, CommandRecord, StoredEvent
+from ledger.eventlog.staging import EMPTY_HEAD, StreamHead, stored_event
+from ledger.testing.store_contract import SHANGHAI, T0, new_event
 
 
 def staged(event_id: str = "evt-1", **changes: object) -> StoredEvent:

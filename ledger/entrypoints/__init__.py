@@ -1,0 +1,1 @@
+"""How the ledger is reached: the gRPC services (:mod:`ledger.entrypoints.grpc`) and the command line."""

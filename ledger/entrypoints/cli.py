@@ -1,0 +1,206 @@
+"""The ``ledger`` command: serve the gRPC API, replay and verify members, rebuild the projections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+
+import structlog
+
+from ledger.application.service import LedgerApp
+from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build, store_kind
+
+DESCRIPTION = """\
+An event-sourced points and benefits ledger for retail loyalty programs.
+
+Every change to a member is an immutable event; balances, lots, tiers and entitlements are projections
+rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db):
+sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
+of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in KurrentDB with the read
+models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ledger", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", help="event store URL: sqlite:///path or postgresql://... (default: $LEDGER_STORE)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
+                       description="Serve the gRPC API with the reference program 'little_sprout' loaded.")
+    s.add_argument("--listen", default="127.0.0.1:50051", help="host:port to listen on (port 0 picks a free one)")
+    s.add_argument("--port-file", help="write the bound port to this file once listening")
+    s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
+    s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
+    s.add_argument("--processes", default="1", metavar="N",
+                   help="server processes sharing the port (SO_REUSEPORT) and the store, to use more than one core"
+                   " (default 1; 'auto': one per CPU); SIGTERM to this process stops them all")
+    s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
+    s.add_argument("--feed-nats", metavar="URL",
+                   help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
+                   " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
+
+    r = sub.add_parser("replay", help="print every event of one member with the balance after it",
+                       description="Replay one member's stream from the log, one JSON line per event.")
+    r.add_argument("member_id")
+    r.add_argument("--program", default=REFERENCE_PROGRAM_ID, help="program id (default little_sprout)")
+
+    v = sub.add_parser("verify", help="check every member's hash chain and projections; exit 1 on any finding",
+                       description="Recompute every member (or one) from the log, compare with the projections and"
+                       " check the tamper-evident hash chain. Names the member and position of any break.")
+    v.add_argument("--program", help="only this program (default: all)")
+    v.add_argument("--member", help="only this member (needs --program)")
+
+    b = sub.add_parser("rebuild-projections", help="rebuild every read model from the log",
+                       description="Fold every member stream again and rewrite the read models.")
+    b.add_argument("--program", help="only report on this program")
+
+    sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema, then print its version",
+                   description="Apply the store's missing schema migrations (in order, under a lock, each once)."
+                   " `serve` does this too; run it alone before rolling out a new version.")
+
+    h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
+    h.add_argument("--target", default="127.0.0.1:50051")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
+    structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
+    if args.command == "health":
+        return _health(args.target)
+    settings = Settings.from_env(args.store)
+    if args.command == "migrate":
+        return _migrate(settings)
+    if args.command == "serve":
+        from ledger.entrypoints.grpc.server import serve
+
+        if args.no_reference_program:
+            settings = settings.without_reference_program()
+        from ledger.application.scheduler import Scheduler
+
+        processes = _processes(args.processes)
+        settings = replace(settings, processes=processes)
+        wired = build(settings)
+        app = wired.app
+        scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
+        scheduler.start()
+        feed = None
+        nats_url = args.feed_nats or os.environ.get("LEDGER_FEED_NATS")
+        if nats_url:
+            from ledger.bootstrap import feed_runner
+
+            feed = feed_runner(wired, nats_url)
+            feed.start()
+        def worker_command(listen: str, port_file: str) -> list[str]:
+            return [
+                sys.executable, "-m", "ledger.entrypoints.cli", "--store", settings.store_url, "serve", "--listen", listen,
+                "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
+                "--no-reference-program", "--worker-of", str(os.getpid()),
+                *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+            ]  # fmt: skip
+
+        try:
+            serve(
+                app, args.listen, port_file=args.port_file, max_workers=args.workers,
+                workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
+                reuse_port=args.worker_of is not None, parent_pid=args.worker_of,
+            )  # fmt: skip
+        finally:
+            if feed is not None:
+                feed.stop()
+            scheduler.stop()
+            app.close()
+        return 0
+    wired = build(settings.without_reference_program())
+    app = wired.app
+    try:
+        if args.command == "replay":
+            for e in app.replay(args.program, args.member_id):
+                print(json.dumps({
+                    "version": e.stored.version, "position": e.stored.position, "type": e.stored.type,
+                    "occurred_at": e.stored.occurred_at.isoformat(), "recorded_at": e.stored.recorded_at.isoformat(),
+                    "policy_version": e.stored.policy_version, "active": e.after.active, "pending": e.after.pending,
+                    "held": e.after.held, "arrears": e.after.arrears, "hash": e.stored.hash.hex(),
+                    "payload": json.loads(e.stored.payload),
+                }, ensure_ascii=False))
+            return 0
+        if args.command == "verify":
+            return _verify(app, args.program, args.member)
+        if args.command == "rebuild-projections":
+            from ledger.entrypoints.rebuild import rebuild_projections
+
+            report = rebuild_projections(app, wired.backend)
+            print(json.dumps(report))
+            return 0
+    finally:
+        app.close()
+    return 2
+
+
+def _processes(value: str) -> int:
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SystemExit(f"--processes must be a positive number or 'auto', got {value!r}")
+    return n
+
+
+def _migrate(settings: Settings) -> int:
+    if store_kind(settings.store_url) != "postgresql":
+        print("the embedded store migrates itself when opened; nothing to do")
+        return 0
+    import psycopg
+
+    from ledger.adapters.postgres.migrations import current_version, migrate
+
+    with psycopg.connect(settings.store_url, autocommit=True) as conn:
+        applied = migrate(conn)
+        print(json.dumps({"applied": applied, "schema_version": current_version(conn)}))
+    return 0
+
+
+def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:
+    programs = [program] if program else app.program_ids()
+    bad = 0
+    total = 0
+    for pid in programs:
+        reports = [app.verify_member(pid, member)] if member else app.verify_program(pid)
+        for r in reports:
+            total += 1
+            if not r.ok:
+                bad += 1
+                where = (
+                    f"version {r.chain_break.version} position {r.chain_break.position}: {r.chain_break.reason}"
+                    if r.chain_break
+                    else "; ".join(r.mismatches)
+                )
+                print(f"FAIL program={pid} member={r.member_id} {where}")
+    print(f"verified {total} members: {total - bad} ok, {bad} failed")
+    return 1 if bad else 0
+
+
+def _health(target: str) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
+        except grpc.RpcError as exc:
+            print(f"unhealthy: {exc.code().name}")
+            return 1
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""How a failure becomes a gRPC status: one code, an English message and ``google.rpc`` details.
+
+Every handler is wrapped by :func:`rpc`, which turns the exceptions of the facade into the status described in
+``docs/errors.md``:
+
+* ``InvalidCommand`` (and ``policies.PolicyInvalid``) -> ``INVALID_ARGUMENT`` with ``google.rpc.BadRequest``;
+* ``Refusal`` -> ``FAILED_PRECONDITION`` with ``google.rpc.ErrorInfo`` (``ALREADY_EXISTS`` for the reasons that
+  say a caller-chosen id is taken);
+* ``NotFound`` -> ``NOT_FOUND``, reason ``<KIND>_NOT_FOUND``;
+* ``Conflict`` -> ``ALREADY_EXISTS``, reason ``IDEMPOTENCY_KEY_REUSED``;
+* ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``; ``Contended`` -> ``ABORTED``;
+* anything else -> ``INTERNAL`` (logged, no details).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, TypeVar, cast
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from ledger.application.writer import Contended, Overloaded, StoreUnavailable
+from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
+from policies.errors import NoPolicyInForce, PolicyInvalid, UnknownCode, UnknownPolicyVersion
+
+log = structlog.get_logger("ledger.entrypoints.grpc")
+
+DOMAIN = "loyalty.v1"
+
+#: Refusal reasons that say "a caller-chosen id is already taken": ALREADY_EXISTS, not FAILED_PRECONDITION.
+ALREADY_EXISTS_REASONS = frozenset(
+    {"PROGRAM_EXISTS", "MEMBER_EXISTS", "HOLD_EXISTS", "REFUND_EXISTS", "MEMBERSHIP_EXISTS"}
+)
+
+#: Field names of domain commands that differ from the request field they come from.
+FIELD_ALIASES: Mapping[str, str] = {
+    "plan": "plan_code",
+    "clock": "clock.kind",
+    "clock.test_time": "clock.initial_time",
+}
+
+#: Which request field names an unknown policy code, by the kind of code.
+_UNKNOWN_CODE_FIELDS: Mapping[str, str] = {
+    "tier": "tier",
+    "membership plan": "plan_code",
+    "behaviour": "behaviour",
+    "benefit": "benefit_code",
+}
+
+
+class InvalidFields(InvalidCommand):
+    """Several fields of one request are bad: one BadRequest violation each."""
+
+    def __init__(self, violations: Iterable[tuple[str, str]]) -> None:
+        self.violations: tuple[tuple[str, str], ...] = tuple(violations)
+        field, message = self.violations[0]
+        super().__init__(field, message)
+        self.args = ("; ".join(f"{f}: {m}" for f, m in self.violations),)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _status(code: int, message: str, *details: Any) -> status_pb2.Status:
+    return status_pb2.Status(code=code, message=message, details=[_pack(d) for d in details])
+
+
+def _error_info(reason: str, metadata: Mapping[str, str]) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata))
+
+
+def bad_request(violations: Iterable[tuple[str, str]], message: str | None = None) -> status_pb2.Status:
+    items = list(violations)
+    body = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=FIELD_ALIASES.get(f, f), description=d) for f, d in items
+        ]
+    )
+    text = message or "; ".join(f"{FIELD_ALIASES.get(f, f)}: {d}" for f, d in items)
+    return _status(code_pb2.INVALID_ARGUMENT, text, body)
+
+
+def refusal_status(exc: Refusal) -> status_pb2.Status:
+    """A refusal as raised: its reason and metadata are already the public ones (``docs/errors.md``)."""
+    code = code_pb2.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else code_pb2.FAILED_PRECONDITION
+    return _status(code, exc.message, _error_info(exc.reason, exc.metadata))
+
+
+def status_of(exc: BaseException) -> status_pb2.Status:
+    """The ``google.rpc.Status`` for an exception raised by a handler or the facade."""
+    if isinstance(exc, InvalidFields):
+        return bad_request(exc.violations)
+    if isinstance(exc, InvalidCommand):
+        return bad_request([(exc.field, exc.message)])
+    if isinstance(exc, PolicyInvalid):
+        return bad_request(
+            [("document", f"document: {path or '(document)'}: {message}") for path, message in exc.problems]
+            or [("document", "document: is not a valid policy")]
+        )
+    if isinstance(exc, Refusal):
+        return refusal_status(exc)
+    if isinstance(exc, NotFound):
+        reason = exc.kind.upper().replace(" ", "_") + "_NOT_FOUND"
+        return _status(code_pb2.NOT_FOUND, str(exc), _error_info(reason, {"id": exc.identifier}))
+    if isinstance(exc, UnknownPolicyVersion):
+        return _status(code_pb2.NOT_FOUND, str(exc), _error_info("POLICY_VERSION_NOT_FOUND", {}))
+    if isinstance(exc, NoPolicyInForce):
+        return _status(code_pb2.FAILED_PRECONDITION, str(exc), _error_info("POLICY_NOT_EFFECTIVE_YET", {}))
+    if isinstance(exc, UnknownCode):
+        return bad_request([(_UNKNOWN_CODE_FIELDS.get(exc.kind, exc.kind), str(exc))])
+    if isinstance(exc, Conflict):
+        return _status(code_pb2.ALREADY_EXISTS, exc.message, _error_info("IDEMPOTENCY_KEY_REUSED", {}))
+    if isinstance(exc, Overloaded):
+        return _status(
+            code_pb2.RESOURCE_EXHAUSTED, str(exc) or "the write queue is full",
+            _error_info("WRITE_QUEUE_FULL", {"retry_after_ms": "100"}),
+        )
+    if isinstance(exc, StoreUnavailable):
+        return _status(code_pb2.UNAVAILABLE, str(exc) or "the store is unavailable")
+    if isinstance(exc, Contended):
+        return _status(code_pb2.ABORTED, str(exc), _error_info("CONCURRENT_MODIFICATION", {}))
+    return _status(code_pb2.INTERNAL, "internal error")
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException, *, idempotency_key: str = "") -> NoReturn:
+    status = status_of(exc)
+    if status.code == code_pb2.INTERNAL:
+        log.error("rpc_failed", error=repr(exc), exc_info=exc)
+    if idempotency_key and status.code == code_pb2.ALREADY_EXISTS and isinstance(exc, Conflict):
+        info = error_details_pb2.ErrorInfo()
+        status.details[0].Unpack(info)
+        info.metadata["idempotency_key"] = idempotency_key
+        status.details[0].Pack(info)
+    context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc(handler: F) -> F:
+    """Wrap a servicer method (unary or server-streaming) so every failure becomes a proper status."""
+
+    def key_of(request: Any) -> str:
+        return str(getattr(request, "idempotency_key", "") or "")
+
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from handler(self, request, context)
+            except grpc.RpcError:
+                raise
+            except Exception as exc:
+                abort(context, exc, idempotency_key=key_of(request))
+
+        return cast(F, streaming)
+
+    @functools.wraps(handler)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return handler(self, request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            abort(context, exc, idempotency_key=key_of(request))
+
+    return cast(F, unary)

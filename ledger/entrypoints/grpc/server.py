@@ -1,0 +1,243 @@
+"""The gRPC server: the four ``loyalty.v1`` services, health checking and reflection.
+
+``serve`` may run with worker processes (``ledger serve --processes N``): the process started by the user binds
+the address first (so port 0 picks one port for all), then starts N-1 copies of itself as subprocesses that
+bind the same port with ``SO_REUSEPORT``; the kernel spreads incoming connections (not calls) over the
+listening processes. The port file is written once every process is SERVING. SIGTERM or SIGINT to the first
+process stops the others gracefully too; a worker that dies is logged (``worker_exited``) and not restarted,
+its share of new connections going to the processes left. A worker whose parent is gone stops by itself.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ledger.application.service import LedgerApp
+from ledger.entrypoints.grpc.servicers import AuditService, LedgerService, MemberQueryService, ProgramService
+from loyalty.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    program_pb2,
+    program_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
+
+log = structlog.get_logger("ledger.server")
+
+SERVICE_NAMES: tuple[str, ...] = (
+    program_pb2.DESCRIPTOR.services_by_name["ProgramService"].full_name,
+    ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["MemberQueryService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+)
+
+GRACE_SECONDS = 10.0
+
+WORKER_START_SECONDS = 120.0
+
+#: The health servicer of each built server, so shutdown can report NOT_SERVING first.
+server_health: dict[grpc.Server, health.HealthServicer] = {}
+
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
+
+class CallCounter(_Interceptor):
+    """Counts the ``loyalty.v1`` calls a server took (not health checks or reflection); one increment a call."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._last = 0
+
+    @property
+    def calls(self) -> int:
+        return self._last
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if handler_call_details.method.startswith("/loyalty."):
+            self._last = next(self._counter)  # next() is atomic under the GIL
+        return continuation(handler_call_details)
+
+
+def build_server(
+    app: LedgerApp,
+    listen: str,
+    max_workers: int = 64,
+    *,
+    reuse_port: bool = False,
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
+) -> tuple[grpc.Server, int]:
+    """A server (not started) with every service registered, bound to ``listen``; returns it and the bound port.
+
+    ``reuse_port`` lets other processes bind the same port (``SO_REUSEPORT``, Linux); without it, binding a
+    port another server holds fails, so two servers never share a port by accident (grpc core's default is on).
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=list(interceptors),
+        options=[
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    program_pb2_grpc.add_ProgramServiceServicer_to_server(ProgramService(app), server)
+    ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(app), server)
+    query_pb2_grpc.add_MemberQueryServiceServicer_to_server(MemberQueryService(app), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(app), server)
+
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    server_health[server] = health_servicer
+
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"could not listen on {listen}")
+    return server, port
+
+
+#: Builds a worker's command line from the address it binds and the file it writes its port to once SERVING.
+WorkerCommand = Callable[[str, str], list[str]]
+
+
+def serve(
+    app: LedgerApp,
+    listen: str,
+    *,
+    port_file: str | None = None,
+    max_workers: int = 64,
+    workers: int = 0,
+    worker_command: WorkerCommand | None = None,
+    reuse_port: bool = False,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
+
+    With ``workers`` > 0 (and ``worker_command``), start that many worker processes on the bound port and stop
+    them with this one. A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
+    is gone.
+    """
+    multi = workers > 0 or reuse_port
+    counter = CallCounter() if multi else None
+    server, port = build_server(
+        app, listen, max_workers, reuse_port=multi, interceptors=[counter] if counter is not None else ()
+    )
+    # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
+    # the collector's generations so the full collections that the writer's growing state cache triggers do not
+    # walk it again each time.
+    gc.collect()
+    gc.freeze()
+    server.start()
+    pid = os.getpid()
+    log.info("serving", listen=listen, port=port, pid=pid)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if workers > 0:
+            if worker_command is None:
+                raise ValueError("workers need a worker_command")
+            children = _start_workers(workers, worker_command, f"{listen.rsplit(':', 1)[0]}:{port}", stopping)
+        if port_file and not stopping.is_set():
+            tmp = Path(f"{port_file}.tmp")
+            tmp.write_text(str(port))
+            tmp.replace(port_file)
+        reported: set[int] = set()
+        while not stopping.wait(0.5):
+            for child in children:
+                if child.pid not in reported and child.poll() is not None:
+                    reported.add(child.pid)
+                    log.error("worker_exited", worker_pid=child.pid, returncode=child.returncode)
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.error("parent_exited", parent_pid=parent_pid)
+                break
+        log.info("stopping", grace_seconds=GRACE_SECONDS, pid=pid)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        health_servicer = server_health.pop(server, None)
+        if health_servicer is not None:
+            health_servicer.enter_graceful_shutdown()
+        server.stop(GRACE_SECONDS).wait()
+        _stop_workers(children)  # the workers' last lines come before this one's
+        log.info("stopped", pid=pid, **({"calls": counter.calls} if counter is not None else {}))
+    finally:
+        _stop_workers(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start_workers(
+    count: int, command: WorkerCommand, listen: str, stopping: threading.Event
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` workers binding ``listen``; return once each has written its port file (is SERVING)."""
+    children: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="ledger-workers-") as tmp:
+        files = [Path(tmp) / f"worker-{n}.port" for n in range(count)]
+        try:
+            for f in files:  # stdout and stderr are inherited: the workers log where this process logs
+                children.append(subprocess.Popen(command(listen, str(f)), stdin=subprocess.DEVNULL))
+            deadline = time.monotonic() + WORKER_START_SECONDS
+            while not all(f.exists() for f in files):
+                for child in children:
+                    if child.poll() is not None:
+                        raise RuntimeError(f"worker {child.pid} exited with {child.returncode} while starting")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"workers not SERVING after {WORKER_START_SECONDS:.0f} s")
+                if stopping.wait(0.05):
+                    break
+        except BaseException:
+            _stop_workers(children)
+            raise
+    log.info("workers_serving", listen=listen, workers=[c.pid for c in children])
+    return children
+
+
+def _stop_workers(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each live worker, wait for their graceful shutdown, kill those that outlast it."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS + 10
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("worker_killed", worker_pid=child.pid)
+            child.kill()
+            child.wait()
