@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.adapters.backend import Backend, open_backend
-from ledger.adapters.sqlite.projector import MemberUpdate
+from ledger.adapters.backend import Backend
 from ledger.application.clock import Clock, SystemClock
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
@@ -37,6 +36,7 @@ from ledger.eventlog.port import StoredEvent
 from ledger.settings import DEFAULT_STORE, Settings, sqlite_path, store_kind
 from policies import dump_policy, little_sprout
 from projections.rows import history_row, member_rows
+from projections.update import MemberUpdate
 from projections.verify import compare
 
 __all__ = [
@@ -118,7 +118,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
     )
     runner = ProjectionRunner(
         backend.store,
-        projector,  # type: ignore[arg-type]  # both projectors have what the runner needs
+        projector,
         backend.read_connection,
         due_at=lambda state: next_due(state, app.context_of(state)),
     )
@@ -137,7 +137,9 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
 
 def feed_runner(wired: Wired, nats_url: str) -> Any:
     """The relay of the log (and lifecycle signals) to NATS JetStream at ``nats_url``, under the ``feed`` lease."""
-    from ledger.feed.checkpoint import CheckpointStore, PostgresCheckpoints, SqliteCheckpoints
+    from ledger.adapters.postgres.checkpoint import PostgresCheckpoints
+    from ledger.adapters.sqlite.checkpoint import SqliteCheckpoints
+    from ledger.application.ports import CheckpointStore
     from ledger.feed.publisher import JetStreamPublisher
     from ledger.feed.relay import FeedRelay
     from ledger.feed.runner import FeedRunner
@@ -165,3 +167,18 @@ def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:
 
 def reference_document() -> str:
     return dump_policy(little_sprout())
+
+
+def open_backend(settings: Settings) -> Backend:
+    kind = store_kind(settings.store_url)
+    if kind == "sqlite":
+        from ledger.adapters.sqlite.factory import sqlite_backend
+
+        return sqlite_backend(settings)
+    if kind == "postgresql":
+        from ledger.adapters.postgres.factory import postgres_backend
+
+        return postgres_backend(settings)
+    from ledger.adapters.kurrentdb.factory import kurrentdb_backend
+
+    return kurrentdb_backend(settings)

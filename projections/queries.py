@@ -17,7 +17,6 @@ import json
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
-from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT
 from projections.codec import (
     BALANCE,
     ENTITLEMENT,
@@ -36,6 +35,7 @@ from projections.rows import (
     MembershipRow,
     TierRow,
 )
+from projections.update import DEFAULT_CHECKPOINT
 
 MAX_PAGE_SIZE: Final = 1000
 

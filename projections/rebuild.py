@@ -21,20 +21,16 @@ of their states.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any, Final, Protocol
 
-from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT, MemberUpdate, SqliteProjector
-from ledger.adapters.sqlite.read_schema import REBUILD_PREFIX, create_tables, drop_tables, swap_tables
 from ledger.domain.state import MemberState
 from ledger.eventlog.port import EventStore, StoredEvent
 from projections.rows import HistoryRow, member_identities
+from projections.update import MemberUpdate
 
 Fold = Callable[[MemberState | None, Sequence[StoredEvent]], tuple[MemberState, list[HistoryRow]]]
 """``fold(state, events) -> (state, history_rows)``: continue a member's fold with the next events of its stream
@@ -46,7 +42,7 @@ DueAt = Callable[[MemberState], datetime | None]
 DEFAULT_PAGE_SIZE: Final = 20_000
 DEFAULT_FLUSH_ROWS: Final = 50_000
 _MEMBER_BATCH: Final = 2_000
-_MEMBERS_PER_TRANSACTION: Final = 5_000
+MEMBERS_PER_TRANSACTION: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,82 +163,3 @@ class RebuildRun:
             )
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        work()
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def rebuild(
-    store: EventStore[Any],
-    conn: sqlite3.Connection,
-    fold: Fold,
-    due_at: DueAt,
-    *,
-    stream_prefix: str = "member-",
-    page_size: int = DEFAULT_PAGE_SIZE,
-    flush_rows: int = DEFAULT_FLUSH_ROWS,
-    prefix: str = "",
-    checkpoint_name: str = DEFAULT_CHECKPOINT,
-) -> RebuildReport:
-    """Rebuild the ``prefix`` read-model tables on ``conn`` from every event of ``store`` (see the module doc)."""
-    if conn.in_transaction:
-        raise RuntimeError("rebuild needs a connection with no transaction open")
-    if page_size < 1 or flush_rows < 1:
-        raise ValueError("page_size and flush_rows must be positive")
-    started = time.perf_counter()
-    fresh_prefix = REBUILD_PREFIX + prefix
-    writer = SqliteProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
-    run = RebuildRun(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
-
-    def prepare() -> None:
-        drop_tables(conn, fresh_prefix)
-        create_tables(conn, fresh_prefix, indexes=False)
-
-    caught_up = 0
-
-    def switch() -> None:
-        nonlocal caught_up
-        before = run.events + run.other_events
-        touched: set[str] = set()
-        while (streams := run.read_page()) is not None:
-            touched |= streams
-        caught_up = run.events + run.other_events - before
-        run.write_history()
-        run.write_members(sorted(touched), fresh=False)
-        writer.set_checkpoint(conn, run.position)
-        swap_tables(conn, fresh_prefix, prefix)
-
-    _in_transaction(conn, prepare)
-    try:
-        while run.read_page() is not None:
-            if len(run.history) >= flush_rows:
-                _in_transaction(conn, run.write_history)
-        _in_transaction(conn, run.write_history)
-        members = sorted(run.states)
-        for start in range(0, len(members), _MEMBERS_PER_TRANSACTION):
-            chunk = members[start : start + _MEMBERS_PER_TRANSACTION]
-            _in_transaction(conn, partial(run.write_members, chunk, fresh=True))
-        _in_transaction(conn, switch)
-    except BaseException:
-        with suppress(sqlite3.Error):  # the live tables are untouched; the fresh ones are only clutter
-            _in_transaction(conn, partial(drop_tables, conn, fresh_prefix))
-        raise
-    seconds = time.perf_counter() - started
-    return RebuildReport(
-        events=run.events,
-        other_events=run.other_events,
-        members=len(run.states),
-        history_rows=run.history_rows,
-        position=run.position,
-        caught_up=caught_up,
-        seconds=seconds,
-        read_seconds=run.read_seconds,
-        fold_seconds=run.fold_seconds,
-        write_seconds=seconds - run.read_seconds - run.fold_seconds,
-    )

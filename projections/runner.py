@@ -40,34 +40,20 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from ledger.adapters.sqlite.projector import MemberUpdate
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
 from ledger.eventlog.port import EventStore, StoredEvent
 from projections.rebuild import DueAt, Fold
 from projections.rows import HistoryRow, history_row, member_identities, parse_member_stream
+from projections.update import MemberUpdate, Projector
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ProjectionRunner", "member_fold"]
 
 DEFAULT_PAGE_SIZE: Final = 1_000
 _MAX_CACHED: Final = 50_000  # member states kept between pages (dropped all at once beyond this)
-
-
-class Projector(Protocol):
-    """What the runner needs of :class:`~ledger.adapters.sqlite.projector.SqliteProjector` /
-    :class:`~ledger.adapters.postgres.projector.PgProjector`."""
-
-    prefix: str
-    checkpoint_name: str
-
-    def apply(self, conn: Any, updates: Sequence[MemberUpdate]) -> None: ...
-
-    def write_history(self, conn: Any, rows: Sequence[HistoryRow], *, fresh: bool = False) -> int: ...
-
-    def set_checkpoint(self, conn: Any, position: int) -> None: ...
 
 
 def member_fold(state: MemberState | None, events: Sequence[StoredEvent]) -> tuple[MemberState, list[HistoryRow]]:

@@ -16,8 +16,8 @@ import logging
 import threading
 from typing import Any
 
+from ledger.application.ports import CheckpointStore
 from ledger.eventlog.port import EventStore
-from ledger.feed.checkpoint import CheckpointStore
 from ledger.feed.integration import DEFAULT_SUBJECT_PREFIX, FeedMessage, to_message
 from ledger.feed.publisher import Publisher
 

@@ -21,14 +21,13 @@ from psycopg.rows import tuple_row
 from ledger.adapters.postgres import rebuild as pg_rebuild
 from ledger.adapters.postgres.projector import PgProjector
 from ledger.adapters.postgres.read_models import PgReadModels
-from ledger.adapters.sqlite.projector import MemberUpdate, SqliteProjector
+from ledger.adapters.sqlite import rebuild as sqlite_rebuild
+from ledger.adapters.sqlite.projector import SqliteProjector
 from ledger.adapters.sqlite.read_models import SqliteReadModels
-from ledger.adapters.sqlite.read_schema import TABLES
 from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.domain import events as ev
 from ledger.domain.state import MemberState
 from ledger.eventlog.port import AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
-from projections import rebuild
 from projections.codec import (
     BALANCE,
     DUE,
@@ -41,6 +40,8 @@ from projections.codec import (
     RowCodec,
 )
 from projections.rebuild import RebuildReport
+from projections.tables import TABLES
+from projections.update import MemberUpdate
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
     absorbed,
@@ -223,7 +224,7 @@ class SqliteLedger(Ledger):
     def rebuild(self, store: Any = None, **options: Any) -> RebuildReport:
         fold = options.pop("fold", fold_stored)
         with self.writer() as conn:
-            return rebuild.rebuild(store or self.store, conn, fold, simple_due_at, **options)
+            return sqlite_rebuild.rebuild(store or self.store, conn, fold, simple_due_at, **options)
 
 
 class PgLedger(Ledger):

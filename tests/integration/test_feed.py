@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
+from ledger.adapters.sqlite.checkpoint import SqliteCheckpoints
 from ledger.application.clock import ManualClock
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import Settings, Wired, build, build_app, reference_document
 from ledger.domain import commands as cmd
 from ledger.eventlog.chain import format_time
 from ledger.eventlog.port import StoredEvent
-from ledger.feed.checkpoint import SqliteCheckpoints
 from ledger.feed.integration import FeedMessage, parse_stream
 from ledger.feed.publisher import JetStreamPublisher, PublishError
 from ledger.feed.relay import FeedRelay

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ledger.adapters.backend import kurrentdb_backend
+from ledger.adapters.kurrentdb.factory import kurrentdb_backend
 from ledger.adapters.kurrentdb.fake import FakeKurrentDB
 from ledger.application.clock import ManualClock
 from ledger.bootstrap import Settings, Wired, build, reference_document

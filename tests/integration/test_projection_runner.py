@@ -151,7 +151,7 @@ def test_pages_are_exactly_once_and_a_failed_page_is_replayed(seeded: str, monke
     app, backend = wired.app, wired.backend
     runner = ProjectionRunner(
         backend.store,
-        backend.projector,  # type: ignore[arg-type]
+        backend.projector,
         backend.read_connection,
         due_at=lambda s: next_due(s, app.context_of(s)),
         page_size=3,
@@ -194,7 +194,7 @@ def test_an_up_to_date_start_writes_nothing(seeded: str) -> None:
         app, backend = wired.app, wired.backend
         runner = ProjectionRunner(
             backend.store,
-            backend.projector,  # type: ignore[arg-type]
+            backend.projector,
             backend.read_connection,
             due_at=lambda s: next_due(s, app.context_of(s)),
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger.application.personal import PersonalDataStore, PersonalProfile
+from ledger.adapters.sqlite.personal import PersonalDataStore
+from ledger.application.personal import PersonalProfile
 
 PROFILE = PersonalProfile(birth_month=5, consent=True)
 

@@ -27,7 +27,6 @@ import psycopg
 from psycopg.rows import TupleRow, tuple_row
 
 from ledger.adapters.postgres.read_schema import create_tables
-from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT, MemberUpdate, encode_history
 from projections.codec import (
     BALANCE,
     DUE,
@@ -49,6 +48,7 @@ from projections.rows import (
     membership_row,
     tier_row,
 )
+from projections.update import DEFAULT_CHECKPOINT, MemberUpdate, encode_history
 
 __all__ = ["DEFAULT_CHECKPOINT", "MemberUpdate", "PgProjector"]
 

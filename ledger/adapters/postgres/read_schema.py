@@ -23,7 +23,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from ledger.adapters.sqlite.read_schema import REBUILD_PREFIX, TABLES
+from projections.tables import REBUILD_PREFIX, TABLES
 
 __all__ = [
     "REBUILD_PREFIX",

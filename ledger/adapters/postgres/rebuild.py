@@ -41,9 +41,9 @@ from ledger.adapters.postgres.read_schema import (
     swap_tables,
     table_exists,
 )
-from ledger.adapters.sqlite.projector import DEFAULT_CHECKPOINT
 from ledger.eventlog.port import EventStore
 from projections.rebuild import DEFAULT_FLUSH_ROWS, DEFAULT_PAGE_SIZE, DueAt, Fold, RebuildReport, RebuildRun
+from projections.update import DEFAULT_CHECKPOINT
 
 __all__ = ["DEFAULT_FLUSH_ROWS", "DEFAULT_PAGE_SIZE", "DueAt", "Fold", "RebuildReport", "rebuild"]
 

@@ -22,20 +22,15 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 from ledger.adapters.sqlite.read_schema import create_tables
-from ledger.domain.state import MemberState
 from projections.codec import (
     BALANCE,
     ENTITLEMENT,
-    EPOCH,
     HISTORY,
     LOT,
     MEMBERSHIP,
-    MICROSECOND,
     TIER,
     RowCodec,
     opt_micros,
@@ -49,26 +44,9 @@ from projections.rows import (
     membership_row,
     tier_row,
 )
-
-DEFAULT_CHECKPOINT: Final = "projections"
-"""The checkpoint name the projector advances unless told otherwise."""
+from projections.update import DEFAULT_CHECKPOINT, Encoded, MemberKey, MemberUpdate, encode_history
 
 _CHUNK: Final = 400  # member ids per IN (...) list
-
-Encoded = tuple[Any, ...]
-MemberKey = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class MemberUpdate:
-    """One member's state after a write, with the history rows of the events it just got."""
-
-    program_id: str
-    member_id: str
-    state: MemberState
-    history: Sequence[HistoryRow] = ()
-    due_at: datetime | None = None
-    identities_added: Sequence[str] = ()
 
 
 class SqliteProjector:
@@ -242,11 +220,6 @@ class SqliteProjector:
             conn.executemany(self._sql_lot_upsert, changed)
         if stored:
             conn.executemany(self._sql_lot_delete, list(stored))
-
-
-def encode_history(row: HistoryRow) -> Encoded:
-    """``HISTORY.encode`` unrolled (a rebuild encodes one row per event)."""
-    return (*row[:5], (row[5] - EPOCH) // MICROSECOND, (row[6] - EPOCH) // MICROSECOND, *row[7:])
 
 
 def _member_chunks(members: Iterable[MemberUpdate] | Iterable[MemberKey]) -> Iterator[tuple[str, list[str]]]:

@@ -19,20 +19,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-TABLES: Final = (
-    "balance",
-    "lot",
-    "tier_state",
-    "entitlement",
-    "membership",
-    "history",
-    "identity",
-    "due",
-    "projection_checkpoint",
-)
-"""Every read-model table (unprefixed names)."""
-
-REBUILD_PREFIX: Final = "rb_"
+from projections.tables import REBUILD_PREFIX, TABLES
 
 _TABLE_DDL: Final = {
     "balance": """

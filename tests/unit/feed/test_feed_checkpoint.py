@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.feed.checkpoint import CheckpointStore, PostgresCheckpoints, SqliteCheckpoints
+from ledger.adapters.postgres.checkpoint import PostgresCheckpoints
+from ledger.adapters.sqlite.checkpoint import SqliteCheckpoints
+from ledger.application.ports import CheckpointStore
 
 PG_DSN = os.environ.get("LEDGER_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 

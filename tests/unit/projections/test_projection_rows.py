@@ -10,8 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from ledger.adapters.sqlite.projector import encode_history
-from ledger.adapters.sqlite.read_schema import TABLES, table_statements
+from ledger.adapters.sqlite.read_schema import table_statements
 from ledger.domain import events as ev
 from ledger.domain.evolve import fold
 from ledger.domain.state import Balances, MemberState
@@ -30,6 +29,8 @@ from projections.codec import (
     to_micros,
 )
 from projections.rows import history_row, lot_status, member_rows, parse_member_stream, summary
+from projections.tables import TABLES
+from projections.update import encode_history
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
     SHANGHAI,

@@ -1,0 +1,108 @@
+"""The KurrentDB backend wired as one :class:`~ledger.adapters.backend.Backend`, read models in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.adapters.backend import Backend
+from ledger.adapters.sqlite.factory import AlwaysHeld, Borrowed
+from ledger.domain.state import MemberState
+from ledger.settings import Settings, sqlite_path, store_kind
+from projections.rebuild import Fold
+
+DEFAULT_READ_MODELS = "sqlite:///var/read-models.db"
+
+
+def kurrentdb_backend(
+    settings: Settings, *, client: Any = None, read_models: str | None = None, namespace: str = ""
+) -> Backend:
+    """The event log in KurrentDB, everything else in ``read_models`` (default ``$LEDGER_READ_MODELS``).
+
+    ``client`` replaces the ``KurrentDBClient`` the store would open (tests pass an in-memory stand-in,
+    :class:`ledger.adapters.kurrentdb.fake.FakeKurrentDB`); ``namespace`` prefixes the server's stream names.
+    """
+    from ledger.adapters.kurrentdb.store import KurrentDBEventStore
+
+    url = read_models or os.environ.get("LEDGER_READ_MODELS", DEFAULT_READ_MODELS)
+    kind = store_kind(url)
+    if kind == "kurrentdb":
+        raise SystemExit(f"LEDGER_READ_MODELS {url!r}: read models need sqlite:///path or postgresql://...")
+    store = KurrentDBEventStore(settings.store_url, client=client, namespace=namespace)
+    if kind == "sqlite":
+        from ledger.adapters.sqlite.personal import PersonalDataStore
+        from ledger.adapters.sqlite.projector import SqliteProjector
+        from ledger.adapters.sqlite.read_models import SqliteReadModels
+        from ledger.adapters.sqlite.readers import SqliteReaders
+        from ledger.adapters.sqlite.rebuild import rebuild
+
+        path = sqlite_path(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        readers = SqliteReaders(path)
+        sqlite_projector = SqliteProjector()
+        sqlite_projector.create_schema_at(path)
+
+        def run_sqlite_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+            # The switch-over's lock covers the read-model file: projections wait for it, appends do not
+            # (they are in KurrentDB); those committed after its last read are projected after it, past the
+            # checkpoint it sets.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                return rebuild(store, conn, fold, due_at)
+            finally:
+                conn.close()
+
+        return Backend(
+            kind="kurrentdb",
+            store=store,
+            read_models_url=url,
+            projector=sqlite_projector,
+            reads=SqliteReadModels(readers.connection),
+            read_connection=lambda: Borrowed(readers.connection()),
+            personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db"))),
+            shared=False,
+            lease=lambda _name: AlwaysHeld(),
+            rebuild=run_sqlite_rebuild,
+        )
+
+    from psycopg_pool import ConnectionPool
+
+    from ledger.adapters.postgres.lease import AdvisoryLease
+    from ledger.adapters.postgres.personal import PostgresPersonalDataStore
+    from ledger.adapters.postgres.projector import PgProjector
+    from ledger.adapters.postgres.read_models import PgReadModels
+    from ledger.adapters.postgres.rebuild import rebuild as pg_rebuild
+
+    pool: Any = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=settings.pool_size,
+        kwargs={"autocommit": True},
+        open=False,
+        name="ledger-read-models",
+    )
+    pool.open(wait=True, timeout=30.0)
+    pg_projector = PgProjector()
+    with pool.connection() as conn:
+        pg_projector.create_schema(conn)
+
+    def run_pg_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+        with pool.connection() as conn:
+            return pg_rebuild(store, conn, fold, due_at)
+
+    return Backend(
+        kind="kurrentdb",
+        store=store,
+        read_models_url=url,
+        projector=pg_projector,
+        reads=PgReadModels(pool.connection),
+        read_connection=pool.connection,
+        personal=PostgresPersonalDataStore(pool.connection),
+        shared=True,
+        lease=lambda name: AdvisoryLease(url, name),
+        rebuild=run_pg_rebuild,
+    )

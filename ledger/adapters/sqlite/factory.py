@@ -1,0 +1,83 @@
+"""The SQLite backend wired as one :class:`~ledger.adapters.backend.Backend`: log, read models, vault, leases."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.adapters.backend import Backend
+from ledger.adapters.sqlite.personal import PersonalDataStore
+from ledger.application.ports import Lease
+from ledger.domain.state import MemberState
+from ledger.settings import Settings, sqlite_path
+from projections.rebuild import Fold
+
+
+class AlwaysHeld:
+    """The embedded store serves one process: it always holds every lease."""
+
+    def try_acquire(self) -> bool:
+        return True
+
+    def held(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class Borrowed:
+    """A context manager handing out an object it does not own (the SQLite per-thread read connection)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __enter__(self) -> Any:
+        return self._value
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def sqlite_backend(settings: Settings) -> Backend:
+    from ledger.adapters.sqlite.lease import FileLease
+    from ledger.adapters.sqlite.projector import SqliteProjector
+    from ledger.adapters.sqlite.read_models import SqliteReadModels
+    from ledger.adapters.sqlite.rebuild import rebuild
+    from ledger.adapters.sqlite.store import SqliteEventStore
+
+    path = sqlite_path(settings.store_url)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteEventStore(path, synchronous=settings.synchronous)  # type: ignore[arg-type]
+    projector = SqliteProjector()
+    projector.create_schema_at(path)
+
+    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            return rebuild(store, conn, fold, due_at)
+        finally:
+            conn.close()
+
+    # One process owns what it caches and always holds every lease. Several processes on one file (each its
+    # own writer) run as replicas do: each group reads what the others appended, appends are checked against
+    # the versions decided on, and time-driven work runs in the process holding a file lease.
+    shared = settings.processes > 1
+    lease: Callable[[str], Lease] = (
+        (lambda name: FileLease(path, name)) if shared else (lambda _name: AlwaysHeld())
+    )
+    return Backend(
+        kind="sqlite",
+        store=store,
+        read_models_url=settings.store_url,
+        projector=projector,
+        reads=SqliteReadModels(store.read_connection),
+        read_connection=lambda: Borrowed(store.read_connection()),
+        personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db")), shared=shared),
+        shared=shared,
+        lease=lease,
+        rebuild=run_rebuild,
+    )
