@@ -49,6 +49,7 @@ from ledger.adapters.sqlite.projector import SqliteProjector
 from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.bootstrap import Settings, build
 from ledger.domain import commands as cmd
+from ledger.domain.streams import member_streams_of
 from ledger.entrypoints.grpc.convert import actor_of
 from ledger.entrypoints.rebuild import rebuild_projections
 from ledger.eventlog.port import ANY, AppendBatch, EventStore, NewEvent, StoredEvent, StreamAppend
@@ -74,7 +75,7 @@ OPERATOR = common_pb2.RequestContext(channel=common_pb2.CHANNEL_OPERATOR_CONSOLE
 SETUP_CREDIT = 1_000_000
 STORES = ("sqlite", "postgresql")
 LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-MEMBER_PREFIX = f"member-{PROGRAM}-"
+MEMBER_PREFIX = member_streams_of(PROGRAM)
 EVENTS_PER_MEMBER = 10  # rebuild phase: members = events / 10 (1M events -> 100,000 members)
 COPY_PAGE = 20_000  # rebuild phase: events read from the template and appended per transaction
 

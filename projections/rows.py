@@ -17,22 +17,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from fractions import Fraction
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from ledger.domain import events as ev
+from ledger.domain.queries import LotStatus, lot_status, summary
 from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
+from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
-
-LotStatus = Literal["pending", "active", "spent", "expired"]
-"""``pending``: not activated yet; ``active``: activated with points left; ``spent``: activated, nothing left
-(redeemed, clawed back or moved by a merge); ``expired``: expired (whatever was left was removed)."""
-
-OPEN_LOT_STATUSES: tuple[LotStatus, ...] = ("pending", "active")
-"""Lot statuses that can still change a balance; the others are closed."""
-
-MEMBER_STREAM_PREFIX = "member-"
-
 
 # -- rows -------------------------------------------------------------------------------------------------------
 
@@ -165,14 +156,6 @@ class MemberRows:
 # -- from the state ---------------------------------------------------------------------------------------------
 
 
-def lot_status(lot: Lot) -> LotStatus:
-    if lot.expired:
-        return "expired"
-    if not lot.activated:
-        return "pending"
-    return "active" if lot.remaining > 0 else "spent"
-
-
 def balance_row(state: MemberState) -> BalanceRow:
     b = Balances.of(state)
     return BalanceRow(
@@ -289,26 +272,6 @@ def member_rows(state: MemberState) -> MemberRows:
 # -- history ----------------------------------------------------------------------------------------------------
 
 
-_PARSED_STREAMS: dict[str, tuple[str, str]] = {}
-_PARSED_STREAMS_MAX = 65536
-
-
-def parse_member_stream(stream_id: str) -> tuple[str, str]:
-    """``(program_id, member_id)`` of ``member-{program_id}-{member_id}`` (program ids contain no ``-``)."""
-    parsed = _PARSED_STREAMS.get(stream_id)
-    if parsed is not None:
-        return parsed
-    if not stream_id.startswith(MEMBER_STREAM_PREFIX):
-        raise ValueError(f"{stream_id!r} is not a member stream")
-    program_id, sep, member_id = stream_id[len(MEMBER_STREAM_PREFIX) :].partition("-")
-    if not sep or not program_id or not member_id:
-        raise ValueError(f"{stream_id!r} is not a member stream")
-    if len(_PARSED_STREAMS) >= _PARSED_STREAMS_MAX:
-        _PARSED_STREAMS.clear()
-    parsed = _PARSED_STREAMS[stream_id] = (program_id, member_id)
-    return parsed
-
-
 _ACTOR_JSON: dict[tuple[tuple[str, str], ...], str] = {}
 _ACTOR_JSON_MAX = 4096
 
@@ -369,141 +332,3 @@ def history_row(
 # -- summaries --------------------------------------------------------------------------------------------------
 
 
-def _when(t: datetime, tz: tzinfo) -> str:
-    """A date in ``tz`` (``2026-03-17``), with the time of day when it is not midnight (``2026-03-17 14:30``)."""
-    t = t.astimezone(tz)
-    day = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
-    if not (t.hour or t.minute or t.second or t.microsecond):
-        return day
-    if t.second or t.microsecond:
-        return f"{day} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
-    return f"{day} {t.hour:02d}:{t.minute:02d}"
-
-
-def _points(n: int) -> str:
-    return f"{n:+d} point" + ("" if abs(n) == 1 else "s")
-
-
-def _money(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-def _factor(text: str) -> str:
-    """A multiplier as short exact text: ``"3/2"`` -> ``"1.5"``, ``"1/3"`` stays ``"1/3"``."""
-    try:
-        ratio = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        return text
-    if ratio.denominator == 1:
-        return str(ratio.numerator)
-    rest, twos, fives = ratio.denominator, 0, 0
-    while rest % 2 == 0:
-        rest, twos = rest // 2, twos + 1
-    while rest % 5 == 0:
-        rest, fives = rest // 5, fives + 1
-    places = max(twos, fives)
-    if rest != 1:
-        return f"{ratio.numerator}/{ratio.denominator}"
-    scaled = abs(ratio.numerator) * 10**places // ratio.denominator
-    whole, fraction = divmod(scaled, 10**places)
-    text_fraction = f"{fraction:0{places}d}".rstrip("0")
-    sign = "-" if ratio < 0 else ""
-    return f"{sign}{whole}.{text_fraction}" if text_fraction else f"{sign}{whole}"
-
-
-def _credit(lot: ev.NewLot | None, at: datetime, tz: tzinfo) -> str:
-    if lot is None or lot.points == 0:
-        return "no points"
-    if lot.active_at <= at:
-        return f"{_points(lot.points)} active until {_when(lot.expires_at, tz)}"
-    return f"{_points(lot.points)} pending until {_when(lot.active_at, tz)}"
-
-
-def _repaid(points: int) -> str:
-    return f", {points} repaid arrears" if points else ""
-
-
-def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
-    """One human-readable line saying what ``event`` did (dates in ``tz``)."""
-    e = event
-    if isinstance(e, ev.MemberEnrolled):
-        n = len(e.identities)
-        return f"enrolled at tier {e.tier} with {n} identit{'y' if n == 1 else 'ies'}"
-    if isinstance(e, ev.PurchaseRecorded):
-        factor = _factor(e.multiplier)
-        boost = f" (x{factor} {e.multiplier_rule})" if factor != "1" else ""
-        paid = f", {e.points_paid} points paid" if e.points_paid else ""
-        return f"purchase order {e.order_id}: {_credit(e.lot, e.at, tz)}{boost}{paid}"
-    if isinstance(e, ev.PointsAwarded):
-        return f"{e.behaviour} ({e.reference}): {_credit(e.lot, e.at, tz)}{_repaid(e.arrears_repaid)}"
-    if isinstance(e, ev.PointsHeld):
-        return f"hold {e.hold_id} for order {e.order_id}: {e.points} points reserved until {_when(e.expires_at, tz)}"
-    if isinstance(e, ev.HoldCommitted):
-        released = f", {e.released} released" if e.released else ""
-        return f"redeemed for order {e.order_id} (hold {e.hold_id}): {_points(-e.points)}{released}"
-    if isinstance(e, ev.HoldReleased):
-        return f"hold {e.hold_id} {e.reason}: {e.points} points no longer reserved"
-    if isinstance(e, ev.PurchaseRefunded):
-        parts = [f"refund {e.refund_id} of order {e.order_id} ({_money(e.refunded_fen)} refunded)"]
-        details = [f"{_points(-e.points_taken)} taken back" if e.points_taken else "no points taken back"]
-        if e.arrears_added:
-            details.append(f"{e.arrears_added} into arrears")
-        if e.forgiven:
-            details.append(f"{e.forgiven} forgiven")
-        if e.points_returned:
-            details.append(f"{_points(e.points_returned)} returned")
-        return f"{parts[0]}: {', '.join(details)}"
-    if isinstance(e, ev.PointsAdjusted):
-        arrears = f", {e.arrears_added} into arrears" if e.arrears_added else ""
-        return f"adjustment {e.reason_code} by {e.operator_id}: {_points(e.points)}{_repaid(e.arrears_repaid)}{arrears}"
-    if isinstance(e, ev.LotActivated):
-        return f"lot {e.lot_id} activated: {_points(e.points)} now usable{_repaid(e.arrears_repaid)}"
-    if isinstance(e, ev.LotExpired):
-        return f"lot {e.lot_id} expired: {_points(-e.points)}"
-    if isinstance(e, ev.TierChanged):
-        reason = e.reason.replace("_", " ")
-        review = f"; next review {_when(e.next_review_at, tz)}" if e.next_review_at else ""
-        return f"tier {e.from_tier} -> {e.to_tier} ({reason}){review}"
-    if isinstance(e, ev.TierReviewed):
-        if e.outcome == "notice":
-            due = _when(e.downgrade_at, tz) if e.downgrade_at else "?"
-            return f"tier review: downgrade to {e.qualifying_tier} on {due} unless requalified"
-        review = f"; next review {_when(e.next_review_at, tz)}" if e.next_review_at else ""
-        if e.outcome == "notice_cleared":
-            return f"tier review: downgrade notice cleared{review}"
-        return f"tier review: tier kept (qualifies for {e.qualifying_tier}){review}"
-    if isinstance(e, ev.TierOverrideSet):
-        kind = e.kind.replace("_", " ")
-        return f"{kind} to {e.tier} until {_when(e.ends_at, tz)} by {e.operator_id}: {e.reason}"
-    if isinstance(e, ev.TierOverrideEnded):
-        return f"tier override {e.tier} ended"
-    if isinstance(e, ev.MembershipPurchased):
-        renewal = f" (renews {e.renewal_of})" if e.renewal_of else ""
-        return (
-            f"membership {e.membership_id} {e.plan} bought for {_money(e.price_fen)}{renewal}: "
-            f"{_when(e.term_start, tz)} to {_when(e.term_end, tz)}"
-        )
-    if isinstance(e, ev.MembershipCancelled):
-        return f"membership {e.membership_id} cancelled ({e.reason}), {_money(e.refund_fen)} refunded"
-    if isinstance(e, ev.MembershipLapsed):
-        return f"membership {e.membership_id} lapsed"
-    if isinstance(e, ev.EntitlementGranted):
-        return (
-            f"entitlement {e.entitlement_id} granted: {e.name} ({e.benefit}), "
-            f"valid {_when(e.valid_from, tz)} to {_when(e.valid_until, tz)}"
-        )
-    if isinstance(e, ev.EntitlementConsumed):
-        return f"entitlement {e.entitlement_id} used x{e.quantity} on order {e.order_id}"
-    if isinstance(e, ev.EntitlementRevoked):
-        return f"entitlement {e.entitlement_id} revoked ({e.reason})"
-    if isinstance(e, ev.GrantsChecked):
-        return "periodic grants checked: nothing due"
-    if isinstance(e, ev.MemberMerged):
-        return f"merged into member {e.into_member_id}: {e.points_moved} points and {e.arrears_moved} arrears moved"
-    if isinstance(e, ev.MemberAbsorbed):
-        points = sum(t.points for t in e.lots)
-        arrears = f" and {e.arrears} arrears" if e.arrears else ""
-        return f"absorbed member {e.from_member_id}: {_points(points)} in {len(e.lots)} lots{arrears}"
-    raise TypeError(f"no summary for {type(event).__name__}")  # pragma: no cover - the union is exhaustive

@@ -45,9 +45,10 @@ from typing import Any, Final
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
+from ledger.domain.streams import MEMBER_PREFIX, parse_member_stream
 from ledger.eventlog.port import EventStore, StoredEvent
 from projections.rebuild import DueAt, Fold
-from projections.rows import HistoryRow, history_row, member_identities, parse_member_stream
+from projections.rows import HistoryRow, history_row, member_identities
 from projections.update import MemberUpdate, Projector
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ProjectionRunner", "member_fold"]
@@ -82,7 +83,7 @@ class ProjectionRunner:
         due_at: DueAt,
         *,
         fold: Fold = member_fold,
-        stream_prefix: str = "member-",
+        stream_prefix: str = MEMBER_PREFIX,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         if page_size < 1:

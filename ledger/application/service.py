@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ledger.application.clock import Clock
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
@@ -25,7 +26,6 @@ from ledger.application.writer import (
     PeekResult,
     ProgramDirectory,
     Quote,
-    member_stream,
 )
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
@@ -35,6 +35,13 @@ from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
+from ledger.domain.streams import (
+    PROGRAM_PREFIX,
+    member_stream,
+    member_streams_of,
+    program_ids_of,
+    program_stream,
+)
 from ledger.eventlog.chain import ChainBreak, verify_stream
 from ledger.eventlog.port import (
     AppendBatch,
@@ -47,15 +54,11 @@ from ledger.eventlog.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from policies import OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
+from policies import NoPolicyInForce, OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
 
 TICK_CHUNK = 500
 REPLAY_CHUNK = 500
 """Events a replay reads from the store at a time."""
-
-
-def program_stream(program_id: str) -> str:
-    return f"program-{program_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +156,8 @@ class LedgerApp(ProgramDirectory):
         self._pepper = pepper
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()
-        for stream_id in store.list_streams("program-"):
-            self._load_program(stream_id.removeprefix("program-"))
+        for program_id in program_ids_of(store.list_streams(PROGRAM_PREFIX)):
+            self._load_program(program_id)
         self.writer = CommandWriter(store, self, project, max_batch=max_batch, shared=shared)
 
     def close(self) -> None:
@@ -189,6 +192,14 @@ class LedgerApp(ProgramDirectory):
 
     def program_ids(self) -> list[str]:
         return sorted(self._programs)
+
+    def time_zone(self, program_id: str) -> ZoneInfo:
+        """The zone the program's days and months are counted in: its policy's in force now (else its latest)."""
+        policies = self.program(program_id).policies
+        try:
+            return ZoneInfo(policies.in_force_at(self.now(program_id)).policy.timezone)
+        except NoPolicyInForce:
+            return ZoneInfo(policies.latest.policy.timezone)
 
     def now(self, program_id: str) -> datetime:
         p = self.program(program_id)
@@ -492,6 +503,6 @@ class LedgerApp(ProgramDirectory):
 
     def verify_program(self, program_id: str) -> Iterator[VerifyReport]:
         self.program(program_id)
-        prefix = f"member-{program_id}-"
+        prefix = member_streams_of(program_id)
         for stream_id in self.store.list_streams(prefix):
             yield self.verify_member(program_id, stream_id.removeprefix(prefix))

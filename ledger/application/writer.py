@@ -41,6 +41,7 @@ from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
+from ledger.domain.streams import member_stream
 from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
@@ -67,10 +68,6 @@ class StoreUnavailable(Exception):
 
 class Contended(Exception):
     """Another replica kept writing the same members; after the bounded retries nothing was written (ABORTED)."""
-
-
-def member_stream(program_id: str, member_id: str) -> str:
-    return f"member-{program_id}-{member_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ from ledger.adapters.backend import Backend
 from ledger.application.service import LedgerApp
 from ledger.domain.decide import next_due
 from ledger.domain.state import MemberState
+from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
-from projections.rows import HistoryRow, parse_member_stream
+from projections.rows import HistoryRow
 from projections.runner import member_fold
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.domain.streams import parse_stream
 from ledger.eventlog.chain import canonical_json
 from ledger.eventlog.port import StoredEvent
 from loyalty.v1 import feed_pb2
@@ -35,10 +36,6 @@ ENVELOPE_VERSION: Final = 1
 """``IntegrationEvent.envelope_version``."""
 
 DEFAULT_SUBJECT_PREFIX: Final = "loyalty.v1"
-
-MEMBER_PREFIX: Final = "member-"
-PROGRAM_PREFIX: Final = "program-"
-SIGNAL_PREFIX: Final = "signal-"
 
 CONTENT_TYPE: Final = "application/x-protobuf; messageType=loyalty.v1.IntegrationEvent"
 
@@ -70,25 +67,6 @@ class FeedMessage:
     msg_id: str
     headers: Mapping[str, str]
     position: int
-
-
-def parse_stream(stream_id: str) -> tuple[str, str, str] | None:
-    """``(kind, program_id, member_id)`` of a stream id, kind "member", "program" or "signal"; None if other.
-
-    Program ids contain no ``-`` (``a-z``, ``0-9``, ``_``), so the first ``-`` after the prefix ends it.
-    """
-    if stream_id.startswith(MEMBER_PREFIX):
-        program_id, sep, member_id = stream_id[len(MEMBER_PREFIX) :].partition("-")
-        if sep and program_id and member_id:
-            return "member", program_id, member_id
-        return None
-    for kind, prefix in (("program", PROGRAM_PREFIX), ("signal", SIGNAL_PREFIX)):
-        if stream_id.startswith(prefix):
-            program_id = stream_id[len(prefix) :]
-            if program_id and "-" not in program_id:
-                return kind, program_id, ""
-            return None
-    return None
 
 
 def _timestamp(value: datetime) -> Timestamp:

@@ -45,6 +45,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from ledger.domain import streams
+from ledger.domain.streams import signal_stream
 from ledger.eventlog.chain import canonical_json, format_time
 from ledger.eventlog.port import (
     ANY,
@@ -64,7 +66,6 @@ SIGNAL_EVENT_TYPE: Final = "LifecycleSignalRaised"
 SIGNAL_SCHEMA_VERSION: Final = 1
 """The payload schema version of :data:`SIGNAL_EVENT_TYPE`."""
 
-SIGNAL_STREAM_PREFIX: Final = "signal-"
 
 SIGNAL_COMMAND_PREFIX: Final = "signal:"
 """Prefix of the program id under which signal command records are kept (outside the client program ids)."""
@@ -77,11 +78,6 @@ _CHUNK: Final = 200
 """Signals appended per transaction."""
 _LOOKUP_CHUNK: Final = 1000
 """Signals looked up per :meth:`EventStore.find_commands` call."""
-
-
-def signal_stream(program_id: str) -> str:
-    """The event-log stream of a program's signals."""
-    return f"{SIGNAL_STREAM_PREFIX}{program_id}"
 
 
 def signal_command_program(program_id: str) -> str:
@@ -454,7 +450,7 @@ def load_member_facts(
 
 def program_ids_of(store: EventStore[Any]) -> list[str]:
     """Every program of the store (from its ``program-*`` streams)."""
-    return [s.removeprefix("program-") for s in store.list_streams("program-")]
+    return streams.program_ids_of(store.list_streams(streams.PROGRAM_PREFIX))
 
 
 def scan(

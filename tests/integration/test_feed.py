@@ -28,9 +28,10 @@ from ledger.application.clock import ManualClock
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import Settings, Wired, build, build_app, reference_document
 from ledger.domain import commands as cmd
+from ledger.domain.streams import parse_stream, signal_stream
 from ledger.eventlog.chain import format_time
 from ledger.eventlog.port import StoredEvent
-from ledger.feed.integration import FeedMessage, parse_stream
+from ledger.feed.integration import FeedMessage
 from ledger.feed.publisher import JetStreamPublisher, PublishError
 from ledger.feed.relay import FeedRelay
 from ledger.feed.signals import (
@@ -38,7 +39,6 @@ from ledger.feed.signals import (
     load_member_facts,
     scan,
     signal_command_program,
-    signal_stream,
 )
 from loyalty.v1 import feed_pb2
 

@@ -21,9 +21,10 @@ from ledger.adapters.postgres.read_models import PgReadModels, PgRows
 from ledger.adapters.postgres.read_schema import create_tables, drop_tables, swap_tables
 from ledger.adapters.sqlite.read_models import InvalidPageToken
 from ledger.domain.state import MemberState
+from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
 from ledger.testing.postgres import fresh_schema, require_postgres
-from projections.rows import DueRow, HistoryRow, member_rows, parse_member_stream
+from projections.rows import DueRow, HistoryRow, member_rows
 from projections.update import MemberUpdate
 from projections.verify import ROW, Mismatch, compare
 from tests.integration.projection_backends import (

@@ -27,6 +27,7 @@ import psycopg
 from psycopg.rows import TupleRow, tuple_row
 
 from ledger.adapters.postgres.read_schema import create_tables
+from ledger.domain.queries import lot_status
 from projections.codec import (
     BALANCE,
     DUE,
@@ -39,15 +40,7 @@ from projections.codec import (
     RowCodec,
     opt_micros,
 )
-from projections.rows import (
-    HistoryRow,
-    balance_row,
-    entitlement_row,
-    lot_row,
-    lot_status,
-    membership_row,
-    tier_row,
-)
+from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
 from projections.update import DEFAULT_CHECKPOINT, MemberUpdate, encode_history
 
 __all__ = ["DEFAULT_CHECKPOINT", "MemberUpdate", "PgProjector"]

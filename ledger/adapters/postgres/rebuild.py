@@ -41,6 +41,7 @@ from ledger.adapters.postgres.read_schema import (
     swap_tables,
     table_exists,
 )
+from ledger.domain.streams import MEMBER_PREFIX
 from ledger.eventlog.port import EventStore
 from projections.rebuild import DEFAULT_FLUSH_ROWS, DEFAULT_PAGE_SIZE, DueAt, Fold, RebuildReport, RebuildRun
 from projections.update import DEFAULT_CHECKPOINT
@@ -64,7 +65,7 @@ def rebuild(
     fold: Fold,
     due_at: DueAt,
     *,
-    stream_prefix: str = "member-",
+    stream_prefix: str = MEMBER_PREFIX,
     page_size: int = DEFAULT_PAGE_SIZE,
     flush_rows: int = DEFAULT_FLUSH_ROWS,
     prefix: str = "",

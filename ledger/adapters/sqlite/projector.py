@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from ledger.adapters.sqlite.read_schema import create_tables
+from ledger.domain.queries import lot_status
 from projections.codec import (
     BALANCE,
     ENTITLEMENT,
@@ -35,15 +36,7 @@ from projections.codec import (
     RowCodec,
     opt_micros,
 )
-from projections.rows import (
-    HistoryRow,
-    balance_row,
-    entitlement_row,
-    lot_row,
-    lot_status,
-    membership_row,
-    tier_row,
-)
+from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
 from projections.update import DEFAULT_CHECKPOINT, Encoded, MemberKey, MemberUpdate, encode_history
 
 _CHUNK: Final = 400  # member ids per IN (...) list

@@ -11,6 +11,7 @@ from typing import Any
 
 from ledger.adapters.sqlite.projector import SqliteProjector
 from ledger.adapters.sqlite.read_schema import create_tables, drop_tables, swap_tables
+from ledger.domain.streams import MEMBER_PREFIX
 from ledger.eventlog.port import EventStore
 from projections.rebuild import (
     DEFAULT_FLUSH_ROWS,
@@ -42,7 +43,7 @@ def rebuild(
     fold: Fold,
     due_at: DueAt,
     *,
-    stream_prefix: str = "member-",
+    stream_prefix: str = MEMBER_PREFIX,
     page_size: int = DEFAULT_PAGE_SIZE,
     flush_rows: int = DEFAULT_FLUSH_ROWS,
     prefix: str = "",

@@ -12,8 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
+from ledger.domain import queries
 from ledger.domain.decide.benefits import entitlement_status, used_in_month
-from ledger.domain.decide.context import effective_tier
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.state import Entitlement as EntitlementState
 from ledger.domain.state import Lot as LotState
@@ -213,14 +213,16 @@ def balance(state: MemberState, now: datetime) -> member_pb2.Balance:
     return msg
 
 
+_LOT_STATUS: dict[queries.LotStatus, member_pb2.LotStatus.ValueType] = {
+    "pending": member_pb2.LOT_STATUS_PENDING,
+    "active": member_pb2.LOT_STATUS_ACTIVE,
+    "spent": member_pb2.LOT_STATUS_SPENT,
+    "expired": member_pb2.LOT_STATUS_EXPIRED,
+}
+
+
 def lot_status(lot: LotState) -> member_pb2.LotStatus.ValueType:
-    if lot.expired:
-        return member_pb2.LOT_STATUS_EXPIRED
-    if lot.remaining <= 0:
-        return member_pb2.LOT_STATUS_SPENT
-    if not lot.activated:
-        return member_pb2.LOT_STATUS_PENDING
-    return member_pb2.LOT_STATUS_ACTIVE
+    return _LOT_STATUS[queries.lot_status(lot)]
 
 
 def lot(lot: LotState, policy_version: int = 0) -> member_pb2.Lot:
@@ -322,21 +324,6 @@ def tier_override(o: OverrideState) -> member_pb2.TierOverride:
     return msg
 
 
-def current_tier(state: MemberState, policy: Policy, now: datetime) -> str:
-    """The tier in effect now: the earned tier or an override, and a paid plan's tier if better."""
-    tier = effective_tier(state, policy, now)
-    override = state.override_at(now)
-    if override is not None and override.kind == "override":
-        return tier
-    codes = [level.code for level in policy.tiers.levels]
-    for plan in state.active_plans(now):
-        plan_rule = policy.memberships.get(plan)
-        plan_tier = getattr(plan_rule, "tier", None) if plan_rule is not None else None
-        if isinstance(plan_tier, str) and plan_tier in codes and codes.index(plan_tier) > codes.index(tier):
-            tier = plan_tier
-    return tier
-
-
 def _describe_gap(growth: int, referrals: int | None, purchase: bool) -> str:
     parts = []
     if growth:
@@ -357,7 +344,7 @@ def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.
     gap = tier_gap(policy, earned, growth, referrals, state.last_purchase_at, now)
     msg = member_pb2.TierState(
         member_id=state.member_id,
-        tier=current_tier(state, policy, now),
+        tier=queries.current_tier(state, policy, now),
         earned_tier=earned,
         growth_in_window=growth,
         referrals_in_window=referrals,
@@ -390,96 +377,6 @@ def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.
 
 
 # -- events ---------------------------------------------------------------------------------------------------
-
-
-def summary(event: ev.MemberEvent) -> str:
-    """One line in words for history and replay."""
-    match event:
-        case ev.MemberEnrolled():
-            return f"Enrolled at tier {event.tier}"
-        case ev.PurchaseRecorded():
-            rule = f" ({event.multiplier_rule} x{event.multiplier})" if event.multiplier not in ("1", "1.0") else ""
-            return f"Purchase order {event.order_id}: +{event.points} points{rule}"
-        case ev.PointsAwarded():
-            return f"Behaviour {event.behaviour} ({event.reference or '-'}): +{event.points} points"
-        case ev.PointsHeld():
-            return f"Hold {event.hold_id} for order {event.order_id}: {event.points} points reserved"
-        case ev.HoldCommitted():
-            return f"Hold {event.hold_id} committed: -{event.points} points, {event.released} released"
-        case ev.HoldReleased():
-            return f"Hold {event.hold_id} {event.reason}: {event.points} points available again"
-        case ev.PurchaseRefunded():
-            return (
-                f"Refund {event.refund_id} of order {event.order_id}: {event.refunded_fen} fen, "
-                f"-{event.points_taken} points, +{event.points_returned} returned"
-            )
-        case ev.PointsAdjusted():
-            return f"Adjustment {event.reason_code}: {event.points:+d} points"
-        case ev.LotActivated():
-            return f"Lot {event.lot_id} active: {event.points} points"
-        case ev.LotExpired():
-            return f"Lot {event.lot_id} expired: -{event.points} points"
-        case ev.TierChanged():
-            return f"Tier {event.from_tier} -> {event.to_tier} ({event.reason})"
-        case ev.TierReviewed():
-            return f"Tier review: {event.outcome}"
-        case ev.TierOverrideSet():
-            return f"Tier {event.kind.replace('_', ' ')} to {event.tier}"
-        case ev.TierOverrideEnded():
-            return f"Tier override {event.tier} ended"
-        case ev.MembershipPurchased():
-            return f"Paid membership {event.plan} ({event.membership_id}) bought"
-        case ev.MembershipCancelled():
-            return f"Paid membership {event.membership_id} cancelled"
-        case ev.MembershipLapsed():
-            return f"Paid membership {event.membership_id} lapsed"
-        case ev.EntitlementGranted():
-            return f"Granted {event.name}"
-        case ev.EntitlementConsumed():
-            return f"Used {event.entitlement_id} x{event.quantity} on order {event.order_id}"
-        case ev.EntitlementRevoked():
-            return f"Revoked {event.entitlement_id} ({event.reason})"
-        case ev.MemberMerged():
-            return f"Merged into {event.into_member_id}"
-        case ev.MemberAbsorbed():
-            return f"Absorbed member {event.from_member_id}"
-        case _:
-            return event.type
-
-
-def rule(event: ev.MemberEvent) -> str:
-    """The rule that decided an event's numbers, if any."""
-    match event:
-        case ev.PurchaseRecorded():
-            return event.multiplier_rule
-        case ev.PointsAwarded():
-            return f"behaviour:{event.behaviour}"
-        case ev.LotExpired():
-            return "expiry"
-        case ev.HoldReleased():
-            return "hold_timeout" if event.reason == "expired" else ""
-        case ev.TierChanged():
-            return event.reason
-        case ev.TierReviewed():
-            return f"review_{event.outcome}"
-        case ev.PurchaseRefunded():
-            return f"clawback:{event.clawback}"
-        case ev.EntitlementGranted():
-            return event.source
-        case _:
-            return ""
-
-
-def growth_delta(event: ev.MemberEvent) -> int:
-    match event:
-        case ev.PurchaseRecorded() | ev.PointsAwarded():
-            return event.growth
-        case ev.PurchaseRefunded():
-            return -event.growth_taken
-        case ev.MemberAbsorbed():
-            return sum(g.amount for g in event.growth)
-        case _:
-            return 0
 
 
 def order_of(event: ev.MemberEvent) -> str:

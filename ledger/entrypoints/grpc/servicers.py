@@ -22,6 +22,7 @@ from ledger.application.results import CommandResult
 from ledger.application.service import LedgerApp, MemberView
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
+from ledger.domain import queries
 from ledger.domain.decide.context import effective_tier
 from ledger.domain.decide.earning import CapPeriod, cap_usage
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
@@ -295,7 +296,7 @@ class _MemberBase:
         view = self._view(result.program_id, result.member_id)
         if changed and not view.state.override_at(view.now):
             return str(changed[-1].to_tier)
-        return cv.current_tier(view.state, view.policy.policy, view.now)
+        return queries.current_tier(view.state, view.policy.policy, view.now)
 
     def _point_value(self, program_id: str, points: int) -> int:
         policy = self.app.program(program_id).policies.in_force_at(self.app.now(program_id)).policy
@@ -636,7 +637,7 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
                     refunded_fen_total=record.refunded_fen if record is not None else done.refunded_fen,
                     points_taken_back=done.points_taken,
                 )
-        response.tier_after = cv.current_tier(view.state, view.policy.policy, view.now)
+        response.tier_after = queries.current_tier(view.state, view.policy.policy, view.now)
         return response
 
     @rpc
@@ -704,7 +705,7 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
         response = ledger_pb2.PurchaseMembershipResponse(
             renewal=bool(bought is not None and bought.renewal_of),
             policy_version=bought.policy_version if bought is not None else 0,
-            tier_after=cv.current_tier(view.state, view.policy.policy, view.now),
+            tier_after=queries.current_tier(view.state, view.policy.policy, view.now),
             replayed=result.replayed,
         )
         state = view.state.memberships.get(request.membership_id)
@@ -730,7 +731,7 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
         view = self._view(request.program_id, request.member_id)
         response = ledger_pb2.CancelMembershipResponse(
             refund_fen=cancelled.refund_fen if cancelled is not None else 0,
-            tier_after=cv.current_tier(view.state, view.policy.policy, view.now),
+            tier_after=queries.current_tier(view.state, view.policy.policy, view.now),
             replayed=result.replayed,
         )
         state = view.state.memberships.get(request.membership_id)
@@ -768,7 +769,7 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
         view = self._view(request.program_id, request.member_id)
         response = ledger_pb2.OverrideTierResponse(
             member_id=request.member_id,
-            tier=cv.current_tier(view.state, view.policy.policy, view.now),
+            tier=queries.current_tier(view.state, view.policy.policy, view.now),
             earned_tier=view.state.tier,
             replayed=result.replayed,
         )
@@ -834,7 +835,7 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
         response = query_pb2.LookupMemberResponse(
             member_id=member_id,
             status=query_pb2.MEMBER_STATUS_MERGED if view.state.merged_into else query_pb2.MEMBER_STATUS_ACTIVE,
-            tier=cv.current_tier(view.state, view.policy.policy, view.now),
+            tier=queries.current_tier(view.state, view.policy.policy, view.now),
             balance=cv.balance(view.state, view.now),
         )
         cv.stamp(response.enrolled_at, view.state.enrolled_at)
@@ -964,6 +965,7 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
         c.done()
         self.app.program(request.program_id)
         entries = list(self.app.replay(request.program_id, request.member_id))
+        tz = self.app.time_zone(request.program_id)
         # The token is the number of events older than the page (continue at versions <= token), so later events never shift later pages.
         if request.page_token:
             if not request.page_token.isdigit() or not 0 < int(request.page_token) <= len(entries):
@@ -979,9 +981,9 @@ class MemberQueryService(_MemberBase, query_pb2_grpc.MemberQueryServiceServicer)
                 version=e.stored.version,
                 event_id=e.stored.event_id,
                 event_type=e.stored.type,
-                summary=cv.summary(e.event),
+                summary=queries.summary(e.event, tz),
                 points_delta=cv.net_points(e.after) - cv.net_points(e.before),
-                growth_delta=cv.growth_delta(e.event),
+                growth_delta=queries.growth_delta(e.event),
                 balance_after=cv.snapshot(e.after),
                 tier_after=e.tier_after,
                 order_id=cv.order_of(e.event),
@@ -1036,6 +1038,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         size = request.page_size or DEFAULT_REPLAY_PAGE
         # One fold gives balances and tiers; events up to after_version are folded but no message is built.
         entries = self.app.replay(request.program_id, request.member_id, request.after_version)
+        tz = self.app.time_zone(request.program_id)
         # Submessages are filled in place (cheaper than building them and copying them in); equal instants and
         # actors repeat across events, so each is converted once.
         actors: dict[tuple[tuple[str, str], ...], common_pb2.Actor] = {}
@@ -1064,14 +1067,14 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
                 event_type=s.type,
                 schema_version=s.schema_version,
                 policy_version=s.policy_version or 0,
-                rule=cv.rule(event),
-                summary=cv.summary(event),
+                rule=queries.rule(event),
+                summary=queries.summary(event, tz),
                 idempotency_key=s.idempotency_key or "",
                 correlation_id=s.correlation_id or "",
                 causation_id=s.causation_id or "",
                 payload_json=payload,
                 points_delta=cv.net_points(after) - cv.net_points(before),
-                growth_delta=cv.growth_delta(event),
+                growth_delta=queries.growth_delta(event),
                 tier_after=e.tier_after,
                 prev_hash=s.prev_hash.hex(),
                 hash=s.hash.hex(),

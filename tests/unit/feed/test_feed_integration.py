@@ -10,16 +10,16 @@ import pytest
 
 from ledger.domain import events as ev
 from ledger.domain import program as prog
+from ledger.domain.streams import parse_stream, signal_stream
 from ledger.eventlog.port import NewEvent, StoredEvent
 from ledger.feed.integration import (
     ENVELOPE_VERSION,
     LEFT_OUT,
-    parse_stream,
     subject_of,
     to_integration_event,
     to_message,
 )
-from ledger.feed.signals import MemberFacts, due_signals, signal_event, signal_stream
+from ledger.feed.signals import MemberFacts, due_signals, signal_event
 from loyalty.v1 import feed_pb2
 
 T = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)

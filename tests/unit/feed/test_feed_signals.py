@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ledger.adapters.memory.store import InMemoryEventStore
+from ledger.domain.streams import signal_stream
 from ledger.eventlog.port import ANY, AppendBatch, CommandRecord, NewEvent, StreamAppend
 from ledger.feed.signals import (
     SIGNAL_EVENT_TYPE,
@@ -20,7 +21,6 @@ from ledger.feed.signals import (
     due_signals,
     raise_signals,
     signal_command_program,
-    signal_stream,
 )
 
 NOW = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import Balances, MemberState
+from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import NewEvent, StoredEvent
-from projections.rows import HistoryRow, history_row, parse_member_stream
+from projections.rows import HistoryRow, history_row
 
 PROGRAM = "little_sprout"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

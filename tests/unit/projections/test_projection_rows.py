@@ -13,7 +13,9 @@ import pytest
 from ledger.adapters.sqlite.read_schema import table_statements
 from ledger.domain import events as ev
 from ledger.domain.evolve import fold
+from ledger.domain.queries import lot_status, summary
 from ledger.domain.state import Balances, MemberState
+from ledger.domain.streams import parse_member_stream
 from projections import rows
 from projections.codec import (
     BALANCE,
@@ -28,7 +30,7 @@ from projections.codec import (
     from_micros,
     to_micros,
 )
-from projections.rows import history_row, lot_status, member_rows, parse_member_stream, summary
+from projections.rows import history_row, member_rows
 from projections.tables import TABLES
 from projections.update import encode_history
 from tests.unit.projections.projection_timeline import (
