@@ -33,7 +33,7 @@ help:
 	@echo "make test       gen, ruff, mypy, buf lint, then pytest (extra pytest flags: PYTEST_ARGS=...)"
 	@echo "make venv       create $(VENV) and install the package with extras [$(EXTRAS)]"
 	@echo "make gen        generate the Python package loyalty/ from proto/"
-	@echo "make lint       ruff check"
+	@echo "make lint       ruff check and the import contracts (lint-imports, pyproject.toml)"
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
@@ -76,6 +76,7 @@ test: gen
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # mypy's `files` (pyproject.toml) name these directories; here only those that hold Python code yet are passed.
 typecheck: gen
@@ -100,9 +101,7 @@ buf-lint:
 
 pytest: gen
 	@echo "$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)"; \
-	rc=0; $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
-	if [ "$$rc" -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; \
-	exit "$$rc"
+	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # --- housekeeping ---------------------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ __all__ = [
     "build",
     "build_app",
     "feed_runner",
+    "migrate_store",
     "open_backend",
     "reference_document",
     "sqlite_path",
@@ -182,3 +183,14 @@ def open_backend(settings: Settings) -> Backend:
     from ledger.adapters.kurrentdb.factory import kurrentdb_backend
 
     return kurrentdb_backend(settings)
+
+
+def migrate_store(settings: Settings) -> tuple[list[int], int]:
+    """Apply the PostgreSQL store's pending migrations: the versions applied now, and the schema version after."""
+    import psycopg
+
+    from ledger.adapters.postgres.migrations import current_version, migrate
+
+    with psycopg.connect(settings.store_url, autocommit=True) as conn:
+        applied = migrate(conn)
+        return applied, current_version(conn)

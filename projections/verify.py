@@ -86,11 +86,7 @@ def stored_rows(
     if isinstance(source, StoredRows):
         return source
     if placeholder is None and type(source).__module__.partition(".")[0] == "psycopg":
-        from ledger.adapters.postgres.read_models import (
-            PgRows,  # only when psycopg is in use: it is an optional dependency
-        )
-
-        return PgRows(source)  # type: ignore[arg-type]
+        placeholder = "%s"  # psycopg's cursors return tuples unless told otherwise
     return DbApiRows(source, placeholder or "?")
 
 

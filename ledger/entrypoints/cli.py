@@ -11,7 +11,7 @@ from dataclasses import replace
 import structlog
 
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build, store_kind
+from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build, migrate_store, store_kind
 
 DESCRIPTION = """\
 An event-sourced points and benefits ledger for retail loyalty programs.
@@ -158,13 +158,8 @@ def _migrate(settings: Settings) -> int:
     if store_kind(settings.store_url) != "postgresql":
         print("the embedded store migrates itself when opened; nothing to do")
         return 0
-    import psycopg
-
-    from ledger.adapters.postgres.migrations import current_version, migrate
-
-    with psycopg.connect(settings.store_url, autocommit=True) as conn:
-        applied = migrate(conn)
-        print(json.dumps({"applied": applied, "schema_version": current_version(conn)}))
+    applied, version = migrate_store(settings)
+    print(json.dumps({"applied": applied, "schema_version": version}))
     return 0
 
 

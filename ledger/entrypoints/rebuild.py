@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.adapters.backend import Backend
 from ledger.application.service import LedgerApp
+from ledger.bootstrap import Backend
 from ledger.domain.decide import next_due
 from ledger.domain.state import MemberState
 from ledger.domain.streams import parse_member_stream
