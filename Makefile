@@ -24,9 +24,10 @@ BUF          := npm_config_loglevel=error npx --yes @bufbuild/buf@$(BUF_VERSION)
 # Without a buf.yaml of its own, the proto module is linted with buf's STANDARD rules.
 BUF_CONFIG   := {"version":"v2","modules":[{"path":"proto"}],"lint":{"use":["STANDARD"]}}
 PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
+RELEASED_PROTO ?= proto/released/loyalty-v1-0.1.0.binpb
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test lint typecheck buf-lint pytest bench clean distclean
+.PHONY: help venv gen serve test lint typecheck buf-lint buf-breaking pytest bench clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
@@ -36,6 +37,7 @@ help:
 	@echo "make lint       ruff check and the import contracts (lint-imports, pyproject.toml)"
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
+	@echo "make buf-breaking  buf breaking of proto/ against the last released contract (needs npx)"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
 	@echo "make clean      remove generated code, build output and caches (make distclean: also $(VENV) and var/)"
 
@@ -77,6 +79,7 @@ test: gen
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	@$(MAKE) buf-breaking
 
 # mypy's `files` (pyproject.toml) name these directories; here only those that hold Python code yet are passed.
 typecheck: gen
@@ -97,6 +100,13 @@ buf-lint:
 		echo "$(BUF) lint proto"; $(BUF) lint proto; \
 	else \
 		echo "buf lint proto/ (STANDARD rules)"; $(BUF) lint --config '$(BUF_CONFIG)'; \
+	fi
+
+buf-breaking:
+	@if ! command -v npx >/dev/null 2>&1; then \
+		echo "buf breaking: SKIPPED - npx is not installed (install Node.js and npm to check the proto contract)"; \
+	else \
+		echo "$(BUF) breaking --against $(RELEASED_PROTO)"; $(BUF) breaking --against $(RELEASED_PROTO); \
 	fi
 
 pytest: gen
