@@ -30,7 +30,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.application.service import LedgerApp
-from ledger.entrypoints.grpc.servicers import AuditService, LedgerService, MemberQueryService, ProgramService
+from ledger.entrypoints.grpc.audit_service import AuditService
+from ledger.entrypoints.grpc.ledger_service import LedgerService
+from ledger.entrypoints.grpc.program_service import ProgramService
+from ledger.entrypoints.grpc.query_service import MemberQueryService
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,

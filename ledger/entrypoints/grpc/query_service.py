@@ -1,0 +1,209 @@
+"""``loyalty.v1.MemberQueryService``: balances, lots, tier state, entitlements, history, lookups and quotes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from ledger.domain import commands as cmd
+from ledger.domain import queries
+from ledger.domain.decide.context import effective_tier
+from ledger.domain.errors import InvalidCommand, Refusal
+from ledger.entrypoints.grpc import convert as cv
+from ledger.entrypoints.grpc.common import MemberBase, line_earning, order_lines, page_bounds
+from ledger.entrypoints.grpc.errors import rpc
+from ledger.entrypoints.grpc.validation import (
+    Checks,
+    check_purchase_shape,
+)
+from loyalty.v1 import (
+    common_pb2,
+    member_pb2,
+    query_pb2,
+    query_pb2_grpc,
+)
+
+
+class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
+    @staticmethod
+    def _member(request: Any) -> None:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.caller_id("member_id", request.member_id)
+        c.done()
+
+    @rpc
+    def LookupMember(self, request: query_pb2.LookupMemberRequest, context: grpc.ServicerContext) -> query_pb2.LookupMemberResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        if not request.HasField("identity"):
+            c.fail("identity", "is required")
+        else:
+            c.enum("identity.kind", request.identity.kind, common_pb2.IdentityKind)
+            c.text("identity.value", request.identity.value, required=True)
+        c.done()
+        member_id = self.app.lookup(request.program_id, cv.IDENTITY_KINDS[request.identity.kind], request.identity.value)
+        view = self._view(request.program_id, member_id)
+        response = query_pb2.LookupMemberResponse(
+            member_id=member_id,
+            status=query_pb2.MEMBER_STATUS_MERGED if view.state.merged_into else query_pb2.MEMBER_STATUS_ACTIVE,
+            tier=queries.current_tier(view.state, view.policy.policy, view.now),
+            balance=cv.balance(view.state, view.now),
+        )
+        cv.stamp(response.enrolled_at, view.state.enrolled_at)
+        return response
+
+    @rpc
+    def QuotePurchase(self, request: query_pb2.QuotePurchaseRequest, context: grpc.ServicerContext) -> query_pb2.QuotePurchaseResponse:
+        c = Checks()
+        check_purchase_shape(c, request, order_required=False)
+        c.done()
+        occurred_at = cv.optional_datetime(request.context, "occurred_at")
+        command = cmd.RecordPurchase(
+            member_id=request.member_id,
+            order_id=request.order_id,
+            lines=order_lines(request),
+            order_total_fen=request.order_total_fen,
+            points_paid=request.points_paid,
+        )
+        view = self._view(request.program_id, request.member_id)
+        at = occurred_at or view.now
+        policies = self.app.program(request.program_id).policies
+        if at < policies.versions[0].effective_from:
+            raise Refusal(
+                "POLICY_NOT_EFFECTIVE_YET",
+                "no policy version was in force at the business time",
+                {"occurred_at": cv.rfc3339(at), "first_effective_from": cv.rfc3339(policies.versions[0].effective_from)},
+            )
+        pv = policies.in_force_at(at)
+        if view.state.merged_into:
+            raise Refusal(
+                "MEMBER_MERGED",
+                f"member {request.member_id} was merged into {view.state.merged_into}",
+                {"member_id": request.member_id, "merged_into": view.state.merged_into},
+            )
+        window = self.app.program(request.program_id).policies.in_force_at(view.now).policy.offline_window_days
+        earliest = view.now - timedelta(days=window)
+        if at < earliest:
+            raise Refusal(
+                "OUTSIDE_OFFLINE_WINDOW",
+                f"business time is more than {window} days before now",
+                {"occurred_at": cv.rfc3339(at), "now": cv.rfc3339(view.now), "window_days": window,
+                 "earliest_allowed": cv.rfc3339(earliest)},
+            )
+        earning = self.app.quote(request.program_id, command, occurred_at)
+        tier_at_sale = effective_tier(view.state, pv.policy, at)
+        response = query_pb2.QuotePurchaseResponse(
+            member_id=request.member_id,
+            points_earned=earning.points,
+            growth_earned=earning.growth,
+            applied_multiplier=cv.ratio(earning.multiplier),
+            applied_multiplier_rule=earning.multiplier_rule,
+            policy_version=pv.version,
+            tier_at_sale=tier_at_sale,
+            tier_after=tier_at_sale,
+            already_recorded=bool(request.order_id) and request.order_id in view.state.orders,
+        )
+        for line, src in zip(earning.lines, request.lines, strict=True):
+            response.lines.append(line_earning(line, src.sku, src.category))
+        response.candidates.extend(
+            common_pb2.MultiplierCandidate(rule=r, multiplier=cv.ratio(f)) for r, f in earning.candidates
+        )
+        cv.stamp(response.active_at, earning.active_at)
+        cv.stamp(response.expires_at, earning.expires_at)
+        return response
+
+    @rpc
+    def GetBalance(self, request: query_pb2.GetBalanceRequest, context: grpc.ServicerContext) -> query_pb2.GetBalanceResponse:
+        self._member(request)
+        view = self._view(request.program_id, request.member_id)
+        return query_pb2.GetBalanceResponse(balance=cv.balance(view.state, view.now))
+
+    @rpc
+    def ListLots(self, request: query_pb2.ListLotsRequest, context: grpc.ServicerContext) -> query_pb2.ListLotsResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.caller_id("member_id", request.member_id)
+        size = c.page_size(request.page_size)
+        for i, s in enumerate(request.statuses):
+            c.enum(f"statuses[{i}]", s, member_pb2.LotStatus)
+        c.done()
+        view = self._view(request.program_id, request.member_id)
+        wanted = set(request.statuses)
+        lots = [
+            lot for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
+            if not wanted or cv.lot_status(lot) in wanted
+        ]
+        start, end, token = page_bounds(request.page_token, len(lots), size)
+        return query_pb2.ListLotsResponse(
+            lots=[cv.lot(lot) for lot in lots[start:end]], next_page_token=token, version=view.state.version
+        )
+
+    @rpc
+    def GetTierState(self, request: query_pb2.GetTierStateRequest, context: grpc.ServicerContext) -> query_pb2.GetTierStateResponse:
+        self._member(request)
+        view = self._view(request.program_id, request.member_id)
+        return query_pb2.GetTierStateResponse(tier_state=cv.tier_state(view.state, view.policy.policy, view.now))
+
+    @rpc
+    def ListEntitlements(
+        self, request: query_pb2.ListEntitlementsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListEntitlementsResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.caller_id("member_id", request.member_id)
+        size = c.page_size(request.page_size)
+        for i, s in enumerate(request.statuses):
+            c.enum(f"statuses[{i}]", s, member_pb2.EntitlementStatus)
+        c.done()
+        view = self._view(request.program_id, request.member_id)
+        wanted = set(request.statuses)
+        items = [
+            cv.entitlement(ent, view.policy.policy, view.now)
+            for ent in sorted(
+                view.state.entitlements.values(), key=lambda e: (e.granted_at, e.entitlement_id), reverse=True
+            )
+        ]
+        items = [e for e in items if not wanted or e.status in wanted]
+        start, end, token = page_bounds(request.page_token, len(items), size)
+        return query_pb2.ListEntitlementsResponse(entitlements=items[start:end], next_page_token=token)
+
+    @rpc
+    def ListHistory(self, request: query_pb2.ListHistoryRequest, context: grpc.ServicerContext) -> query_pb2.ListHistoryResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.caller_id("member_id", request.member_id)
+        size = c.page_size(request.page_size)
+        c.done()
+        self.app.program(request.program_id)
+        entries = list(self.app.replay(request.program_id, request.member_id))
+        tz = self.app.time_zone(request.program_id)
+        # The token is the number of events older than the page (continue at versions <= token), so later events never shift later pages.
+        if request.page_token:
+            if not request.page_token.isdigit() or not 0 < int(request.page_token) <= len(entries):
+                raise InvalidCommand("page_token", "is not a token this listing returned")
+            end = int(request.page_token)
+        else:
+            end = len(entries)
+        start = max(0, end - size)
+        response = query_pb2.ListHistoryResponse(next_page_token=str(start) if start > 0 else "")
+        for index in range(end - 1, start - 1, -1):
+            e = entries[index]
+            entry = response.entries.add(
+                version=e.stored.version,
+                event_id=e.stored.event_id,
+                event_type=e.stored.type,
+                summary=queries.summary(e.event, tz),
+                points_delta=cv.net_points(e.after) - cv.net_points(e.before),
+                growth_delta=queries.growth_delta(e.event),
+                balance_after=cv.snapshot(e.after),
+                tier_after=e.tier_after,
+                order_id=cv.order_of(e.event),
+                policy_version=e.stored.policy_version or 0,
+                actor=cv.actor_message(e.stored.actor),
+            )
+            cv.stamp(entry.occurred_at, e.stored.occurred_at)
+            cv.stamp(entry.recorded_at, e.stored.recorded_at)
+        return response
