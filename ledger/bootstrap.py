@@ -116,6 +116,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         check_projection=check,
         pepper=settings.pepper,
         shared=backend.shared,
+        project_in_transaction=backend.project_in_transaction,
     )
     runner = ProjectionRunner(
         backend.store,
@@ -180,6 +181,10 @@ def open_backend(settings: Settings) -> Backend:
         from ledger.adapters.postgres.factory import postgres_backend
 
         return postgres_backend(settings)
+    if kind == "memory":
+        from ledger.adapters.memory.factory import memory_backend
+
+        return memory_backend(settings)
     from ledger.adapters.kurrentdb.factory import kurrentdb_backend
 
     return kurrentdb_backend(settings)

@@ -33,8 +33,10 @@ class Settings:
 
 
 def store_kind(store_url: str) -> str:
-    """``sqlite``, ``postgresql`` or ``kurrentdb``; exits with a clear message for anything else."""
+    """``sqlite``, ``postgresql``, ``kurrentdb`` or ``memory``; exits with a clear message for anything else."""
     scheme = store_url.split(":", 1)[0].lower()
+    if store_url == "memory://":
+        return "memory"
     if scheme == "sqlite" and store_url.startswith("sqlite:///"):
         return "sqlite"
     if scheme in ("postgresql", "postgres"):
@@ -42,7 +44,7 @@ def store_kind(store_url: str) -> str:
     if scheme in ("kurrentdb", "esdb", "kdb"):
         return "kurrentdb"
     raise SystemExit(
-        f"unsupported LEDGER_STORE {store_url!r}: use sqlite:///path, postgresql://... or kurrentdb://..."
+        f"unsupported LEDGER_STORE {store_url!r}: use sqlite:///path, postgresql://..., kurrentdb://... or memory://"
     )
 
 

@@ -34,5 +34,8 @@ class Backend:
     shared: bool
     lease: Callable[[str], Lease]
     rebuild: Callable[[Fold, Callable[[MemberState], datetime | None]], Any]
+    project_in_transaction: bool | None = None
+    """False: the read models cannot share the append's transaction and are written right after the commit
+    (None: as the store says, ``supports_in_transaction``)."""
 
 

@@ -144,6 +144,7 @@ class LedgerApp(ProgramDirectory):
         check_projection: ProjectionCheck | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
+        project_in_transaction: bool | None = None,
         shared: bool = False,
     ) -> None:
         self.store = store
@@ -158,7 +159,9 @@ class LedgerApp(ProgramDirectory):
         self._program_lock = threading.RLock()
         for program_id in program_ids_of(store.list_streams(PROGRAM_PREFIX)):
             self._load_program(program_id)
-        self.writer = CommandWriter(store, self, project, max_batch=max_batch, shared=shared)
+        self.writer = CommandWriter(
+            store, self, project, max_batch=max_batch, shared=shared, project_in_transaction=project_in_transaction
+        )
 
     def close(self) -> None:
         self.writer.stop()

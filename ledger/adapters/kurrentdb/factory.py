@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ledger.adapters.backend import Backend
-from ledger.adapters.sqlite.factory import AlwaysHeld, Borrowed
+from ledger.adapters.sqlite.factory import sqlite_beside
 from ledger.domain.state import MemberState
 from ledger.settings import Settings, sqlite_path, store_kind
 from projections.rebuild import Fold
@@ -34,40 +32,7 @@ def kurrentdb_backend(
         raise SystemExit(f"LEDGER_READ_MODELS {url!r}: read models need sqlite:///path or postgresql://...")
     store = KurrentDBEventStore(settings.store_url, client=client, namespace=namespace)
     if kind == "sqlite":
-        from ledger.adapters.sqlite.personal import PersonalDataStore
-        from ledger.adapters.sqlite.projector import SqliteProjector
-        from ledger.adapters.sqlite.read_models import SqliteReadModels
-        from ledger.adapters.sqlite.readers import SqliteReaders
-        from ledger.adapters.sqlite.rebuild import rebuild
-
-        path = sqlite_path(url)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        readers = SqliteReaders(path)
-        sqlite_projector = SqliteProjector()
-        sqlite_projector.create_schema_at(path)
-
-        def run_sqlite_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
-            # The switch-over's lock covers the read-model file: projections wait for it, appends do not
-            # (they are in KurrentDB); those committed after its last read are projected after it, past the
-            # checkpoint it sets.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            try:
-                return rebuild(store, conn, fold, due_at)
-            finally:
-                conn.close()
-
-        return Backend(
-            kind="kurrentdb",
-            store=store,
-            read_models_url=url,
-            projector=sqlite_projector,
-            reads=SqliteReadModels(readers.connection),
-            read_connection=lambda: Borrowed(readers.connection()),
-            personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db"))),
-            shared=False,
-            lease=lambda _name: AlwaysHeld(),
-            rebuild=run_sqlite_rebuild,
-        )
+        return sqlite_beside(store, sqlite_path(url), kind="kurrentdb", read_models_url=url)
 
     from psycopg_pool import ConnectionPool
 

@@ -12,6 +12,7 @@ from ledger.adapters.backend import Backend
 from ledger.adapters.sqlite.personal import PersonalDataStore
 from ledger.application.ports import Lease
 from ledger.domain.state import MemberState
+from ledger.eventlog.port import EventStore
 from ledger.settings import Settings, sqlite_path
 from projections.rebuild import Fold
 
@@ -80,4 +81,43 @@ def sqlite_backend(settings: Settings) -> Backend:
         shared=shared,
         lease=lease,
         rebuild=run_rebuild,
+    )
+
+
+def sqlite_beside(store: EventStore[Any], path: str, *, kind: str, read_models_url: str) -> Backend:
+    """Read models, checkpoints and personal data in the SQLite file ``path`` beside a log that cannot share
+    their transaction (KurrentDB, the in-memory log): the writer projects right after each commit."""
+    from ledger.adapters.sqlite.personal import PersonalDataStore
+    from ledger.adapters.sqlite.projector import SqliteProjector
+    from ledger.adapters.sqlite.read_models import SqliteReadModels
+    from ledger.adapters.sqlite.readers import SqliteReaders
+    from ledger.adapters.sqlite.rebuild import rebuild
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    readers = SqliteReaders(path)
+    projector = SqliteProjector()
+    projector.create_schema_at(path)
+
+    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+        # The switch-over's lock covers the read-model file: projections wait for it, appends do not (they
+        # are in the other log); those committed after its last read are projected after it, past the
+        # checkpoint it sets.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            return rebuild(store, conn, fold, due_at)
+        finally:
+            conn.close()
+
+    return Backend(
+        kind=kind,
+        store=store,
+        read_models_url=read_models_url,
+        projector=projector,
+        reads=SqliteReadModels(readers.connection),
+        read_connection=lambda: Borrowed(readers.connection()),
+        personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db"))),
+        shared=False,
+        lease=lambda _name: AlwaysHeld(),
+        rebuild=run_rebuild,
+        project_in_transaction=False,
     )

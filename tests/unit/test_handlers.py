@@ -1,0 +1,111 @@
+"""The whole application on the in-memory wiring (``memory://``): commands in, events and read models out.
+
+No server, no file to keep: the same bootstrap as ``ledger serve`` with the in-memory log, so these run in
+milliseconds each and say what the write path promises - earning, activation on the clock, holds, refunds,
+retries answered once - and that the read models follow every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ledger.application.clock import ManualClock
+from ledger.bootstrap import Settings, Wired, build, reference_document
+from ledger.domain import commands as cmd
+from ledger.domain.errors import Conflict, Refusal
+from policies import OrderLine
+
+START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
+P = "sandbox"
+
+
+@pytest.fixture
+def wired() -> Iterator[Wired]:
+    w = build(Settings(store_url="memory://", reference_program=False), ManualClock(START))
+    w.app.create_program(P, "Sandbox", reference_document(), "test", START, "create")
+    w.app.enroll(P, "m1", [("card_number", "C-1")], None, "enroll-m1")
+    yield w
+    w.app.close()
+
+
+def run(w: Wired, command: cmd.MemberCommand, key: str) -> object:
+    return w.app.execute(cmd.Envelope(P, command, key))
+
+
+def purchase(order_id: str, *lines: tuple[str, str, int]) -> cmd.RecordPurchase:
+    order_lines = tuple(OrderLine(f"l{i}", sku, category, 1, fen) for i, (sku, category, fen) in enumerate(lines))
+    return cmd.RecordPurchase("m1", order_id, order_lines, sum(ln.paid_fen for ln in order_lines))
+
+
+def balance(w: Wired) -> tuple[int, int, int]:
+    row = w.backend.reads.balance(P, "m1")  # type: ignore[attr-defined]
+    assert row is not None
+    return row.pending, row.active, row.held
+
+
+def test_a_purchase_earns_pending_points_and_the_read_model_has_them(wired: Wired) -> None:
+    run(wired, purchase("O1", ("SKU-1", "toys", 123_45), ("F-1", "infant_formula", 99_99)), "p1")
+    # 123 + floor(99.99 / 2) = 123 + 49, pending for 7 days
+    assert balance(wired) == (172, 0, 0)
+    assert wired.app.view(P, "m1").state.pending == 172
+
+
+def test_points_activate_on_the_program_clock_and_expire_at_the_end_of_the_month(wired: Wired) -> None:
+    run(wired, purchase("O1", ("SKU-1", "toys", 500_00)), "p1")
+    wired.app.advance_clock(P, START + timedelta(days=7), "clock-1")
+    assert balance(wired) == (0, 500, 0)
+    [lot] = wired.app.view(P, "m1").state.lots.values()
+    # active 2026-03-17 local: expires at the end of 2027-03-31 local (2027-04-01 00:00 +08:00)
+    assert lot.expires_at == datetime(2027, 3, 31, 16, 0, tzinfo=UTC)
+
+
+def test_a_hold_reserves_points_and_a_commit_spends_them(wired: Wired) -> None:
+    run(wired, cmd.AdjustPoints("m1", 1_000, "GOODWILL", "opening", "op1"), "a1")
+    run(wired, cmd.HoldPoints("m1", "H1", "O9", 300, 100_000), "h1")
+    assert balance(wired) == (0, 1_000, 300)
+    run(wired, cmd.CommitHold("m1", "H1", None), "c1")
+    assert balance(wired) == (0, 700, 0)
+
+
+def test_a_hold_beyond_the_order_cap_is_refused_with_its_reason(wired: Wired) -> None:
+    run(wired, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op1"), "a1")
+    with pytest.raises(Refusal) as refused:
+        # a Regular member may pay at most 10% of a 100.00 CNY order: 1,000 points
+        run(wired, cmd.HoldPoints("m1", "H1", "O9", 1_001, 100_00), "h1")
+    assert refused.value.reason == "REDEMPTION_CAP_EXCEEDED"
+    assert balance(wired) == (0, 5_000, 0)
+
+
+def test_a_retry_answers_the_first_result_and_writes_nothing(wired: Wired) -> None:
+    first = wired.app.execute(cmd.Envelope(P, purchase("O1", ("SKU-1", "toys", 100_00)), "p1"))
+    log = wired.app.store.read_all(0, 10_000)
+    again = wired.app.execute(cmd.Envelope(P, purchase("O1", ("SKU-1", "toys", 100_00)), "p1"))
+    assert again.replayed and again.events == first.events
+    assert wired.app.store.read_all(0, 10_000) == log
+    assert balance(wired) == (100, 0, 0)
+
+
+def test_the_same_key_with_another_request_is_refused(wired: Wired) -> None:
+    run(wired, purchase("O1", ("SKU-1", "toys", 100_00)), "p1")
+    with pytest.raises(Conflict):
+        run(wired, purchase("O1", ("SKU-1", "toys", 200_00)), "p1")
+    assert balance(wired) == (100, 0, 0)
+
+
+def test_a_refund_takes_back_what_the_line_earned(wired: Wired) -> None:
+    run(wired, purchase("O1", ("SKU-1", "toys", 300_00)), "p1")
+    run(wired, cmd.RefundPurchase("m1", "O1", "R1", (cmd.RefundLine("l0", 100_00),)), "r1")
+    assert balance(wired) == (200, 0, 0)
+    run(wired, cmd.RefundPurchase("m1", "O1", "R2", ()), "r2")
+    assert balance(wired) == (0, 0, 0)
+
+
+def test_replay_verifies_against_the_read_models(wired: Wired) -> None:
+    run(wired, purchase("O1", ("SKU-1", "toys", 300_00)), "p1")
+    wired.app.advance_clock(P, START + timedelta(days=8), "clock-1")
+    run(wired, cmd.HoldPoints("m1", "H1", "O9", 20, 100_000), "h1")
+    report = wired.app.verify_member(P, "m1")
+    assert report.ok, (report.chain_break, report.mismatches)
