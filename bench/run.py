@@ -43,6 +43,7 @@ from typing import Any
 import grpc
 import psycopg
 
+from clients.python.loyalty_client import keyed_channel
 from ledger.adapters.postgres.projector import PgProjector
 from ledger.adapters.postgres.store import PostgresEventStore
 from ledger.adapters.sqlite.projector import SqliteProjector
@@ -133,6 +134,9 @@ def start_ledgers(
         stack.callback(stop_server, running.process)
         procs.append(running.process)
         targets.append(running.target)
+        if running.api_key and not os.environ.get("LEDGER_API_KEY"):
+            # Every replica shares the store and so its keys; client processes inherit the environment.
+            os.environ["LEDGER_API_KEY"] = running.api_key
     return procs, targets, conditions
 
 
@@ -262,7 +266,7 @@ def drive_worker(
     """
     result = WorkerResult()
     lock = threading.Lock()
-    channels = [grpc.insecure_channel(t) for t in targets]
+    channels = [keyed_channel(t, os.environ.get("LEDGER_API_KEY")) for t in targets]
     echoes = [channel.unary_unary(ECHO_METHOD, _identity, _identity) for channel in channels]
     payload = b"x" * 128
     deadline = time.monotonic() + seconds
@@ -310,7 +314,7 @@ def setup_worker(targets: list[str], start: int, stop_: int, threads: int) -> in
 
     Thread ``t`` goes through ``targets[t % len(targets)]``, so setup is spread over every replica.
     """
-    channels = [grpc.insecure_channel(t) for t in targets]
+    channels = [keyed_channel(t, os.environ.get("LEDGER_API_KEY")) for t in targets]
     stubs = [ledger_pb2_grpc.LedgerServiceStub(channel) for channel in channels]
     ids = iter(range(start, stop_))
     lock = threading.Lock()
@@ -395,7 +399,7 @@ def rss_mb(pid: int) -> float:
 
 def replay_bench(target: str, events: int, threads: int, repeats: int) -> tuple[float, int]:
     m = f"bm-replay-{uuid.uuid4().hex[:6]}"
-    with grpc.insecure_channel(target) as channel:
+    with keyed_channel(target, os.environ.get("LEDGER_API_KEY")) as channel:
         ledger = ledger_pb2_grpc.LedgerServiceStub(channel)
         audit = audit_pb2_grpc.AuditServiceStub(channel)
         ledger.EnrollMember(

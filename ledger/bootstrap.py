@@ -23,12 +23,15 @@ so events appended by a process that died before projecting them are projected b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ledger.adapters.backend import Backend
 from ledger.application.clock import Clock, SystemClock
+from ledger.application.keys import ALL_PROGRAMS, KeyRing
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
 from ledger.domain.state import MemberState
@@ -45,9 +48,11 @@ __all__ = [
     "Backend",
     "Settings",
     "Wired",
+    "admin_key_path",
     "build",
     "build_app",
     "feed_runner",
+    "first_admin_key",
     "migrate_store",
     "open_backend",
     "reference_document",
@@ -63,6 +68,7 @@ class Wired:
     app: LedgerApp
     backend: Backend
     settings: Settings
+    keys: KeyRing
 
 
 def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | None = None) -> Wired:
@@ -134,7 +140,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
             None,
             idempotency_key="bootstrap:create-reference-program",
         )
-    return Wired(app, backend, settings)
+    return Wired(app, backend, settings, KeyRing(backend.store, app.clock))
 
 
 def feed_runner(wired: Wired, nats_url: str) -> Any:
@@ -199,3 +205,35 @@ def migrate_store(settings: Settings) -> tuple[list[int], int]:
     with psycopg.connect(settings.store_url, autocommit=True) as conn:
         applied = migrate(conn)
         return applied, current_version(conn)
+
+
+ADMIN_KEY_FILE = "admin.key"
+
+
+def admin_key_path(settings: Settings, configured: str | None = None) -> Path | None:
+    """Where a fresh store's first admin key is written: ``configured`` (``--admin-key-file``,
+    ``$LEDGER_ADMIN_KEY_FILE``), else beside the SQLite file; None for a server store with none configured."""
+    chosen = configured or os.environ.get("LEDGER_ADMIN_KEY_FILE")
+    if chosen:
+        return Path(chosen)
+    if store_kind(settings.store_url) == "sqlite":
+        return Path(sqlite_path(settings.store_url)).parent / ADMIN_KEY_FILE
+    return None
+
+
+def first_admin_key(wired: Wired, path: Path | None) -> Path | None:
+    """On a store with no key yet, issue one deployment admin key and write its secret alone to ``path`` (mode
+    0600, never overwriting a file); return the path, or None when keys exist already."""
+    if not wired.keys.is_empty():
+        return None
+    if path is None:
+        raise SystemExit(
+            "no API key exists yet: give --admin-key-file PATH (or $LEDGER_ADMIN_KEY_FILE) for the first admin key, "
+            "or create one with `ledger keys create --program '*' --role admin`"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _, token = wired.keys.issue(ALL_PROGRAMS, "admin", name="first start")
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return path

@@ -7,11 +7,13 @@ are retried with exponential backoff; any other failure is raised as :class:`Led
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,6 +36,54 @@ T = TypeVar("T")
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+
+
+if TYPE_CHECKING:
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
+    _StreamStream = grpc.StreamStreamClientInterceptor[Any, Any]
+else:
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.UnaryStreamClientInterceptor
+    _StreamStream = grpc.StreamStreamClientInterceptor
+
+
+class BearerKey(_UnaryUnary, _UnaryStream, _StreamStream):
+    """Adds ``authorization: Bearer <key>`` to every call of a channel (the ledger's API keys)."""
+
+    def __init__(self, key: str) -> None:
+        self._metadata = ("authorization", f"Bearer {key}")
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return _Details(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready,
+                        getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+@dataclass(frozen=True)
+class _Details(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+def keyed_channel(target: str, key: str | None, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    """A channel to ``target`` whose calls carry ``key`` (none: a plain channel)."""
+    channel = grpc.insecure_channel(target, options=list(options))
+    return grpc.intercept_channel(channel, BearerKey(key)) if key else channel
+
 
 
 class LedgerRefusal(Exception):
@@ -107,13 +157,16 @@ class LoyaltyClient:
         retries: int = 3,
         backoff: float = 0.05,
         channel: grpc.Channel | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """``api_key``: sent as ``authorization: Bearer <key>`` on every call (default ``$LEDGER_API_KEY``)."""
         self.program_id = program_id
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._own_channel = channel is None
-        self.channel = channel if channel is not None else grpc.insecure_channel(target)
+        key = api_key if api_key is not None else os.environ.get("LEDGER_API_KEY")
+        self.channel = channel if channel is not None else keyed_channel(target, key)
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channel)
         self.query = query_pb2_grpc.MemberQueryServiceStub(self.channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)

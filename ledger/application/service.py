@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from ledger.application.clock import Clock
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
 from ledger.application.personal import PersonalData, PersonalProfile
+from ledger.application.principal import actor_fields
 from ledger.application.results import CommandResult
 from ledger.application.writer import (
     CommandWriter,
@@ -274,7 +275,7 @@ class LedgerApp(ProgramDirectory):
                     idempotency_key=idempotency_key or None,
                     correlation_id=None,
                     causation_id=None,
-                    actor={"channel": "operator_console"},
+                    actor={"channel": "operator_console", **actor_fields()},
                     payload=prog.encode(e),
                 )
                 for i, e in enumerate(produced)

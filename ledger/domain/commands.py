@@ -20,10 +20,16 @@ class Actor:
     store_id: str = ""
     terminal_id: str = ""
     operator_id: str = ""
+    """A label the client sent (the cashier, the operator): never proof of who acted; ``key_id`` is."""
+    key_id: str = ""
+    """The API key that authenticated the request (empty: the ledger itself, or a server without authentication)."""
+    role: str = ""
+    """That key's role."""
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in (("channel", self.channel), ("store_id", self.store_id),
-                                  ("terminal_id", self.terminal_id), ("operator_id", self.operator_id)) if v}
+                                  ("terminal_id", self.terminal_id), ("operator_id", self.operator_id),
+                                  ("key_id", self.key_id), ("role", self.role)) if v}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from typing import Final, Literal
 MEMBER_PREFIX: Final = "member-"
 PROGRAM_PREFIX: Final = "program-"
 SIGNAL_PREFIX: Final = "signal-"
+KEYS_STREAM: Final = "keys"
+"""The deployment's API keys (issued, revoked): no program's stream, never projected or fed."""
 
 StreamKind = Literal["member", "program", "signal"]
 

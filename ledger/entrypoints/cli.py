@@ -7,11 +7,24 @@ import json
 import os
 import sys
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import REFERENCE_PROGRAM_ID, Settings, build, migrate_store, store_kind
+from ledger.bootstrap import (
+    REFERENCE_PROGRAM_ID,
+    Settings,
+    Wired,
+    admin_key_path,
+    build,
+    first_admin_key,
+    migrate_store,
+    store_kind,
+)
+from ledger.entrypoints import keys_cli
+
+log = structlog.get_logger("ledger.cli")
 
 DESCRIPTION = """\
 An event-sourced points and benefits ledger for retail loyalty programs.
@@ -38,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--processes", default="1", metavar="N",
                    help="server processes sharing the port (SO_REUSEPORT) and the store, to use more than one core"
                    " (default 1; 'auto': one per CPU); SIGTERM to this process stops them all")
+    s.add_argument("--insecure-no-auth", action="store_true",
+                   help="serve without authentication: anyone reaching the port may do anything (local tests only)")
+    s.add_argument("--reflection", action="store_true",
+                   help="serve reflection to callers without a key (by default only authenticated callers get it)")
+    s.add_argument("--admin-key-file", metavar="PATH",
+                   help="where a fresh store's first admin key is written (default: admin.key beside a SQLite "
+                        "store; required on a fresh PostgreSQL store; $LEDGER_ADMIN_KEY_FILE)")
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
@@ -62,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                    description="Apply the store's missing schema migrations (in order, under a lock, each once)."
                    " `serve` does this too; run it alone before rolling out a new version.")
 
+    keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default="127.0.0.1:50051")
     return p
@@ -87,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, processes=processes)
         wired = build(settings)
         app = wired.app
+        authenticator = _authenticator(wired, args)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
         feed = None
@@ -102,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--insecure-no-auth"] if args.insecure_no_auth else []),
+                *(["--reflection"] if args.reflection else []),
             ]  # fmt: skip
 
         try:
             serve(
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
-                reuse_port=args.worker_of is not None, parent_pid=args.worker_of,
+                reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
             )  # fmt: skip
         finally:
             if feed is not None:
@@ -129,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     "payload": json.loads(e.stored.payload),
                 }, ensure_ascii=False))
             return 0
+        if args.command == "keys":
+            return keys_cli.run(args, wired.keys, lambda d: app.clock.now() + d)
         if args.command == "verify":
             return _verify(app, args.program, args.member)
         if args.command == "rebuild-projections":
@@ -140,6 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         app.close()
     return 2
+
+
+def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
+    """The key check every call passes, or None with ``--insecure-no-auth`` (said loudly in the log)."""
+    if args.insecure_no_auth:
+        log.warning(
+            "authentication_off",
+            message="--insecure-no-auth: ANYONE WHO REACHES THIS PORT CAN CREATE PROGRAMS, ADD POINTS AND READ "
+            "EVERY MEMBER. Use it for local tests only.",
+        )
+        return None
+    from ledger.entrypoints.grpc.auth import Authenticator
+
+    if args.worker_of is None:
+        written = first_admin_key(wired, admin_key_path(wired.settings, args.admin_key_file))
+        if written is not None:
+            log.info("admin_key_created", path=str(written), message="the first admin key was written to this file (mode 0600)")
+    return Authenticator(wired.keys, public_reflection=args.reflection)
 
 
 def _processes(value: str) -> int:

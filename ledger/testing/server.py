@@ -1,8 +1,9 @@
 """Running the real server from tests and benchmarks: shipped with the package so every caller starts it alike.
 
 ``start_server`` launches ``ledger serve`` as a subprocess on a free port, waits until it has written its port
-file and its health service answers SERVING, and returns where to reach it; ``stop_server`` sends SIGTERM
-(the server shuts down gracefully) and kills it only if it does not stop in time.
+file and its health service answers SERVING, and returns where to reach it with an admin key: the first admin
+key the server wrote on a fresh store, or one made with ``ledger keys create`` as a user would.
+``stop_server`` sends SIGTERM (the server shuts down gracefully) and kills it only if it does not stop in time.
 """
 
 from __future__ import annotations
@@ -14,9 +15,23 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.python.loyalty_client import keyed_channel
+
+
+def create_key(store_url: str, program: str, role: str, *extra: str, cwd: Path | None = None,
+               env: Mapping[str, str] | None = None) -> str:
+    """``ledger keys create`` as a user runs it; the key (the last line of its output)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url, "keys", "create",
+         "--program", program, "--role", role, *extra],
+        cwd=cwd, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +39,13 @@ class RunningServer:
     target: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    store_url: str = ""
+    api_key: str | None = None
+    """A deployment admin key (None when the server runs with ``--insecure-no-auth``)."""
+
+    def channel(self, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+        """A channel to the server whose calls carry :attr:`api_key`."""
+        return keyed_channel(self.target, self.api_key, options)
 
 
 def start_server(
@@ -38,9 +60,12 @@ def start_server(
     """Start ``ledger serve`` with its store, port file and log in ``workdir``; raise with the log if it fails."""
     port_file = workdir / "port"
     log_path = workdir / "server.log"
+    key_file = workdir / "admin.key"
+    store_url = store_url or f"sqlite:///{workdir / 'ledger.db'}"
     command = [
-        sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url or f"sqlite:///{workdir / 'ledger.db'}",
-        "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), *extra_args,
+        sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url,
+        "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--admin-key-file", str(key_file),
+        *extra_args,
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -65,10 +90,16 @@ def start_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not SERVING:\n{log_path.read_text()}")
                 time.sleep(0.1)
+        api_key: str | None = None
+        if "--insecure-no-auth" not in extra_args:
+            api_key = (
+                key_file.read_text().strip() if key_file.exists()
+                else create_key(store_url, "*", "admin", "--name", "test harness", cwd=cwd, env=env)
+            )
     except BaseException:
         stop_server(process)
         raise
-    return RunningServer(target, process, log_path)
+    return RunningServer(target, process, log_path, store_url, api_key)
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -51,6 +51,8 @@ class Server:
     channel: grpc.Channel
     process: subprocess.Popen[bytes]
     log_path: Path
+    api_key: str | None = None
+    store_url: str = ""
 
     @property
     def programs(self) -> program_pb2_grpc.ProgramServiceStub:
@@ -81,9 +83,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
             store_url = stack.enter_context(fresh_schema(require_postgres()))
         running = start_server(tmp, store_url=store_url, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)
-        channel = grpc.insecure_channel(running.target)
+        channel = running.channel()
         try:
-            yield Server(running.target, channel, running.process, running.log_path)
+            yield Server(
+                running.target, channel, running.process, running.log_path, running.api_key, running.store_url
+            )
         finally:
             channel.close()
             stop_server(running.process, timeout=20)

@@ -17,7 +17,7 @@ def test_client_example_prints_the_replay(server: Server) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "clients.python.example", "--target", server.target],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_API_KEY": server.api_key or ""},
         capture_output=True,
         text=True,
         timeout=60,

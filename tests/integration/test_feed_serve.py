@@ -79,9 +79,8 @@ def test_served_writes_reach_the_feed_in_order(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     running = start_server(tmp_path, env=env, cwd=ROOT, extra_args=["--no-reference-program", "--feed-nats", NATS_URL])
     try:
-        import grpc
 
-        with grpc.insecure_channel(running.target) as channel:
+        with running.channel() as channel:
             start = Timestamp()
             start.FromDatetime(datetime(2026, 3, 10, 2, 0, tzinfo=UTC))
             program_pb2_grpc.ProgramServiceStub(channel).CreateProgram(program_pb2.CreateProgramRequest(

@@ -33,7 +33,7 @@ from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.domain import events as ev
 from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
-from ledger.testing.server import start_server, stop_server
+from ledger.testing.server import RunningServer, start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -76,11 +76,9 @@ class Acked:
 class Clients:
     """Separate connections to the one address, and client threads sharing what was acknowledged."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, running: RunningServer) -> None:
         # A local subchannel pool: channels to one target would otherwise share one connection (one process).
-        self.channels = [
-            grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(CHANNELS)
-        ]
+        self.channels = [running.channel(options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(CHANNELS)]
         self.ledgers = [ledger_pb2_grpc.LedgerServiceStub(c) for c in self.channels]
         self.lock = threading.Lock()
         self.acked: dict[str, Acked] = {}
@@ -168,7 +166,7 @@ def test_two_processes_on_one_sqlite_file(tmp_path: Path) -> None:
     running = start_server(
         tmp_path, env=env, cwd=ROOT, extra_args=["--processes", "2", "--no-reference-program"]
     )
-    clients = Clients(running.target)
+    clients = Clients(running)
     stopped = False
     try:
         programs = program_pb2_grpc.ProgramServiceStub(clients.channels[0])

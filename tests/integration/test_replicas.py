@@ -92,7 +92,7 @@ def _start(tmp: Path, name: str, store_url: str) -> Replica:
     workdir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     running = start_server(workdir, store_url=store_url, env=env, cwd=ROOT, extra_args=["--no-reference-program"])
-    return Replica(running, grpc.insecure_channel(running.target))
+    return Replica(running, running.channel())
 
 
 @dataclass

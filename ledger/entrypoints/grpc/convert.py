@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.application.principal import CURRENT
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import queries
@@ -115,11 +116,15 @@ PROBLEM_KINDS: Mapping[str, audit_pb2.ProblemKind.ValueType] = {
 
 
 def actor_of(context: common_pb2.RequestContext) -> cmd.Actor:
+    """Who acts: the labels the request carries and the authenticated key (:mod:`ledger.application.principal`)."""
+    principal = CURRENT.get()
     return cmd.Actor(
         channel=CHANNELS.get(context.channel, ""),
         store_id=context.store_id,
         terminal_id=context.terminal_id,
         operator_id=context.operator_id,
+        key_id=principal.key_id if principal is not None else "",
+        role=principal.role if principal is not None else "",
     )
 
 
@@ -171,6 +176,8 @@ def actor_message(actor: Mapping[str, str]) -> common_pb2.Actor:
         store_id=actor.get("store_id", ""),
         terminal_id=actor.get("terminal_id", ""),
         operator_id=actor.get("operator_id", ""),
+        key_id=actor.get("key_id", ""),
+        role=actor.get("role", ""),
     )
 
 

@@ -70,11 +70,11 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
-def _status(code: int, message: str, *details: Any) -> status_pb2.Status:
+def status(code: int, message: str, *details: Any) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=message, details=[_pack(d) for d in details])
 
 
-def _error_info(reason: str, metadata: Mapping[str, str]) -> error_details_pb2.ErrorInfo:
+def error_info(reason: str, metadata: Mapping[str, str]) -> error_details_pb2.ErrorInfo:
     return error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata))
 
 
@@ -86,13 +86,13 @@ def bad_request(violations: Iterable[tuple[str, str]], message: str | None = Non
         ]
     )
     text = message or "; ".join(f"{FIELD_ALIASES.get(f, f)}: {d}" for f, d in items)
-    return _status(code_pb2.INVALID_ARGUMENT, text, body)
+    return status(code_pb2.INVALID_ARGUMENT, text, body)
 
 
 def refusal_status(exc: Refusal) -> status_pb2.Status:
     """A refusal as raised: its reason and metadata are already the public ones (``docs/errors.md``)."""
     code = code_pb2.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else code_pb2.FAILED_PRECONDITION
-    return _status(code, exc.message, _error_info(exc.reason, exc.metadata))
+    return status(code, exc.message, error_info(exc.reason, exc.metadata))
 
 
 def status_of(exc: BaseException) -> status_pb2.Status:
@@ -110,25 +110,25 @@ def status_of(exc: BaseException) -> status_pb2.Status:
         return refusal_status(exc)
     if isinstance(exc, NotFound):
         reason = exc.kind.upper().replace(" ", "_") + "_NOT_FOUND"
-        return _status(code_pb2.NOT_FOUND, str(exc), _error_info(reason, {"id": exc.identifier}))
+        return status(code_pb2.NOT_FOUND, str(exc), error_info(reason, {"id": exc.identifier}))
     if isinstance(exc, UnknownPolicyVersion):
-        return _status(code_pb2.NOT_FOUND, str(exc), _error_info("POLICY_VERSION_NOT_FOUND", {}))
+        return status(code_pb2.NOT_FOUND, str(exc), error_info("POLICY_VERSION_NOT_FOUND", {}))
     if isinstance(exc, NoPolicyInForce):
-        return _status(code_pb2.FAILED_PRECONDITION, str(exc), _error_info("POLICY_NOT_EFFECTIVE_YET", {}))
+        return status(code_pb2.FAILED_PRECONDITION, str(exc), error_info("POLICY_NOT_EFFECTIVE_YET", {}))
     if isinstance(exc, UnknownCode):
         return bad_request([(_UNKNOWN_CODE_FIELDS.get(exc.kind, exc.kind), str(exc))])
     if isinstance(exc, Conflict):
-        return _status(code_pb2.ALREADY_EXISTS, exc.message, _error_info("IDEMPOTENCY_KEY_REUSED", {}))
+        return status(code_pb2.ALREADY_EXISTS, exc.message, error_info("IDEMPOTENCY_KEY_REUSED", {}))
     if isinstance(exc, Overloaded):
-        return _status(
+        return status(
             code_pb2.RESOURCE_EXHAUSTED, str(exc) or "the write queue is full",
-            _error_info("WRITE_QUEUE_FULL", {"retry_after_ms": "100"}),
+            error_info("WRITE_QUEUE_FULL", {"retry_after_ms": "100"}),
         )
     if isinstance(exc, StoreUnavailable):
-        return _status(code_pb2.UNAVAILABLE, str(exc) or "the store is unavailable")
+        return status(code_pb2.UNAVAILABLE, str(exc) or "the store is unavailable")
     if isinstance(exc, Contended):
-        return _status(code_pb2.ABORTED, str(exc), _error_info("CONCURRENT_MODIFICATION", {}))
-    return _status(code_pb2.INTERNAL, "internal error")
+        return status(code_pb2.ABORTED, str(exc), error_info("CONCURRENT_MODIFICATION", {}))
+    return status(code_pb2.INTERNAL, "internal error")
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException, *, idempotency_key: str = "") -> NoReturn:

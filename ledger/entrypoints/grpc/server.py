@@ -144,6 +144,7 @@ def serve(
     worker_command: WorkerCommand | None = None,
     reuse_port: bool = False,
     parent_pid: int | None = None,
+    authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
@@ -153,9 +154,8 @@ def serve(
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
-    server, port = build_server(
-        app, listen, max_workers, reuse_port=multi, interceptors=[counter] if counter is not None else ()
-    )
+    interceptors = [i for i in (authenticator, counter) if i is not None]
+    server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=interceptors)
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
     # walk it again each time.

@@ -1,0 +1,171 @@
+"""Who may call what: API keys (``authorization: Bearer <key>``), roles, program and store scopes.
+
+:class:`Authenticator` is a server interceptor. Health checking needs no key; reflection needs one unless the
+server runs with ``--reflection``. Every ``loyalty.v1`` call needs a key whose role grants the method's
+permission (PERMISSION_DENIED names the missing one), scoped to the request's program (a key of program A
+gets NOT_FOUND for program B, exactly as for a program that does not exist) and, for a key bound to a store,
+to that store (a request naming another store is refused; one naming none acts for the key's store).
+The proven principal is handed to the handlers in :data:`ledger.application.principal.CURRENT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import grpc
+from google.rpc import code_pb2
+from grpc_status import rpc_status
+
+from ledger.application.keys import ALL_PROGRAMS, KeyRing, Principal, Role
+from ledger.application.principal import CURRENT
+from ledger.domain.errors import NotFound
+from ledger.entrypoints.grpc.errors import abort, error_info, status
+
+PERMISSIONS: Final[Mapping[str, str]] = {
+    **{m: "member.read" for m in (
+        "LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
+    )},
+    **{m: "member.write" for m in (
+        "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
+        "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership",
+    )},
+    **{m: "member.manage" for m in ("AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership")},
+    **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
+    **{m: "program.read" for m in ("GetPolicy", "GetClock")},
+    **{m: "program.manage" for m in ("PublishPolicy", "AdvanceClock")},
+    "CreateProgram": "deployment.manage",
+}  # fmt: skip
+"""The permission each ``loyalty.v1`` method needs, by method name."""
+
+ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[str]]] = {
+    "pos": frozenset({"member.read", "member.write", "program.read"}),
+    "checkout": frozenset({"member.read", "member.write", "program.read"}),
+    "operator": frozenset({"member.read", "member.write", "member.manage", "program.read"}),
+    "auditor": frozenset({"member.read", "audit.read", "program.read"}),
+    "admin": frozenset({"member.read", "member.write", "member.manage", "audit.read", "program.read",
+                        "program.manage", "deployment.manage"}),
+}  # fmt: skip
+
+_HEALTH: Final = "/grpc.health.v1.Health/"
+_REFLECTION: Final = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def bearer(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer ") :].strip()
+    return None
+
+
+def _deny(context: grpc.ServicerContext, code: int, message: str, reason: str, **metadata: str) -> None:
+    context.abort_with_status(rpc_status.to_status(status(code, message, error_info(reason, metadata))))
+
+
+class Authenticator(_Interceptor):
+    def __init__(self, keys: KeyRing, *, public_reflection: bool = False) -> None:
+        self._keys = keys
+        self._public_reflection = public_reflection
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_HEALTH):
+            return handler
+        if method.startswith(_REFLECTION):
+            if self._public_reflection:
+                return handler
+            return _wrap(handler, lambda request, context: self._principal(details, context))
+        permission = PERMISSIONS.get(method.rsplit("/", 1)[-1])
+
+        def check(request: Any, context: grpc.ServicerContext) -> Principal:
+            principal = self._principal(details, context)
+            if permission is None or permission not in ROLE_PERMISSIONS[principal.role]:
+                _deny(
+                    context, code_pb2.PERMISSION_DENIED,
+                    f"a {principal.role} key may not call {method.rsplit('/', 1)[-1]}: it needs {permission}",
+                    "PERMISSION_DENIED", permission=permission or "unknown", role=principal.role,
+                )  # fmt: skip
+            program_id = getattr(request, "program_id", None)
+            if isinstance(program_id, str) and not principal.sees(program_id):
+                abort(context, NotFound("program", program_id))
+            if permission == "deployment.manage" and principal.program_id != ALL_PROGRAMS:
+                _deny(context, code_pb2.PERMISSION_DENIED, "creating programs needs a deployment admin key ('*')",
+                      "PERMISSION_DENIED", permission=permission, role=principal.role)
+            if principal.store_id and hasattr(request, "context"):
+                named = request.context.store_id
+                if named and named != principal.store_id:
+                    _deny(context, code_pb2.PERMISSION_DENIED, f"this key acts for store {principal.store_id!r} only",
+                          "STORE_NOT_ALLOWED", store_id=named)
+                request.context.store_id = principal.store_id
+            return principal
+
+        return _wrap(handler, check)
+
+    def _principal(self, details: grpc.HandlerCallDetails, context: grpc.ServicerContext) -> Principal:
+        token = bearer(details.invocation_metadata)
+        principal = self._keys.authenticate(token) if token else None
+        if principal is None:
+            _deny(
+                context, code_pb2.UNAUTHENTICATED,
+                "a valid API key is required: send 'authorization: Bearer <key>' (keys: ledger keys create)"
+                if token is None else "the API key is unknown, revoked or expired",
+                "UNAUTHENTICATED",
+            )
+            raise AssertionError("abort returned")  # pragma: no cover
+        return principal
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler[Any, Any], check: Callable[[Any, grpc.ServicerContext], Principal]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, ``check`` first (it aborts the call or returns the principal the call runs as)."""
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+
+        def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+            token = CURRENT.set(check(request, context))
+            try:
+                return inner_uu(request, context)
+            finally:
+                CURRENT.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        inner_us = handler.unary_stream
+
+        def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            principal = check(request, context)
+            token = CURRENT.set(principal)
+            try:
+                yield from inner_us(request, context)
+            finally:
+                CURRENT.reset(token)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_stream is not None:  # reflection
+        inner_ss = handler.stream_stream
+
+        def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            check(None, context)
+            yield from inner_ss(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+    return handler
