@@ -9,13 +9,14 @@ Every handler is wrapped by :func:`rpc`, which turns the exceptions of the facad
 * ``NotFound`` -> ``NOT_FOUND``, reason ``<KIND>_NOT_FOUND``;
 * ``Conflict`` -> ``ALREADY_EXISTS``, reason ``IDEMPOTENCY_KEY_REUSED``;
 * ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``; ``Contended`` -> ``ABORTED``;
-* anything else -> ``INTERNAL`` (logged, no details).
+* anything else -> ``INTERNAL`` with an error id (``google.rpc.RequestInfo.request_id``), logged with its trace.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -134,7 +135,12 @@ def status_of(exc: BaseException) -> status_pb2.Status:
 def abort(context: grpc.ServicerContext, exc: BaseException, *, idempotency_key: str = "") -> NoReturn:
     status = status_of(exc)
     if status.code == code_pb2.INTERNAL:
-        log.error("rpc_failed", error=repr(exc), exc_info=exc)
+        # The caller gets an error id (in the message and as RequestInfo.request_id); the log has it with the trace.
+        error_id = uuid.uuid4().hex[:16]
+        log.error("rpc_failed", error_id=error_id, error=repr(exc), exc_info=exc)
+        status = _status(
+            code_pb2.INTERNAL, f"internal error (error id {error_id})", error_details_pb2.RequestInfo(request_id=error_id)
+        )
     if idempotency_key and status.code == code_pb2.ALREADY_EXISTS and isinstance(exc, Conflict):
         info = error_details_pb2.ErrorInfo()
         status.details[0].Unpack(info)
@@ -148,7 +154,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rpc(handler: F) -> F:
-    """Wrap a servicer method (unary or server-streaming) so every failure becomes a proper status."""
+    """Wrap a servicer method (unary or server-streaming) so every failure becomes a proper status.
+
+    Every request first passes :func:`ledger.api.validation.check_request` (the limits common to all fields), so
+    no control character, overlong string, out-of-range time or number, or unknown enum value reaches a handler.
+    """
+
+    from ledger.api.validation import check_request  # validation raises this module's InvalidFields
 
     def key_of(request: Any) -> str:
         return str(getattr(request, "idempotency_key", "") or "")
@@ -158,6 +170,7 @@ def rpc(handler: F) -> F:
         @functools.wraps(handler)
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
+                check_request(request)
                 yield from handler(self, request, context)
             except grpc.RpcError:
                 raise
@@ -169,6 +182,7 @@ def rpc(handler: F) -> F:
     @functools.wraps(handler)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            check_request(request)
             return handler(self, request, context)
         except grpc.RpcError:
             raise

@@ -85,7 +85,7 @@ def _document_text(document: str, fmt: int) -> str:
     if fmt == common_pb2.DOCUMENT_FORMAT_JSON:
         try:
             json.loads(document)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidCommand("document", f"document: (document): not a valid JSON document: {exc}") from exc
     return document
 
@@ -264,6 +264,7 @@ class ProgramService(program_pb2_grpc.ProgramServiceServicer):
         response.overrides_ended = n("overrides_ended")
         response.memberships_lapsed = n("memberships_lapsed")
         response.members_touched = n("members_ticked")
+        response.events_written = n("events_written")
         response.replayed = previous == to
         return response
 
@@ -650,9 +651,9 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
         c.text("reason_code", request.reason_code, required=True)
         c.text("note", request.note, required=True, max_len=MAX_NOTE)
         c.done()
-        if request.allow_arrears:
-            # The ledger has no "debit into arrears" for manual adjustments yet; refuse rather than ignore it.
-            raise InvalidCommand("allow_arrears", "is not supported by this ledger version")
+        if request.allow_arrears and request.points > 0:
+            c.fail("allow_arrears", "applies to a removal (negative points) only")
+            c.done()
         result = self._run(
             request,
             cmd.AdjustPoints(
@@ -661,6 +662,7 @@ class LedgerService(_MemberBase, ledger_pb2_grpc.LedgerServiceServicer):
                 reason_code=request.reason_code,
                 note=request.note,
                 operator_id=request.context.operator_id,
+                allow_arrears=request.allow_arrears,
             ),
         )
         adjusted: ev.PointsAdjusted | None = cv.first(result.events, ev.PointsAdjusted)

@@ -51,6 +51,7 @@ class Server:
     channel: grpc.Channel
     process: subprocess.Popen[bytes]
     log_path: Path
+    store_url: str = ""
 
     @property
     def programs(self) -> program_pb2_grpc.ProgramServiceStub:
@@ -83,7 +84,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         running = start_server(tmp, store_url=store_url, env=env, cwd=ROOT, startup_seconds=STARTUP_SECONDS)
         channel = grpc.insecure_channel(running.target)
         try:
-            yield Server(running.target, channel, running.process, running.log_path)
+            yield Server(
+                running.target, channel, running.process, running.log_path, store_url or f"sqlite:///{tmp / 'ledger.db'}"
+            )
         finally:
             channel.close()
             stop_server(running.process, timeout=20)
