@@ -36,7 +36,7 @@ def wired(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
     w.app.create_program(PROGRAM, "Isolation", reference_document(), "test", START, "c")
     for member in ("a", "b", "c"):
         w.app.enroll(PROGRAM, member, [], None, f"e-{member}")
-    real_decide = writer_module.decide
+    real_decide = writer_module.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "BOOM":
