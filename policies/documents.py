@@ -18,6 +18,12 @@ from policies.model import Policy
 
 LITTLE_SPROUT = "little_sprout.yaml"
 
+#: Limits of a policy document, checked before its fields are: nesting depth of mappings and lists, values in
+#: total (aliases counted at every place they are used), and characters.
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+MAX_CHARS = 1 << 20
+
 
 def load_policy(text: str) -> Policy:
     """The policy a YAML or JSON document describes; raises ``PolicyInvalid`` naming every field at fault."""
@@ -59,6 +65,10 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
     loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConstructorError(
+                "while reading a mapping", node.start_mark, "found a key that is not a string", key_node.start_mark
+            )
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise ConstructorError(
@@ -81,15 +91,77 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse(text: str) -> Any:
+    if len(text) > MAX_CHARS:
+        raise PolicyInvalid([("", f"a policy document has at most {MAX_CHARS} characters")])
     if text.lstrip().startswith("{"):
+        _check_json_depth(text)
         try:
-            return json.loads(text, object_pairs_hook=_json_object)
-        except ValueError as error:
+            data = json.loads(text, object_pairs_hook=_json_object)
+        except (ValueError, RecursionError) as error:
             raise PolicyInvalid([("", f"not a valid JSON document: {error}")]) from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as error:
-        raise PolicyInvalid([("", f"not a valid YAML document: {error}")]) from None
+    else:
+        try:
+            _check_yaml_depth(text)
+            data = yaml.load(text, Loader=_StrictLoader)
+        except yaml.YAMLError as error:
+            raise PolicyInvalid([("", f"not a valid YAML document: {error}")]) from None
+    _check_tree(data)
+    return data
+
+
+def _too_deep() -> PolicyInvalid:
+    return PolicyInvalid([("", f"mappings and lists nest at most {MAX_DEPTH} deep")])
+
+
+def _check_yaml_depth(text: str) -> None:
+    """Nesting depth from the parser's events (the parser is iterative; composing a deep tree is not)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_StrictLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_json_depth(text: str) -> None:
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+        elif ch in "]}":
+            depth -= 1
+
+
+def _check_tree(data: Any) -> None:
+    """Every key a string; at most MAX_NODES values, counting an aliased value each time it is used."""
+    stack = [data]
+    nodes = 0
+    while stack:
+        item = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise PolicyInvalid([("", f"a policy document has at most {MAX_NODES} values")])
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise PolicyInvalid([("", f"every key is a string; found {type(key).__name__} {key!r:.40}")])
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # --- errors ---------------------------------------------------------------------------------------------------

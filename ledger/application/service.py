@@ -336,8 +336,9 @@ class LedgerApp(ProgramDirectory):
     def advance_clock(self, program_id: str, to: datetime, idempotency_key: str = "") -> dict[str, Any]:
         self.program(program_id)
         request = {"op": "advance", "to": to}
-        state, _ = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
+        state, replayed = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
         counts = self.run_due(program_id, self.now(program_id))
+        counts["events_written"] += 0 if replayed else 1  # the ClockAdvanced event itself
         counts["now"] = state.test_time
         return counts
 
@@ -353,6 +354,7 @@ class LedgerApp(ProgramDirectory):
             "grants": 0,
             "overrides_ended": 0,
             "memberships_lapsed": 0,
+            "events_written": 0,
         }
         seen_rounds = 0
         while True:
@@ -369,6 +371,7 @@ class LedgerApp(ProgramDirectory):
                         continue
                     raise r
                 counts["members_ticked"] += 1
+                counts["events_written"] += len(r.events)
                 for e in r.events:
                     key = {
                         "LotActivated": "activations",

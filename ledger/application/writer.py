@@ -246,7 +246,17 @@ class CommandWriter:
                     break
                 group.append(nxt)
             with self.lock:
-                self._process(group)
+                try:
+                    self._process(group)
+                except Exception as exc:  # never let one group stop the writer: fail what is unanswered
+                    log.exception("group_failed", error=repr(exc), commands=len(group))
+                    self._cache.clear()
+                    self._abort(group, {}, exc)
+
+    @property
+    def alive(self) -> bool:
+        """False once the writer thread has ended (stopped, or died): nothing more will be written."""
+        return self._thread.is_alive()
 
     def _process(self, group: list[_Pending], attempt: int = 1) -> None:
         if self._shared:
@@ -304,9 +314,17 @@ class CommandWriter:
                 answered.append((p, result))
             except DomainError as exc:
                 p.fail(exc)
-            except Exception as exc:  # an invariant broke: nothing of this group is written
-                log.error("group_aborted", error=repr(exc))
-                self._abort(group, staged, exc)
+            except Exception as exc:
+                # A bug or a broken invariant while deciding this one command: it fails alone. What the group
+                # staged so far may hold part of its effects, so the cached states it touched are dropped and
+                # the other unanswered commands are decided again without it (each round removes one command).
+                log.exception("command_failed", error=repr(exc), command=type(getattr(req, "command", req)).__name__)
+                p.fail(exc)
+                for stream_id in staged:
+                    self._cache.pop(stream_id, None)
+                rest = [q for q in group if not q.done.is_set()]
+                if rest:
+                    self._process(rest, attempt)
                 return
         self._commit(group, staged, records, answered, followers, attempt)
 

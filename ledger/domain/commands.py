@@ -102,6 +102,9 @@ class AdjustPoints:
     reason_code: str
     note: str
     operator_id: str
+    allow_arrears: bool = False
+    """A removal beyond the available points takes them all and adds the rest to arrears, if the program's
+    clawback policy lets balances go negative (``refunds.clawback: arrears``)."""
 
 
 @dataclass(frozen=True, slots=True)

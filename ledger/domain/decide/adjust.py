@@ -20,6 +20,7 @@ def adjust(command: AdjustPoints, state: MemberState, ctx: Context) -> list[ev.M
     pv = ctx.policy_at(ctx.now)
     lot = None
     debits: list[ev.LotDebit] = []
+    arrears_added = 0
     if command.points > 0:
         lot = ev.NewLot(
             lot_id=next_id(state, "A"),
@@ -30,7 +31,10 @@ def adjust(command: AdjustPoints, state: MemberState, ctx: Context) -> list[ev.M
         )
     else:
         debits, missing = take(spendable_lots(state), -command.points)
-        if missing:
+        if missing and command.allow_arrears and pv.policy.refunds.clawback == "arrears":
+            # The program lets a balance go negative (arrears, repaid first by later earning).
+            arrears_added = missing
+        elif missing:
             raise Refusal(
                 "INSUFFICIENT_POINTS",
                 f"cannot remove {-command.points} points; {-command.points - missing} available",
@@ -45,7 +49,7 @@ def adjust(command: AdjustPoints, state: MemberState, ctx: Context) -> list[ev.M
             operator_id=command.operator_id,
             lot=lot,
             debits=tuple(debits),
-            arrears_added=0,
+            arrears_added=arrears_added,
             arrears_repaid=repaid(state.arrears, command.points),
             policy_version=pv.version,
         )

@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
-from google.rpc import code_pb2
 from grpc_status import rpc_status
 
 from ledger.application.keys import ALL_PROGRAMS, KeyRing, Principal, Role
 from ledger.application.principal import CURRENT
 from ledger.domain.errors import NotFound
-from ledger.entrypoints.grpc.errors import abort, error_info, status
+from ledger.entrypoints.grpc.errors import RpcCode, abort, error_info, status
 
 PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.read" for m in (
@@ -93,7 +92,7 @@ class Authenticator(_Interceptor):
             principal = self._principal(details, context)
             if permission is None or permission not in ROLE_PERMISSIONS[principal.role]:
                 _deny(
-                    context, code_pb2.PERMISSION_DENIED,
+                    context, RpcCode.PERMISSION_DENIED,
                     f"a {principal.role} key may not call {method.rsplit('/', 1)[-1]}: it needs {permission}",
                     "PERMISSION_DENIED", permission=permission or "unknown", role=principal.role,
                 )  # fmt: skip
@@ -101,12 +100,12 @@ class Authenticator(_Interceptor):
             if isinstance(program_id, str) and not principal.sees(program_id):
                 abort(context, NotFound("program", program_id))
             if permission == "deployment.manage" and principal.program_id != ALL_PROGRAMS:
-                _deny(context, code_pb2.PERMISSION_DENIED, "creating programs needs a deployment admin key ('*')",
+                _deny(context, RpcCode.PERMISSION_DENIED, "creating programs needs a deployment admin key ('*')",
                       "PERMISSION_DENIED", permission=permission, role=principal.role)
             if principal.store_id and hasattr(request, "context"):
                 named = request.context.store_id
                 if named and named != principal.store_id:
-                    _deny(context, code_pb2.PERMISSION_DENIED, f"this key acts for store {principal.store_id!r} only",
+                    _deny(context, RpcCode.PERMISSION_DENIED, f"this key acts for store {principal.store_id!r} only",
                           "STORE_NOT_ALLOWED", store_id=named)
                 request.context.store_id = principal.store_id
             return principal
@@ -118,7 +117,7 @@ class Authenticator(_Interceptor):
         principal = self._keys.authenticate(token) if token else None
         if principal is None:
             _deny(
-                context, code_pb2.UNAUTHENTICATED,
+                context, RpcCode.UNAUTHENTICATED,
                 "a valid API key is required: send 'authorization: Bearer <key>' (keys: ledger keys create)"
                 if token is None else "the API key is unknown, revoked or expired",
                 "UNAUTHENTICATED",

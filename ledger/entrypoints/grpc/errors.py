@@ -9,20 +9,21 @@ Every handler is wrapped by :func:`rpc`, which turns the exceptions of the facad
 * ``NotFound`` -> ``NOT_FOUND``, reason ``<KIND>_NOT_FOUND``;
 * ``Conflict`` -> ``ALREADY_EXISTS``, reason ``IDEMPOTENCY_KEY_REUSED``;
 * ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``; ``Contended`` -> ``ABORTED``;
-* anything else -> ``INTERNAL`` (logged, no details).
+* anything else -> ``INTERNAL`` with an error id (``google.rpc.RequestInfo.request_id``), logged with its trace.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 import structlog
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ledger.application.writer import Contended, Overloaded, StoreUnavailable
@@ -30,6 +31,23 @@ from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from policies.errors import NoPolicyInForce, PolicyInvalid, UnknownCode, UnknownPolicyVersion
 
 log = structlog.get_logger("ledger.entrypoints.grpc")
+
+class RpcCode:
+    """The ``google.rpc.Code`` numbers, from grpc's own table: importing ``google.rpc.code_pb2`` would clash with
+    the copy of ``google/rpc/code.proto`` that kurrentdbclient registers in the same descriptor pool."""
+
+    OK = grpc.StatusCode.OK.value[0]
+    INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
+    ALREADY_EXISTS = grpc.StatusCode.ALREADY_EXISTS.value[0]
+    PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
+    UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
+    RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    ABORTED = grpc.StatusCode.ABORTED.value[0]
+    INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+    UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
 
 DOMAIN = "loyalty.v1"
 
@@ -86,12 +104,12 @@ def bad_request(violations: Iterable[tuple[str, str]], message: str | None = Non
         ]
     )
     text = message or "; ".join(f"{FIELD_ALIASES.get(f, f)}: {d}" for f, d in items)
-    return status(code_pb2.INVALID_ARGUMENT, text, body)
+    return status(RpcCode.INVALID_ARGUMENT, text, body)
 
 
 def refusal_status(exc: Refusal) -> status_pb2.Status:
     """A refusal as raised: its reason and metadata are already the public ones (``docs/errors.md``)."""
-    code = code_pb2.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else code_pb2.FAILED_PRECONDITION
+    code = RpcCode.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else RpcCode.FAILED_PRECONDITION
     return status(code, exc.message, error_info(exc.reason, exc.metadata))
 
 
@@ -110,37 +128,42 @@ def status_of(exc: BaseException) -> status_pb2.Status:
         return refusal_status(exc)
     if isinstance(exc, NotFound):
         reason = exc.kind.upper().replace(" ", "_") + "_NOT_FOUND"
-        return status(code_pb2.NOT_FOUND, str(exc), error_info(reason, {"id": exc.identifier}))
+        return status(RpcCode.NOT_FOUND, str(exc), error_info(reason, {"id": exc.identifier}))
     if isinstance(exc, UnknownPolicyVersion):
-        return status(code_pb2.NOT_FOUND, str(exc), error_info("POLICY_VERSION_NOT_FOUND", {}))
+        return status(RpcCode.NOT_FOUND, str(exc), error_info("POLICY_VERSION_NOT_FOUND", {}))
     if isinstance(exc, NoPolicyInForce):
-        return status(code_pb2.FAILED_PRECONDITION, str(exc), error_info("POLICY_NOT_EFFECTIVE_YET", {}))
+        return status(RpcCode.FAILED_PRECONDITION, str(exc), error_info("POLICY_NOT_EFFECTIVE_YET", {}))
     if isinstance(exc, UnknownCode):
         return bad_request([(_UNKNOWN_CODE_FIELDS.get(exc.kind, exc.kind), str(exc))])
     if isinstance(exc, Conflict):
-        return status(code_pb2.ALREADY_EXISTS, exc.message, error_info("IDEMPOTENCY_KEY_REUSED", {}))
+        return status(RpcCode.ALREADY_EXISTS, exc.message, error_info("IDEMPOTENCY_KEY_REUSED", {}))
     if isinstance(exc, Overloaded):
         return status(
-            code_pb2.RESOURCE_EXHAUSTED, str(exc) or "the write queue is full",
+            RpcCode.RESOURCE_EXHAUSTED, str(exc) or "the write queue is full",
             error_info("WRITE_QUEUE_FULL", {"retry_after_ms": "100"}),
         )
     if isinstance(exc, StoreUnavailable):
-        return status(code_pb2.UNAVAILABLE, str(exc) or "the store is unavailable")
+        return status(RpcCode.UNAVAILABLE, str(exc) or "the store is unavailable")
     if isinstance(exc, Contended):
-        return status(code_pb2.ABORTED, str(exc), error_info("CONCURRENT_MODIFICATION", {}))
-    return status(code_pb2.INTERNAL, "internal error")
+        return status(RpcCode.ABORTED, str(exc), error_info("CONCURRENT_MODIFICATION", {}))
+    return status(RpcCode.INTERNAL, "internal error")
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException, *, idempotency_key: str = "") -> NoReturn:
-    status = status_of(exc)
-    if status.code == code_pb2.INTERNAL:
-        log.error("rpc_failed", error=repr(exc), exc_info=exc)
-    if idempotency_key and status.code == code_pb2.ALREADY_EXISTS and isinstance(exc, Conflict):
+    found = status_of(exc)
+    if found.code == RpcCode.INTERNAL:
+        # The caller gets an error id (in the message and as RequestInfo.request_id); the log has it with the trace.
+        error_id = uuid.uuid4().hex[:16]
+        log.error("rpc_failed", error_id=error_id, error=repr(exc), exc_info=exc)
+        found = status(
+            RpcCode.INTERNAL, f"internal error (error id {error_id})", error_details_pb2.RequestInfo(request_id=error_id)
+        )
+    if idempotency_key and found.code == RpcCode.ALREADY_EXISTS and isinstance(exc, Conflict):
         info = error_details_pb2.ErrorInfo()
-        status.details[0].Unpack(info)
+        found.details[0].Unpack(info)
         info.metadata["idempotency_key"] = idempotency_key
-        status.details[0].Pack(info)
-    context.abort_with_status(rpc_status.to_status(status))
+        found.details[0].Pack(info)
+    context.abort_with_status(rpc_status.to_status(found))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
@@ -148,7 +171,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rpc(handler: F) -> F:
-    """Wrap a servicer method (unary or server-streaming) so every failure becomes a proper status."""
+    """Wrap a servicer method (unary or server-streaming) so every failure becomes a proper status.
+
+    Every request first passes :func:`ledger.entrypoints.grpc.validation.check_request` (the limits common to all fields), so
+    no control character, overlong string, out-of-range time or number, or unknown enum value reaches a handler.
+    """
+
+    from ledger.entrypoints.grpc.validation import (
+        check_request,  # validation raises this module's InvalidFields
+    )
 
     def key_of(request: Any) -> str:
         return str(getattr(request, "idempotency_key", "") or "")
@@ -158,6 +189,7 @@ def rpc(handler: F) -> F:
         @functools.wraps(handler)
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
+                check_request(request)
                 yield from handler(self, request, context)
             except grpc.RpcError:
                 raise
@@ -169,6 +201,7 @@ def rpc(handler: F) -> F:
     @functools.wraps(handler)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            check_request(request)
             return handler(self, request, context)
         except grpc.RpcError:
             raise

@@ -361,9 +361,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         c.text("reason_code", request.reason_code, required=True)
         c.text("note", request.note, required=True, max_len=MAX_NOTE)
         c.done()
-        if request.allow_arrears:
-            # The ledger has no "debit into arrears" for manual adjustments yet; refuse rather than ignore it.
-            raise InvalidCommand("allow_arrears", "is not supported by this ledger version")
+        if request.allow_arrears and request.points > 0:
+            c.fail("allow_arrears", "applies to a removal (negative points) only")
+            c.done()
         result = self._run(
             request,
             cmd.AdjustPoints(
@@ -372,6 +372,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
                 reason_code=request.reason_code,
                 note=request.note,
                 operator_id=request.context.operator_id,
+                allow_arrears=request.allow_arrears,
             ),
         )
         adjusted: ev.PointsAdjusted | None = cv.first(result.events, ev.PointsAdjusted)

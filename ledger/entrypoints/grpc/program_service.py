@@ -29,7 +29,7 @@ def _document_text(document: str, fmt: int) -> str:
     if fmt == common_pb2.DOCUMENT_FORMAT_JSON:
         try:
             json.loads(document)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidCommand("document", f"document: (document): not a valid JSON document: {exc}") from exc
     return document
 
@@ -208,6 +208,7 @@ class ProgramService(program_pb2_grpc.ProgramServiceServicer):
         response.overrides_ended = n("overrides_ended")
         response.memberships_lapsed = n("memberships_lapsed")
         response.members_touched = n("members_ticked")
+        response.events_written = n("events_written")
         response.replayed = previous == to
         return response
 

@@ -130,6 +130,16 @@ def build_server(
     return server, port
 
 
+def watch_writer(app: LedgerApp, health_servicer: health.HealthServicer) -> bool:
+    """Health follows the writer: once its thread has ended nothing more can be written, so every service is
+    reported NOT_SERVING (a load balancer then takes this process out). Returns whether the writer is alive."""
+    if app.writer.alive:
+        return True
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return False
+
+
 #: Builds a worker's command line from the address it binds and the file it writes its port to once SERVING.
 WorkerCommand = Callable[[str, str], list[str]]
 
@@ -181,7 +191,12 @@ def serve(
             tmp.write_text(str(port))
             tmp.replace(port_file)
         reported: set[int] = set()
+        writer_reported = False
         while not stopping.wait(0.5):
+            watched = server_health.get(server)
+            if watched is not None and not watch_writer(app, watched) and not writer_reported:
+                writer_reported = True
+                log.error("writer_stopped", pid=pid)
             for child in children:
                 if child.pid not in reported and child.poll() is not None:
                     reported.add(child.pid)

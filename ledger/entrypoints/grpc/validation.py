@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.entrypoints.grpc.errors import InvalidFields
@@ -28,9 +30,22 @@ MAX_CONSUME_QUANTITY = 1000
 
 PROGRAM_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CALLER_ID = re.compile(r"[\x21-\x7e]{1,128}")
-# Timestamp range accepted by google.protobuf.Timestamp (0001-01-01 .. 9999-12-31).
-_MIN_SECONDS = -62135596800
-_MAX_SECONDS = 253402300799
+# Times the ledger accepts anywhere in a request: 1970-01-01T00:00:00Z (inclusive) .. 2200-01-01T00:00:00Z
+# (exclusive). Far enough for any business time, near enough that every date derived from one (expiries a year
+# on, reviews, grants) stays representable.
+_MIN_SECONDS = 0
+_MAX_SECONDS = 7258118400 - 1
+TIME_RANGE = "between 1970-01-01T00:00:00Z and 2199-12-31T23:59:59Z"
+#: Any integer field of a request, whatever its own limit.
+MAX_INTEGER = 10**12
+#: Any repeated field of a request.
+MAX_REPEATED = MAX_LINES
+#: String fields allowed longer than MAX_TEXT, with their limit in characters.
+LONG_TEXT: dict[str, int] = {"note": MAX_NOTE, "reason": MAX_NOTE, "document": MAX_DOCUMENT}
+#: String fields that may hold line breaks and tabs (still no other control character).
+MULTILINE = frozenset({"note", "reason", "document"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class Checks:
@@ -104,7 +119,7 @@ class Checks:
             return
         ts: Timestamp = getattr(message, name)
         if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000):
-            self.fail(field, "is not a valid timestamp")
+            self.fail(field, f"must be {TIME_RANGE}")
 
     # -- shared messages ------------------------------------------------------------------------------------
 
@@ -153,3 +168,66 @@ def check_purchase_shape(c: Checks, request: Any, *, order_required: bool = True
         if request.order_total_fen < lines_total:
             c.fail("order_total_fen", f"must not be below the sum of the lines ({lines_total})")
     c.context(request)
+
+
+# -- every field of every request ---------------------------------------------------------------------------------
+
+
+def check_request(request: Message) -> None:
+    """Limits that hold for every field of every request, whichever rpc it is for: raises ``InvalidFields``.
+
+    Walks the message generically: no string holds a control character (``note``, ``reason`` and ``document``
+    may hold tabs and line breaks) or is longer than its limit (128 characters; ``note`` and ``reason`` 1,000;
+    ``document`` 1 MiB), every set timestamp is within 1970..2199, every integer within +-10^12, every enum value
+    one the API defines, no repeated field longer than 200. The rpc's own checks then add what is particular to it.
+    """
+    c = Checks()
+    _walk(c, request, "")
+    c.done()
+
+
+def _walk(c: Checks, message: Message, prefix: str) -> None:
+    for fd, value in message.ListFields():
+        path = f"{prefix}{fd.name}"
+        if fd.is_repeated:
+            if len(value) > MAX_REPEATED:
+                c.fail(path, f"must have at most {MAX_REPEATED} entries")
+                continue
+            for i, item in enumerate(value):
+                _field(c, fd, item, f"{path}[{i}]")
+        else:
+            _field(c, fd, value, path)
+
+
+def _field(c: Checks, fd: FieldDescriptor, value: Any, path: str) -> None:
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        if isinstance(value, Timestamp):
+            if not (_MIN_SECONDS <= value.seconds <= _MAX_SECONDS and 0 <= value.nanos < 1_000_000_000):
+                c.fail(path, f"must be {TIME_RANGE}")
+        elif fd.message_type is not None and fd.message_type.full_name.startswith("google.protobuf."):
+            c.fail(path, "is not supported")
+        else:
+            _walk(c, value, f"{path}.")
+    elif fd.type == FieldDescriptor.TYPE_STRING:
+        _string(c, fd.name, value, path)
+    elif fd.type == FieldDescriptor.TYPE_BYTES:
+        if len(value) > MAX_DOCUMENT:
+            c.fail(path, "must be at most 1 MiB")
+    elif fd.type == FieldDescriptor.TYPE_ENUM:
+        if fd.enum_type is not None and fd.enum_type.values_by_number.get(value) is None:
+            c.fail(path, f"unknown value {value}")
+    elif fd.type != FieldDescriptor.TYPE_BOOL and not -MAX_INTEGER <= value <= MAX_INTEGER:
+        c.fail(path, f"must be between {-MAX_INTEGER} and {MAX_INTEGER}")
+
+
+def _string(c: Checks, name: str, value: str, path: str) -> None:
+    control = (_CONTROL_MULTILINE if name in MULTILINE else _CONTROL).search(value)
+    if control is not None:
+        c.fail(path, f"must not contain the control character U+{ord(control.group()):04X}")
+        return
+    limit = LONG_TEXT.get(name, MAX_TEXT)
+    if name == "document":
+        if len(value.encode()) > limit:
+            c.fail(path, "must be at most 1 MiB")
+    elif len(value) > limit:
+        c.fail(path, f"must be at most {limit} characters")
