@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TypeVar, cast
 import grpc
 import structlog
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ledger.application.writer import Contended, Overloaded, StoreUnavailable
@@ -31,6 +31,20 @@ from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from policies.errors import NoPolicyInForce, PolicyInvalid, UnknownCode, UnknownPolicyVersion
 
 log = structlog.get_logger("ledger.api")
+
+
+class code_pb2:
+    """The ``google.rpc.Code`` numbers used here. ``google.rpc.code_pb2`` itself is not imported: the KurrentDB
+    client registers its own copy of ``google/rpc/code.proto``, and the two cannot be loaded in one process."""
+
+    NOT_FOUND = 5
+    INVALID_ARGUMENT = 3
+    ALREADY_EXISTS = 6
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    INTERNAL = 13
+    UNAVAILABLE = 14
 
 DOMAIN = "loyalty.v1"
 
