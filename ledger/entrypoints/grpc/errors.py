@@ -50,19 +50,6 @@ class RpcCode:
 
 
 
-class code_pb2:
-    """The ``google.rpc.Code`` numbers used here. ``google.rpc.code_pb2`` itself is not imported: the KurrentDB
-    client registers its own copy of ``google/rpc/code.proto``, and the two cannot be loaded in one process."""
-
-    NOT_FOUND = 5
-    INVALID_ARGUMENT = 3
-    ALREADY_EXISTS = 6
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    INTERNAL = 13
-    UNAVAILABLE = 14
-
 DOMAIN = "loyalty.v1"
 
 #: Refusal reasons that say "a caller-chosen id is already taken": ALREADY_EXISTS, not FAILED_PRECONDITION.
