@@ -31,7 +31,15 @@ from ledger.domain import program as program_events
 from ledger.domain.errors import Conflict, DomainError, InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
 from policies import OrderLine, Policy, dump_policy, load_policy
-from tests.model.reference_model import WINDOW_MONTHS, MLot, ModelRefusal, ReferenceModel, shift_months
+from tests.model.reference_model import (
+    TIER_MIN_GROWTH,
+    TZ,
+    WINDOW_MONTHS,
+    MLot,
+    ModelRefusal,
+    ReferenceModel,
+    shift_months,
+)
 
 PROGRAM_START = datetime(2026, 1, 20, 2, 0, tzinfo=UTC)
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
@@ -42,7 +50,7 @@ SKUS = ("LS-RICE-CEREAL-01", "SKU-1", "SKU-2")
 BEHAVIOURS = ("check_in", "review", "review_with_photos", "offline_event", "workshop", "referral")
 
 DEEP = os.environ.get("LEDGER_DEEP_TESTS", "") not in ("", "0")
-MAX_EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "400" if DEEP else "30"))
+MAX_EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "500" if DEEP else "60"))
 STEPS = int(os.environ.get("LEDGER_MODEL_STEPS", "80" if DEEP else "40"))
 
 LineSpec = tuple[str, str, int, int]  # sku, category, quantity, paid fen
@@ -284,10 +292,11 @@ class ModelMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.orders)
     @rule(pick=st.integers(0, 100), whole=st.booleans(), line=st.integers(0, 2),
           fen=st.one_of(st.integers(1, 2_000), st.integers(1, 300_000)), reuse=st.integers(0, 9),
-          rpick=st.integers(0, 100), paid_with_points=st.booleans())
+          rpick=st.integers(0, 100), paid_with_points=st.booleans(), eighths=st.integers(0, 8))
     def refund(self, pick: int = 0, whole: bool = True, line: int = 0, fen: int = 1, reuse: int = 1,
-               rpick: int = 0, paid_with_points: bool = False) -> None:
+               rpick: int = 0, paid_with_points: bool = False, eighths: int = 0) -> None:
         """Refund a whole order or ``fen`` of one of its lines (possibly more than is left: refused);
+        ``eighths`` 1..8 refunds that many eighths of what is left of the line instead of ``fen``;
         ``paid_with_points`` prefers an order that points paid for."""
         payments = self.model.member(MEMBER).payments
         paid = [o for o in self.orders if payments.get(o)]
@@ -297,13 +306,21 @@ class ModelMachine(RuleBasedStateMachine):
         refund_id = self._pick(self.refund_ids, rpick) if reuse == 0 and self.refund_ids else self._next("R")
         assert refund_id is not None
         self.refund_ids.append(refund_id)
+        recorded = self.model.member(MEMBER).orders[order_id].lines
+        line = line % len(recorded)
+        left = recorded[f"l{line}"].paid - recorded[f"l{line}"].refunded
+        if eighths and left >= 8:
+            fen = left * eighths // 8
         lines = () if whole else (cmd.RefundLine(f"l{line}", fen),)
         model_lines = None if whole else [(f"l{line}", fen)]
         self.both(cmd.RefundPurchase(MEMBER, order_id, refund_id, lines), None,
                   lambda: self.model.refund(MEMBER, order_id, refund_id, model_lines))
 
-    @rule(points=st.integers(-3_000, 3_000).filter(bool))
-    def adjust(self, points: int) -> None:
+    @rule(points=st.integers(-3_000, 3_000).filter(bool), portion=st.integers(0, 3))
+    def adjust(self, points: int, portion: int = 0) -> None:
+        """A manual credit or debit; ``portion`` 1..3 debits that many quarters of what is available instead."""
+        if portion and self.model.member(MEMBER).available >= 4:
+            points = -(self.model.member(MEMBER).available * portion // 4)
         self.both(cmd.AdjustPoints(MEMBER, points, "GOODWILL", "model test", "op1"), None,
                   lambda: self.model.adjust(MEMBER, points))
 
@@ -321,12 +338,51 @@ class ModelMachine(RuleBasedStateMachine):
         st.integers(1, 60 * 24 * 200),
         st.integers(60 * 24 * 300, 60 * 24 * 420),
     ))
-    def advance(self, minutes: int) -> None:
+    def advance(self, minutes: int, to: datetime | None = None) -> None:
         """Move the test clock: minutes (hold time-outs), weeks (activation, member day), months (expiry, reviews)."""
-        to = self.now + timedelta(minutes=minutes)
+        to = to or self.now + timedelta(minutes=minutes)
         self.app.advance_clock(PROGRAM, to, self._next("clock"))
         self.model.advance(to)
         self.check()
+
+    @rule(kind=st.sampled_from(("activation", "expiry", "hold", "review", "member_day", "month")),
+          offset=st.one_of(st.sampled_from((-1, 0, 1)), st.integers(-20, 2)))
+    def advance_to(self, kind: str, offset: int) -> None:
+        """Move the clock to ``offset`` minutes around the next moment of a kind: a pending lot activating,
+        an active lot expiring, a hold timing out, a tier review or downgrade, the next 15th, the next 1st
+        (local midnight). The boundaries are where off-by-one rules show."""
+        m = self.model.member(MEMBER)
+        moments: list[datetime] = []
+        if kind == "activation":
+            moments = [lot.active_at for lot in m.lots if not lot.active]
+        elif kind == "expiry":
+            moments = [lot.expires_at for lot in m.lots if lot.active and not lot.expired and lot.remaining]
+        elif kind == "hold":
+            moments = [h.expires_at for h in m.holds.values()]
+        elif kind == "review":
+            moments = [t for t in (m.next_review, m.notice[1] if m.notice else None) if t is not None]
+        else:
+            day = self.now.astimezone(TZ).date()
+            while True:
+                day += timedelta(days=1)
+                if day.day == (15 if kind == "member_day" else 1):
+                    break
+            moments = [datetime(day.year, day.month, day.day, tzinfo=TZ).astimezone(UTC)]
+        later = [t + timedelta(minutes=offset) for t in moments if t + timedelta(minutes=offset) > self.now]
+        if later:
+            self.advance(minutes=0, to=min(later))
+
+    @rule(over=st.sampled_from((-1, 0, 0, 1)), days_ago=st.sampled_from((0, 0, 3)))
+    def reach_next_tier(self, over: int, days_ago: int) -> None:
+        """A sale that brings the growth in the window to exactly the next tier's threshold (or one off)."""
+        m = self.model.member(MEMBER)
+        growth = m.growth_in_window(self.now)
+        above = [g for g in TIER_MIN_GROWTH.values() if g > growth]
+        if not above:
+            return
+        need = min(above) - growth + over
+        if need > 0:
+            self._purchase(self._next("O"), [("SKU-2", "toys", 1, need * 100)], self.now - timedelta(days=days_ago), 0)
 
     # -- the comparison ------------------------------------------------------------------------------------
 
