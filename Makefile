@@ -4,6 +4,7 @@
 #
 #   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
 #   make test             lint, type-check, proto lint, then the whole test suite
+#   make test-deep        the model-based and property tests with many more and longer random histories
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -27,11 +28,12 @@ PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
 RELEASED_PROTO ?= proto/released/loyalty-v1-0.1.0.binpb
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test lint typecheck buf-lint buf-breaking pytest bench clean distclean
+.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest bench clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
 	@echo "make test       gen, ruff, mypy, buf lint, then pytest (extra pytest flags: PYTEST_ARGS=...)"
+	@echo "make test-deep  the model-based and property tests with many more examples (LEDGER_DEEP_TESTS=1; minutes)"
 	@echo "make venv       create $(VENV) and install the package with extras [$(EXTRAS)]"
 	@echo "make gen        generate the Python package loyalty/ from proto/"
 	@echo "make lint       ruff check and the import contracts (lint-imports, pyproject.toml)"
@@ -75,6 +77,11 @@ test: gen
 	@$(MAKE) typecheck
 	@$(MAKE) buf-lint
 	@$(MAKE) pytest
+
+# The same tests as in `make test`, with budgets for a night run rather than CI (LEDGER_DEEP_TESTS=1; the
+# model-based test also takes LEDGER_MODEL_EXAMPLES and LEDGER_MODEL_STEPS).
+test-deep: gen
+	LEDGER_DEEP_TESTS=1 $(VENV)/bin/pytest -p no:cacheprovider --timeout=0 tests/model tests/property $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,7 @@ of the lots; a retried command changes nothing; the projections verify against t
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ PROGRAM = "prop"
 MEMBERS = ("m1", "m2")
 CATEGORIES = ("infant_formula", "toys", "clothing")
 SKUS = ("LS-RICE-CEREAL-01", "SKU-1", "SKU-2")
+DEEP = os.environ.get("LEDGER_DEEP_TESTS", "") not in ("", "0")  # `make test-deep`
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -153,7 +155,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=400 if DEEP else 40, stateful_step_count=60 if DEEP else 30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_ledger_invariants = LedgerMachine.TestCase
 
@@ -168,6 +170,6 @@ class PostgresLedgerMachine(LedgerMachine):
 
 
 PostgresLedgerMachine.TestCase.settings = settings(
-    max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=100 if DEEP else 12, stateful_step_count=60 if DEEP else 30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_ledger_invariants_on_postgresql = PostgresLedgerMachine.TestCase
