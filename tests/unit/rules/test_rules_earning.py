@@ -23,7 +23,15 @@ import pytest
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.errors import Refusal
-from policies import EarningContext, OrderLine, Policy, PolicyHistory, PolicyVersion, earn_order, policy_from_data
+from policies import (
+    EarningContext,
+    OrderLine,
+    Policy,
+    PolicyHistory,
+    PolicyVersion,
+    earn_order,
+    policy_from_data,
+)
 from tests.unit.rules.member import POLICY, Member, line, sh
 
 PLAIN_DAY = sh(2026, 3, 10, 10)  # not the 15th, not June, no campaign for an active member
