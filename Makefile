@@ -4,6 +4,8 @@
 #
 #   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
 #   make test             lint, type-check, proto lint, then the whole test suite
+#   make mutation         mutmut over policies/ and ledger/domain/ against tests/unit; writes docs/mutation.md
+#   make mutation-sample  a fixed sample of the rule code's mutants; fails if a non-equivalent one survives
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,7 +28,7 @@ BUF_CONFIG   := {"version":"v2","modules":[{"path":"proto"}],"lint":{"use":["STA
 PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test lint typecheck buf-lint pytest bench clean distclean
+.PHONY: help venv gen serve test lint typecheck buf-lint pytest bench mutation mutation-sample clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
@@ -37,6 +39,8 @@ help:
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
+	@echo "make mutation   mutmut over policies/ and ledger/domain/ (slow; one worker), report in docs/mutation.md"
+	@echo "make mutation-sample  mutants sampled by a fixed seed from the rule code; fails on a survivor"
 	@echo "make clean      remove generated code, build output and caches (make distclean: also $(VENV) and var/)"
 
 # --- set-up ---------------------------------------------------------------------------------------------------
@@ -104,10 +108,26 @@ pytest: gen
 	if [ "$$rc" -eq 5 ]; then echo "pytest: no tests were collected"; rc=0; fi; \
 	exit "$$rc"
 
+# --- mutation testing (docs/mutation.md) -------------------------------------------------------------------
+# mutmut works in mutants/ (kept between runs: only functions that changed are tested again; remove it to
+# start afresh). One worker, niced: the run shares the machine.
+MUTATION_JOBS ?= 1
+MUTATION_ARGS ?=
+
+mutation: gen
+	@start=$$(date +%s); rc=0; \
+	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTATION_ARGS) || rc=$$?; \
+	secs=$$(( $$(date +%s) - start )); \
+	$(PY) scripts/mutation_report.py --wall-time "$$((secs / 60)) min $$((secs % 60)) s"; \
+	exit "$$rc"
+
+mutation-sample: gen
+	nice -n 10 $(PY) scripts/mutation_sample.py $(MUTATION_ARGS)
+
 # --- housekeeping ---------------------------------------------------------------------------------------------
 
 clean:
-	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
