@@ -16,12 +16,15 @@ from ledger.domain.commands import (
     CommitHold,
     HoldPoints,
     MemberCommand,
+    MergeMembers,
+    OverrideTier,
     RecordPurchase,
     RefundLine,
     RefundPurchase,
     ReleaseHold,
 )
 from ledger.domain.decide import Context, decide, tick
+from ledger.domain.decide.members import merge
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
@@ -695,3 +698,92 @@ def test_a_refund_is_judged_under_the_policy_in_force_when_it_is_recorded() -> N
 
 def test_time_everywhere_is_utc_aware() -> None:
     assert sh(2026, 3, 11).astimezone(UTC) == datetime(2026, 3, 10, 16, tzinfo=UTC)
+
+
+# -- merging members ---------------------------------------------------------------------------------------------
+
+
+def other_member(member_id: str, at: datetime = ENROLLED) -> MemberState:
+    state = MemberState(program_id="ls", member_id=member_id)
+    return fold(state, [ev.MemberEnrolled(at=at, member_id=member_id, identities=("card:9",), tier="regular", policy_version=1)])
+
+
+def test_a_merge_moves_the_unexpired_lots_with_their_dates_arrears_growth_and_referrals() -> None:
+    target = member()
+    source = other_member("m2")
+    # the source: a spent lot, a pending sale, an active referral lot, and an expired lot
+    run_as = Context(now=sh(2026, 3, 1, 10), at=sh(2026, 3, 1, 10), policies=HISTORY)
+    fold(source, decide(AdjustPoints("m2", 10, "GOODWILL", "n", "op"), source, run_as))
+    spent = next(iter(source.lots))
+    fold(source, decide(AdjustPoints("m2", -10, "FIX", "n", "op"), source, run_as))
+    fold(source, decide(AwardPoints("m2", "referral", "inv-1"), source, run_as))
+    referral = next(lot_id for lot_id in source.lots if lot_id != spent)
+    sale_ctx = Context(now=sh(2026, 3, 2, 10), at=sh(2026, 3, 2, 10), policies=HISTORY)
+    fold(source, decide(RecordPurchase("m2", "O1", (line("L1", 25000),), 25000), source, sale_ctx))
+    source.arrears = 7
+    now = sh(2026, 3, 3, 10)
+    target_events, source_events = merge(MergeMembers("m1", "m2"), target, source, Context(now=now, at=now, policies=HISTORY))
+    absorbed = target_events[0]
+    assert isinstance(absorbed, ev.MemberAbsorbed)
+    assert [(t.lot_id, t.source_lot_id, t.points, t.active) for t in absorbed.lots] == [
+        (f"M-m2-{referral}", referral, 200, True), ("M-m2-P-O1", "P-O1", 250, False),
+    ]
+    moved = absorbed.lots[1]
+    assert (moved.occurred_at, moved.active_at, moved.expires_at) == (sh(2026, 3, 2, 10), sh(2026, 3, 9, 10), sh(2027, 4, 1))
+    assert (absorbed.from_member_id, absorbed.arrears, absorbed.identities) == ("m2", 7, ("card:9",))
+    assert [(g.at, g.amount) for g in absorbed.growth] == [(sh(2026, 3, 1, 10), 200), (sh(2026, 3, 2, 10), 250)]
+    assert absorbed.referrals == (sh(2026, 3, 1, 10),)
+    assert source_events == [ev.MemberMerged(at=now, into_member_id="m1", points_moved=450, arrears_moved=7)]
+    # 450 growth and one referral move: not enough for Silver (2,000 or 3 referrals)
+    assert not [e for e in target_events if isinstance(e, ev.TierChanged)]
+
+
+def test_a_merge_upgrades_the_survivor_on_the_growth_it_brings() -> None:
+    target = member()
+    source = other_member("m2")
+    at = sh(2026, 3, 2, 10)
+    fold(source, decide(RecordPurchase("m2", "O1", (line("L1", 150000),), 150000), source, Context(now=at, at=at, policies=HISTORY)))
+    fold(target, decide(RecordPurchase("m1", "O1", (line("L1", 50000),), 50000), target, Context(now=at, at=at, policies=HISTORY)))
+    now = sh(2026, 3, 3, 10)
+    target_events, _ = merge(MergeMembers("m1", "m2"), target, source, Context(now=now, at=now, policies=HISTORY))
+    [changed] = [e for e in target_events if isinstance(e, ev.TierChanged)]
+    assert (changed.from_tier, changed.to_tier, changed.growth_in_window) == ("regular", "silver", 2000)
+
+
+def test_a_member_with_open_holds_or_itself_cannot_be_merged() -> None:
+    target = member()
+    source = other_member("m2")
+    now = sh(2026, 3, 3, 10)
+    ctx = Context(now=now, at=now, policies=HISTORY)
+    with pytest.raises(InvalidCommand) as caught:
+        merge(MergeMembers("m1", "m1"), target, target, ctx)
+    assert caught.value.field == "source_member_id"
+    fold(source, decide(AdjustPoints("m2", 10, "GOODWILL", "n", "op"), source, ctx))
+    fold(source, decide(HoldPoints("m2", "H1", "X", 5, 10000), source, ctx))
+    with pytest.raises(Refusal) as refusal:
+        merge(MergeMembers("m1", "m2"), target, source, ctx)
+    assert (refusal.value.reason, refusal.value.metadata) == ("HOLDS_OPEN", {"member_id": "m2", "open_holds": "1"})
+    with pytest.raises(NotFound):
+        merge(MergeMembers("m1", "m3"), target, MemberState(program_id="ls", member_id="m3"), ctx)
+
+
+# -- operator overrides ------------------------------------------------------------------------------------------
+
+
+def test_a_temporary_upgrade_must_be_above_the_earned_tier_and_grants_the_perks_of_the_tier() -> None:
+    state = member()
+    now = sh(2026, 3, 3, 10)
+    ends = now + timedelta(days=7)
+    refusal = refused(state, OverrideTier("m1", "regular", "temporary_upgrade", ends, "invited friends", "op-1"), now)
+    assert (refusal.reason, refusal.metadata) == ("NOT_AN_UPGRADE", {"tier": "regular", "earned_tier": "regular"})
+    events = run(state, OverrideTier("m1", "gold", "temporary_upgrade", ends, "invited friends", "op-1"), now)
+    assert events[0] == ev.TierOverrideSet(
+        at=now, tier="gold", kind="temporary_upgrade", ends_at=ends, reason="invited friends", operator_id="op-1"
+    )
+    assert sorted(e.benefit for e in events if isinstance(e, ev.EntitlementGranted)) == ["parenting_consultant", "priority_trial"]
+    # an override may also set a tier below the earned one: nothing is granted, nothing to revoke at regular
+    down = run(state, OverrideTier("m1", "regular", "override", ends, "support case", "op-2"), now)
+    assert isinstance(down[0], ev.TierOverrideSet) and down[0].kind == "override"
+    assert sorted(e.entitlement_id.split("/")[1].split("-")[1] for e in down if isinstance(e, ev.EntitlementRevoked)) == [
+        "parenting_consultant", "priority_trial",
+    ]
