@@ -18,12 +18,14 @@ from ledger.domain.commands import (
     MemberCommand,
     MergeMembers,
     OverrideTier,
+    Profile,
     RecordPurchase,
     RefundLine,
     RefundPurchase,
     ReleaseHold,
 )
 from ledger.domain.decide import Context, decide, tick
+from ledger.domain.decide.earning import cap_usage
 from ledger.domain.decide.members import merge
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import fold
@@ -787,3 +789,39 @@ def test_a_temporary_upgrade_must_be_above_the_earned_tier_and_grants_the_perks_
     assert sorted(e.entitlement_id.split("/")[1].split("-")[1] for e in down if isinstance(e, ev.EntitlementRevoked)) == [
         "parenting_consultant", "priority_trial",
     ]
+
+
+# -- cap usage and the earning context --------------------------------------------------------------------------
+
+
+def test_cap_usage_reports_a_month_only_cap_and_counts_through_a_moment_or_the_whole_period() -> None:
+    state = member()
+    award(state, "referral", sh(2026, 3, 10, 10), reference="a")
+    award(state, "referral", sh(2026, 3, 20, 10), reference="b")
+    [month] = cap_usage(state, POLICY, "referrals", sh(2026, 3, 15))
+    assert (month.period, month.limit, month.used, month.remaining, month.resets_at) == ("MONTH", 10, 2, 8, sh(2026, 4, 1))
+    [through] = cap_usage(state, POLICY, "referrals", sh(2026, 3, 15), through=True)
+    assert through.used == 1
+    [at_award] = cap_usage(state, POLICY, "referrals", sh(2026, 3, 20, 10), through=True)
+    assert at_award.used == 2
+    day, month = cap_usage(state, POLICY, "reviews", sh(2026, 3, 31, 23, 59))
+    assert (day.period, day.limit, day.resets_at, month.period, month.limit, month.resets_at) == (
+        "DAY", 3, sh(2026, 4, 1), "MONTH", 20, sh(2026, 4, 1),
+    )
+    assert cap_usage(state, POLICY, "nope", sh(2026, 3, 15)) == []
+
+
+def test_a_sale_is_judged_with_the_members_birth_month_card_and_override_at_its_business_time() -> None:
+    state = member()
+    ctx = Context(now=sh(2026, 3, 10, 10), at=sh(2026, 3, 10, 10), policies=HISTORY, profile=Profile(birth_month=3))
+    fold(state, decide(RecordPurchase("m1", "O1", (line("L1", 1000),), 1000), state, ctx))
+    assert (state.orders["O1"].lines["L1"].earned, state.lots["P-O1"].amount) == (20, 20)  # birthday month x2
+    recorded = only(run(state, OverrideTier("m1", "gold", "temporary_upgrade", sh(2026, 3, 20), "r", "op"), sh(2026, 3, 11)), ev.TierOverrideSet)
+    assert recorded.at == sh(2026, 3, 11)
+    gold = only(sale(state, "O2", (line("L1", 1000),), now=sh(2026, 3, 12, 10)), ev.PurchaseRecorded)
+    assert isinstance(gold, ev.PurchaseRecorded)
+    assert (gold.tier, gold.multiplier_rule, gold.points) == ("gold", "tier:gold", 15)
+    # a late sale from before the upgrade is judged as a regular member
+    late = only(sale(state, "O3", (line("L1", 1000),), now=sh(2026, 3, 12, 11), at=sh(2026, 3, 10, 9)), ev.PurchaseRecorded)
+    assert isinstance(late, ev.PurchaseRecorded)
+    assert (late.tier, late.points) == ("regular", 10)
