@@ -5,6 +5,8 @@
 #   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
 #   make test             lint, type-check, proto lint, then the whole test suite
 #   make test-deep        the model-based and property tests with many more and longer random histories
+#   make mutation         mutmut over policies/ and ledger/domain/ against tests/unit; writes docs/mutation.md
+#   make mutation-sample  a fixed sample of the rule code's mutants; fails if a non-equivalent one survives
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,7 +30,7 @@ PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
 RELEASED_PROTO ?= proto/released/loyalty-v1-0.1.0.binpb
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest bench clean distclean
+.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest bench mutation mutation-sample clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
@@ -41,6 +43,8 @@ help:
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
 	@echo "make buf-breaking  buf breaking of proto/ against the last released contract (needs npx)"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
+	@echo "make mutation   mutmut over policies/ and ledger/domain/ (slow; one worker), report in docs/mutation.md"
+	@echo "make mutation-sample  mutants sampled by a fixed seed from the rule code; fails on a survivor"
 	@echo "make clean      remove generated code, build output and caches (make distclean: also $(VENV) and var/)"
 
 # --- set-up ---------------------------------------------------------------------------------------------------
@@ -120,10 +124,26 @@ pytest: gen
 	@echo "$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)"; \
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# --- mutation testing (docs/mutation.md) -------------------------------------------------------------------
+# mutmut works in mutants/ (kept between runs: only functions that changed are tested again; remove it to
+# start afresh). One worker, niced: the run shares the machine.
+MUTATION_JOBS ?= 1
+MUTATION_ARGS ?=
+
+mutation: gen
+	@start=$$(date +%s); rc=0; \
+	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTATION_ARGS) || rc=$$?; \
+	secs=$$(( $$(date +%s) - start )); \
+	$(PY) scripts/mutation_report.py --wall-time "$$((secs / 60)) min $$((secs % 60)) s"; \
+	exit "$$rc"
+
+mutation-sample: gen
+	nice -n 10 $(PY) scripts/mutation_sample.py $(MUTATION_ARGS)
+
 # --- housekeeping ---------------------------------------------------------------------------------------------
 
 clean:
-	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
