@@ -11,7 +11,7 @@ from typing import Any
 
 from ledger.domain.commands import Envelope
 from ledger.domain.events import MemberEvent, decode, encode
-from ledger.domain.state import Balances
+from ledger.domain.state import Balances, MemberState
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,9 @@ class CommandResult:
     recorded_at: datetime
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    state_after: MemberState | None = field(default=None, compare=False, repr=False)
+    """A private copy of the member's state right after the command, when the caller asked for it (the answer is
+    then built from the write itself, with no second trip to the writer). Never kept: a replayed result has None."""
 
     def to_bytes(self, encoded: Sequence[bytes] | None = None) -> bytes:
         """The result as kept with its idempotency key. ``encoded``: the events' payloads if the caller already

@@ -388,10 +388,20 @@ class LedgerApp(ProgramDirectory):
 
     # -- members --------------------------------------------------------------------------------------------
 
-    def execute(self, envelope: cmd.Envelope) -> CommandResult:
+    def execute(self, envelope: cmd.Envelope, *, with_state: bool = False) -> CommandResult:
+        """Run one member command through the writer. ``with_state``: the result also carries a copy of the
+        member's state after the command, for an answer that needs more than its events and balance."""
         self.program(envelope.program_id)
-        result: CommandResult = self.writer.execute(envelope)
+        result: CommandResult = self.writer.execute(envelope, with_state=with_state)
         return result
+
+    def after(self, result: CommandResult) -> MemberView:
+        """The member as the write left it: from the result's own state copy when it has one; a replayed
+        result has none, so the member's state now is read instead."""
+        if result.state_after is None:
+            return self.view(result.program_id, result.member_id)
+        policies = self.program(result.program_id).policies
+        return MemberView(result.state_after, result.recorded_at, policies.in_force_at(result.recorded_at))
 
     def enroll(
         self,

@@ -99,6 +99,7 @@ Request = cmd.Envelope | Quote | Peek
 @dataclass(slots=True)
 class _Pending:
     request: Request
+    with_state: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -190,14 +191,16 @@ class CommandWriter:
 
     # -- callers --------------------------------------------------------------------------------------------
 
-    def execute(self, request: Request, timeout: float = 30.0) -> Any:
-        return self.execute_many([request], timeout)[0]
+    def execute(self, request: Request, timeout: float = 30.0, *, with_state: bool = False) -> Any:
+        """Submit one request and wait for its result. ``with_state``: a command's result carries a private copy
+        of the member's state after it (:attr:`CommandResult.state_after`)."""
+        return self.execute_many([request], timeout, with_state=with_state)[0]
 
-    def execute_many(self, requests: Sequence[Request], timeout: float = 60.0) -> list[Any]:
+    def execute_many(self, requests: Sequence[Request], timeout: float = 60.0, *, with_state: bool = False) -> list[Any]:
         """Submit several requests at once; results (or exceptions, raised for a single request) in order."""
         if self._stopped:
             raise StoreUnavailable("the ledger is shutting down")
-        pendings = [_Pending(r) for r in requests]
+        pendings = [_Pending(r, with_state) for r in requests]
         for p in pendings:
             try:
                 self._queue.put_nowait(p)
@@ -299,7 +302,7 @@ class CommandWriter:
                         answered.append((p, CommandResult.from_bytes(found.response)))
                         continue
                     keys[k] = (fp, p)
-                result, payloads = self._stage(req, staged)
+                result, payloads = self._stage(req, staged, with_state=p.with_state)
                 if req.idempotency_key:
                     records.append(
                         CommandRecord(
@@ -512,7 +515,9 @@ class CommandWriter:
         self._catch_up(s, ctx)
         return PeekResult(s.state.clone(), ctx.now)
 
-    def _stage(self, req: cmd.Envelope, staged: dict[str, _Staged]) -> tuple[CommandResult, list[bytes] | None]:
+    def _stage(
+        self, req: cmd.Envelope, staged: dict[str, _Staged], *, with_state: bool = False
+    ) -> tuple[CommandResult, list[bytes] | None]:
         """Decide one command and apply its events; the result, and the payloads of its events as encoded for
         the log (None if they are not at hand) so that the recorded answer does not encode them again."""
         command = req.command
@@ -552,6 +557,7 @@ class CommandWriter:
             version=s.state.version,
             balance=Balances.of(s.state),
             recorded_at=ctx.now,
+            state_after=s.state.clone() if with_state else None,
         )
         return result, payloads
 

@@ -49,9 +49,24 @@ class BenefitWrites(MemberBase):
         c.caller_id("member_id", request.member_id)
         c.context(request, operator_required=operator_required)
 
-    def _run(self, request: Any, command: cmd.MemberCommand, *, business_time: bool = True) -> CommandResult:
+    def _run(
+        self,
+        request: Any,
+        command: cmd.MemberCommand,
+        *,
+        business_time: bool = True,
+        with_state: bool = False,
+    ) -> CommandResult:
+        """Execute the request's command; ``with_state`` when the answer needs the member's state after it."""
         return self.app.execute(
-            cv.envelope(request.program_id, command, request.idempotency_key, request.context, business_time=business_time)
+            cv.envelope(
+                request.program_id,
+                command,
+                request.idempotency_key,
+                request.context,
+                business_time=business_time,
+            ),
+            with_state=with_state,
         )
 
     @rpc
@@ -73,9 +88,10 @@ class BenefitWrites(MemberBase):
                 plan=request.plan_code,
                 paid_fen=request.paid_fen,
             ),
+            with_state=True,
         )
         bought: ev.MembershipPurchased | None = cv.first(result.events, ev.MembershipPurchased)
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.after(result)
         response = ledger_pb2.PurchaseMembershipResponse(
             renewal=bool(bought is not None and bought.renewal_of),
             policy_version=bought.policy_version if bought is not None else 0,
@@ -85,7 +101,9 @@ class BenefitWrites(MemberBase):
         state = view.state.memberships.get(request.membership_id)
         if state is not None:
             response.membership.CopyFrom(cv.membership(state, view.policy.policy))
-        response.granted.extend(cv.granted_entitlement(g) for g in cv.of_type(result.events, ev.EntitlementGranted))
+        response.granted.extend(
+            cv.granted_entitlement(g) for g in cv.of_type(result.events, ev.EntitlementGranted)
+        )
         return response
 
     @rpc
@@ -99,10 +117,13 @@ class BenefitWrites(MemberBase):
         c.done()
         result = self._run(
             request,
-            cmd.CancelMembership(member_id=request.member_id, membership_id=request.membership_id, reason=request.reason),
+            cmd.CancelMembership(
+                member_id=request.member_id, membership_id=request.membership_id, reason=request.reason
+            ),
+            with_state=True,
         )
         cancelled: ev.MembershipCancelled | None = cv.first(result.events, ev.MembershipCancelled)
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.after(result)
         response = ledger_pb2.CancelMembershipResponse(
             refund_fen=cancelled.refund_fen if cancelled is not None else 0,
             tier_after=queries.current_tier(view.state, view.policy.policy, view.now),
@@ -118,7 +139,9 @@ class BenefitWrites(MemberBase):
         return response
 
     @rpc
-    def OverrideTier(self, request: ledger_pb2.OverrideTierRequest, context: grpc.ServicerContext) -> ledger_pb2.OverrideTierResponse:
+    def OverrideTier(
+        self, request: ledger_pb2.OverrideTierRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.OverrideTierResponse:
         c = Checks()
         self._common(c, request, operator_required=True)
         c.text("tier", request.tier, required=True)
@@ -139,8 +162,9 @@ class BenefitWrites(MemberBase):
                 reason=request.reason,
                 operator_id=request.context.operator_id,
             ),
+            with_state=True,
         )
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.after(result)
         response = ledger_pb2.OverrideTierResponse(
             member_id=request.member_id,
             tier=queries.current_tier(view.state, view.policy.policy, view.now),
@@ -172,8 +196,9 @@ class BenefitWrites(MemberBase):
                 store_id=request.context.store_id,
                 quantity=quantity,
             ),
+            with_state=True,
         )
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.after(result)
         response = ledger_pb2.ConsumeEntitlementResponse(quantity=quantity, replayed=result.replayed)
         ent = view.state.entitlements.get(request.entitlement_id)
         if ent is not None:

@@ -42,7 +42,7 @@ class MemberBase:
 
     def _tier_after(self, result: CommandResult) -> str:
         changed = [e for e in result.events if isinstance(e, ev.TierChanged)]
-        view = self._view(result.program_id, result.member_id)
+        view = self.app.after(result)
         if changed and not view.state.override_at(view.now):
             return str(changed[-1].to_tier)
         return queries.current_tier(view.state, view.policy.policy, view.now)

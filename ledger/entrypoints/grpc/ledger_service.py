@@ -84,7 +84,8 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
                 )
         c.done()
         member_id = request.member_id or (
-            "m-" + hashlib.sha256(f"{request.program_id}\x1f{request.idempotency_key}".encode()).hexdigest()[:24]
+            "m-"
+            + hashlib.sha256(f"{request.program_id}\x1f{request.idempotency_key}".encode()).hexdigest()[:24]
         )
         identities = [(cv.IDENTITY_KINDS[i.kind], i.value) for i in request.identities]
         result = self.app.enroll(
@@ -116,7 +117,11 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         if request.member_id and request.member_id == request.source_member_id:
             c.fail("source_member_id", "must differ from member_id")
         c.done()
-        result = self._run(request, cmd.MergeMembers(member_id=request.member_id, source_member_id=request.source_member_id))
+        result = self._run(
+            request,
+            cmd.MergeMembers(member_id=request.member_id, source_member_id=request.source_member_id),
+            with_state=True,
+        )
         absorbed = cv.first(result.events, ev.MemberAbsorbed)
         response = ledger_pb2.MergeMembersResponse(
             member_id=request.member_id,
@@ -165,7 +170,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         response.tier_at_sale = recorded.tier
         response.points_paid = recorded.points_paid
         response.lines.extend(line_earning(ln, ln.sku, ln.category) for ln in recorded.lines)
-        response.candidates.extend(common_pb2.MultiplierCandidate(rule=x.rule, multiplier=x.factor) for x in recorded.candidates)
+        response.candidates.extend(
+            common_pb2.MultiplierCandidate(rule=x.rule, multiplier=x.factor) for x in recorded.candidates
+        )
         if recorded.lot is not None:
             response.lot_id = recorded.lot.lot_id
             cv.stamp(response.active_at, recorded.lot.active_at)
@@ -175,14 +182,20 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
-    def AwardPoints(self, request: ledger_pb2.AwardPointsRequest, context: grpc.ServicerContext) -> ledger_pb2.AwardPointsResponse:
+    def AwardPoints(
+        self, request: ledger_pb2.AwardPointsRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.AwardPointsResponse:
         c = Checks()
         self._common(c, request)
         c.text("behaviour", request.behaviour, required=True)
         c.caller_id("reference", request.reference, required=request.behaviour != "check_in")
         c.done()
         result = self._run(
-            request, cmd.AwardPoints(member_id=request.member_id, behaviour=request.behaviour, reference=request.reference)
+            request,
+            cmd.AwardPoints(
+                member_id=request.member_id, behaviour=request.behaviour, reference=request.reference
+            ),
+            with_state=True,
         )
         awarded: ev.PointsAwarded | None = cv.first(result.events, ev.PointsAwarded)
         response = ledger_pb2.AwardPointsResponse(
@@ -197,11 +210,14 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             if awarded.lot is not None:
                 response.lot_id = awarded.lot.lot_id
                 cv.stamp(response.expires_at, awarded.lot.expires_at)
-            view = self._view(request.program_id, request.member_id)
+            view = self.app.after(result)
             policy = self.app.program(request.program_id).policies.in_force_at(awarded.at).policy
             for usage in cap_usage(view.state, policy, awarded.cap_group, awarded.at, through=True):
                 cap = response.caps.add(
-                    period=CAP_PERIODS[usage.period], limit=usage.limit, used=usage.used, remaining=usage.remaining
+                    period=CAP_PERIODS[usage.period],
+                    limit=usage.limit,
+                    used=usage.used,
+                    remaining=usage.remaining,
                 )
                 cv.stamp(cap.resets_at, usage.resets_at)
         coupon = cv.first(result.events, ev.EntitlementGranted)
@@ -211,7 +227,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
-    def HoldPoints(self, request: ledger_pb2.HoldPointsRequest, context: grpc.ServicerContext) -> ledger_pb2.HoldPointsResponse:
+    def HoldPoints(
+        self, request: ledger_pb2.HoldPointsRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.HoldPointsResponse:
         c = Checks()
         self._common(c, request)
         c.caller_id("hold_id", request.hold_id)
@@ -234,7 +252,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         )
         held: ev.PointsHeld | None = cv.first(result.events, ev.PointsHeld)
         response = ledger_pb2.HoldPointsResponse(
-            hold_id=request.hold_id, available_after=max(result.balance.available, 0), replayed=result.replayed
+            hold_id=request.hold_id,
+            available_after=max(result.balance.available, 0),
+            replayed=result.replayed,
         )
         if held is not None:
             response.held_points = held.points
@@ -246,7 +266,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
-    def CommitHold(self, request: ledger_pb2.CommitHoldRequest, context: grpc.ServicerContext) -> ledger_pb2.CommitHoldResponse:
+    def CommitHold(
+        self, request: ledger_pb2.CommitHoldRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.CommitHoldResponse:
         c = Checks()
         self._common(c, request)
         c.caller_id("hold_id", request.hold_id)
@@ -254,12 +276,16 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         c.done()
         result = self._run(
             request,
-            cmd.CommitHold(member_id=request.member_id, hold_id=request.hold_id, points=request.points or None),
+            cmd.CommitHold(
+                member_id=request.member_id, hold_id=request.hold_id, points=request.points or None
+            ),
             business_time=False,
         )
         committed: ev.HoldCommitted | None = cv.first(result.events, ev.HoldCommitted)
         response = ledger_pb2.CommitHoldResponse(
-            hold_id=request.hold_id, available_after=max(result.balance.available, 0), replayed=result.replayed
+            hold_id=request.hold_id,
+            available_after=max(result.balance.available, 0),
+            replayed=result.replayed,
         )
         if committed is not None:
             response.order_id = committed.order_id
@@ -270,12 +296,18 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
-    def ReleaseHold(self, request: ledger_pb2.ReleaseHoldRequest, context: grpc.ServicerContext) -> ledger_pb2.ReleaseHoldResponse:
+    def ReleaseHold(
+        self, request: ledger_pb2.ReleaseHoldRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.ReleaseHoldResponse:
         c = Checks()
         self._common(c, request)
         c.caller_id("hold_id", request.hold_id)
         c.done()
-        result = self._run(request, cmd.ReleaseHold(member_id=request.member_id, hold_id=request.hold_id), business_time=False)
+        result = self._run(
+            request,
+            cmd.ReleaseHold(member_id=request.member_id, hold_id=request.hold_id),
+            business_time=False,
+        )
         released: ev.HoldReleased | None = cv.first(result.events, ev.HoldReleased)
         return ledger_pb2.ReleaseHoldResponse(
             hold_id=request.hold_id,
@@ -309,10 +341,12 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             member_id=request.member_id,
             order_id=request.order_id,
             refund_id=request.refund_id,
-            lines=tuple(cmd.RefundLine(line_id=ln.line_id, refunded_fen=ln.refunded_fen) for ln in request.lines),
+            lines=tuple(
+                cmd.RefundLine(line_id=ln.line_id, refunded_fen=ln.refunded_fen) for ln in request.lines
+            ),
         )
         try:
-            result = self._run(request, command)
+            result = self._run(request, command, with_state=True)
         except NotFound as exc:
             if exc.kind == "order line":
                 line_id = exc.identifier.rsplit("/", 1)[-1]
@@ -325,7 +359,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         response = ledger_pb2.RefundPurchaseResponse(
             order_id=request.order_id, refund_id=request.refund_id, replayed=result.replayed
         )
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.after(result)
         if refunded is not None:
             order = view.state.orders.get(request.order_id)
             response.refunded_fen = refunded.refunded_fen
@@ -351,7 +385,9 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
-    def AdjustPoints(self, request: ledger_pb2.AdjustPointsRequest, context: grpc.ServicerContext) -> ledger_pb2.AdjustPointsResponse:
+    def AdjustPoints(
+        self, request: ledger_pb2.AdjustPointsRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.AdjustPointsResponse:
         c = Checks()
         self._common(c, request, operator_required=True)
         if request.points == 0:
