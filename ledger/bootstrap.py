@@ -120,6 +120,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         identity_owner=reads.lookup_identity,
         due_members=reads.due_members,
         check_projection=check,
+        balance_now=reads.balance_now,
         pepper=settings.pepper,
         shared=backend.shared,
         project_in_transaction=backend.project_in_transaction,

@@ -15,8 +15,9 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+from ledger.domain.queries import EXPIRING_SOON
 from projections.codec import (
     BALANCE,
     ENTITLEMENT,
@@ -38,6 +39,16 @@ from projections.rows import (
 from projections.update import DEFAULT_CHECKPOINT
 
 MAX_PAGE_SIZE: Final = 1000
+
+
+class BalanceNow(NamedTuple):
+    """A balance row with the figures that depend on the time asked about, and the member's next due moment."""
+
+    row: BalanceRow
+    due_at: datetime | None
+    next_expiry_at: datetime | None
+    next_expiry_points: int
+    expiring_soon: int
 
 
 class InvalidPageToken(ValueError):
@@ -88,6 +99,18 @@ class ReadModelQueries:
             f"SELECT coalesce(sum(remaining), 0) FROM {p}lot{member} "
             "AND status <> 'expired' AND remaining > 0 AND expires_at >= ? AND expires_at < ?"
         )
+        live = (
+            f"FROM {p}lot l WHERE l.program_id = b.program_id AND l.member_id = b.member_id "
+            "AND l.status IN ('pending', 'active') AND l.remaining > 0"
+        )
+        self._sql_balance_now = (
+            f"SELECT {', '.join('b.' + c for c in BALANCE.columns)}, "
+            f"(SELECT d.due_at FROM {p}due d WHERE d.program_id = b.program_id AND d.member_id = b.member_id), "
+            f"(SELECT min(l.expires_at) {live}), "
+            f"(SELECT coalesce(sum(l.remaining), 0) {live} AND l.expires_at = (SELECT min(l.expires_at) {live})), "
+            f"(SELECT coalesce(sum(l.remaining), 0) {live} AND l.expires_at >= ? AND l.expires_at < ?) "
+            f"FROM {p}balance b WHERE b.program_id = ? AND b.member_id = ?"
+        )
         self._sql_identity = f"SELECT member_id FROM {p}identity WHERE program_id = ? AND identity = ?"
         self._sql_due = f"SELECT member_id FROM {p}due WHERE program_id = ? AND due_at <= ? ORDER BY due_at, member_id LIMIT ?"
         self._sql_member_ids = f"SELECT member_id FROM {p}balance WHERE program_id = ? ORDER BY member_id"
@@ -111,6 +134,24 @@ class ReadModelQueries:
     def balance(self, program_id: str, member_id: str) -> BalanceRow | None:
         rows = self._run(self._sql_balance, (program_id, member_id))
         return BALANCE.decode(rows[0]) if rows else None
+
+    def balance_now(self, program_id: str, member_id: str, now: datetime) -> BalanceNow | None:
+        """The member's balance row with what a balance shows at ``now`` (points expiring within 30 days, the
+        next expiry) and when it next has time-driven work, from one statement (one snapshot)."""
+        soon = to_micros(now + EXPIRING_SOON)
+        rows = self._run(self._sql_balance_now, (to_micros(now), soon, program_id, member_id))
+        if not rows:
+            return None
+        row = rows[0]
+        n = len(BALANCE.columns)
+        due_at, next_expiry, next_points, expiring = row[n : n + 4]
+        return BalanceNow(
+            BALANCE.decode(row[:n]),
+            due_at=from_micros(due_at) if due_at is not None else None,
+            next_expiry_at=from_micros(next_expiry) if next_expiry is not None else None,
+            next_expiry_points=int(next_points),
+            expiring_soon=int(expiring),
+        )
 
     def tier(self, program_id: str, member_id: str) -> TierRow | None:
         rows = self._run(self._sql_tier, (program_id, member_id))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ledger.domain.state import MemberState
 from projections.codec import (
@@ -62,9 +62,15 @@ class Projector(Protocol):
     def set_checkpoint(self, conn: Any, position: int) -> None: ...
 
 
+if TYPE_CHECKING:
+    from projections.queries import BalanceNow
+
+
 class ReadModels(Protocol):
-    """What the write path reads back from the read models: identity owners and members with work due."""
+    """What the application reads back from the read models: identity owners, members with work due, balances."""
 
     def lookup_identity(self, program_id: str, identity: str) -> str | None: ...
 
     def due_members(self, program_id: str, upto: datetime, limit: int) -> list[str]: ...
+
+    def balance_now(self, program_id: str, member_id: str, now: datetime) -> BalanceNow | None: ...

@@ -35,6 +35,7 @@ from ledger.domain.decide import Context
 from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
+from ledger.domain.queries import BalanceFigures, balance_figures
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.streams import (
     PROGRAM_PREFIX,
@@ -56,6 +57,7 @@ from ledger.eventlog.port import (
     WrongExpectedVersion,
 )
 from policies import NoPolicyInForce, OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
+from projections.queries import BalanceNow
 
 TICK_CHUNK = 500
 REPLAY_CHUNK = 500
@@ -143,6 +145,7 @@ class LedgerApp(ProgramDirectory):
         identity_owner: Callable[[str, str], str | None],
         due_members: Callable[[str, datetime, int], list[str]],
         check_projection: ProjectionCheck | None = None,
+        balance_now: Callable[[str, str, datetime], BalanceNow | None] | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
         project_in_transaction: bool | None = None,
@@ -155,6 +158,7 @@ class LedgerApp(ProgramDirectory):
         self._identity_owner = identity_owner
         self._due_members = due_members
         self._check_projection = check_projection
+        self._balance_now = balance_now
         self._pepper = pepper
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()
@@ -454,6 +458,36 @@ class LedgerApp(ProgramDirectory):
         program = self.program(program_id)
         peeked: PeekResult = self.writer.execute(Peek(program_id, member_id))
         return MemberView(peeked.state, peeked.now, program.policies.in_force_at(peeked.now))
+
+    def balance(self, program_id: str, member_id: str, min_version: int = 0) -> BalanceFigures:
+        """The member's balance now, from the read models when they can answer for now: the member has no
+        time-driven work due (activation, expiry, a hold timing out) and its row has reached ``min_version`` (a
+        version a write of the caller returned). Otherwise from the writer, which applies due work first, so
+        points that have expired are never shown as spendable."""
+        self.program(program_id)
+        if self._balance_now is not None:
+            now = self.now(program_id)
+            found = self._balance_now(program_id, member_id, now)
+            if found is not None and found.row.version >= min_version and (found.due_at is None or found.due_at > now):
+                r = found.row
+                return BalanceFigures(
+                    member_id=member_id,
+                    active=r.active,
+                    pending=r.pending,
+                    held=r.held,
+                    available=max(r.available, 0),
+                    arrears=r.arrears,
+                    expiring_soon=found.expiring_soon,
+                    next_expiry_at=found.next_expiry_at,
+                    next_expiry_points=found.next_expiry_points,
+                    lifetime_earned=r.lifetime_earned,
+                    lifetime_redeemed=r.lifetime_redeemed,
+                    lifetime_expired=r.lifetime_expired,
+                    version=r.version,
+                    as_of=now,
+                )
+        view = self.view(program_id, member_id)
+        return balance_figures(view.state, view.now)
 
     # -- audit ----------------------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ named the same way wherever it is shown.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from fractions import Fraction
 from typing import Literal
 
@@ -19,6 +20,55 @@ LotStatus = Literal["pending", "active", "spent", "expired"]
 """``expired``: expired (whatever was left was removed); ``spent``: nothing left (redeemed, clawed back - a
 refund may take a sale's own lot while it is still pending - or moved by a merge); ``pending``: points left,
 not activated yet; ``active``: activated with points left."""
+
+
+EXPIRING_SOON = timedelta(days=30)
+"""How far ahead a balance counts points as expiring soon."""
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceFigures:
+    """A member's points at ``as_of``, as a till or an app shows them (the same whether read from the member's
+    state or from the read models)."""
+
+    member_id: str
+    active: int
+    pending: int
+    held: int
+    available: int
+    """Active minus held, never below zero (a member in arrears has nothing to spend)."""
+    arrears: int
+    expiring_soon: int
+    """Points of unexpired lots expiring in ``[as_of, as_of + EXPIRING_SOON)``."""
+    next_expiry_at: datetime | None
+    next_expiry_points: int
+    lifetime_earned: int
+    lifetime_redeemed: int
+    lifetime_expired: int
+    version: int
+    as_of: datetime
+
+
+def balance_figures(state: MemberState, now: datetime) -> BalanceFigures:
+    """:class:`BalanceFigures` of ``state`` at ``now`` (due work already applied by the caller)."""
+    live = [lot for lot in state.lots.values() if not lot.expired and lot.remaining > 0]
+    next_expiry = min((lot.expires_at for lot in live), default=None)
+    return BalanceFigures(
+        member_id=state.member_id,
+        active=state.active,
+        pending=state.pending,
+        held=state.held,
+        available=max(state.available, 0),
+        arrears=state.arrears,
+        expiring_soon=state.expiring_between(now, now + EXPIRING_SOON),
+        next_expiry_at=next_expiry,
+        next_expiry_points=sum(lot.remaining for lot in live if lot.expires_at == next_expiry),
+        lifetime_earned=state.lifetime_earned,
+        lifetime_redeemed=state.lifetime_redeemed,
+        lifetime_expired=state.lifetime_expired,
+        version=state.version,
+        as_of=now,
+    )
 
 
 def lot_status(lot: Lot) -> LotStatus:

@@ -97,6 +97,7 @@ class BenefitWrites(MemberBase):
             policy_version=bought.policy_version if bought is not None else 0,
             tier_after=queries.current_tier(view.state, view.policy.policy, view.now),
             replayed=result.replayed,
+            member_version=result.version,
         )
         state = view.state.memberships.get(request.membership_id)
         if state is not None:
@@ -128,6 +129,7 @@ class BenefitWrites(MemberBase):
             refund_fen=cancelled.refund_fen if cancelled is not None else 0,
             tier_after=queries.current_tier(view.state, view.policy.policy, view.now),
             replayed=result.replayed,
+            member_version=result.version,
         )
         state = view.state.memberships.get(request.membership_id)
         if state is not None:
@@ -170,6 +172,7 @@ class BenefitWrites(MemberBase):
             tier=queries.current_tier(view.state, view.policy.policy, view.now),
             earned_tier=view.state.tier,
             replayed=result.replayed,
+            member_version=result.version,
         )
         override = view.state.override_at(view.now)
         if override is not None:
@@ -199,7 +202,9 @@ class BenefitWrites(MemberBase):
             with_state=True,
         )
         view = self.app.after(result)
-        response = ledger_pb2.ConsumeEntitlementResponse(quantity=quantity, replayed=result.replayed)
+        response = ledger_pb2.ConsumeEntitlementResponse(
+            quantity=quantity, replayed=result.replayed, member_version=result.version
+        )
         ent = view.state.entitlements.get(request.entitlement_id)
         if ent is not None:
             msg = cv.entitlement(ent, view.policy.policy, view.now)

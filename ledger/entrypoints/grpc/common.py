@@ -54,7 +54,9 @@ class MemberBase:
 
 def order_lines(request: Any) -> tuple[OrderLine, ...]:
     return tuple(
-        OrderLine(line_id=ln.line_id, sku=ln.sku, category=ln.category, quantity=ln.quantity, paid_fen=ln.paid_fen)
+        OrderLine(
+            line_id=ln.line_id, sku=ln.sku, category=ln.category, quantity=ln.quantity, paid_fen=ln.paid_fen
+        )
         for ln in request.lines
     )
 
@@ -70,5 +72,3 @@ def line_earning(line: Any, sku: str, category: str) -> common_pb2.LineEarning:
         bonus_points=line.bonus_points,
         points=line.points,
     )
-
-

@@ -181,7 +181,9 @@ def actor_message(actor: Mapping[str, str]) -> common_pb2.Actor:
     )
 
 
-def portions(debits: Iterable[ev.LotDebit], lots: Mapping[str, LotState] | None = None) -> list[common_pb2.LotPortion]:
+def portions(
+    debits: Iterable[ev.LotDebit], lots: Mapping[str, LotState] | None = None
+) -> list[common_pb2.LotPortion]:
     out = []
     for d in debits:
         portion = common_pb2.LotPortion(lot_id=d.lot_id, points=d.points)
@@ -199,24 +201,26 @@ def new_lot_portion(lot: ev.NewLot) -> common_pb2.LotPortion:
 
 
 def balance(state: MemberState, now: datetime) -> member_pb2.Balance:
-    live = [lot for lot in state.lots.values() if not lot.expired and lot.remaining > 0]
-    next_expiry = min((lot.expires_at for lot in live), default=None)
+    return balance_message(queries.balance_figures(state, now))
+
+
+def balance_message(f: queries.BalanceFigures) -> member_pb2.Balance:
     msg = member_pb2.Balance(
-        member_id=state.member_id,
-        active=state.active,
-        pending=state.pending,
-        held=state.held,
-        available=max(state.available, 0),
-        arrears=state.arrears,
-        expiring_within_30_days=state.expiring_between(now, now + timedelta(days=30)),
-        next_expiry_points=sum(lot.remaining for lot in live if lot.expires_at == next_expiry),
-        lifetime_earned=state.lifetime_earned,
-        lifetime_redeemed=state.lifetime_redeemed,
-        lifetime_expired=state.lifetime_expired,
-        version=state.version,
+        member_id=f.member_id,
+        active=f.active,
+        pending=f.pending,
+        held=f.held,
+        available=f.available,
+        arrears=f.arrears,
+        expiring_within_30_days=f.expiring_soon,
+        next_expiry_points=f.next_expiry_points,
+        lifetime_earned=f.lifetime_earned,
+        lifetime_redeemed=f.lifetime_redeemed,
+        lifetime_expired=f.lifetime_expired,
+        version=f.version,
     )
-    stamp(msg.next_expiry_at, next_expiry)
-    stamp(msg.as_of, now)
+    stamp(msg.next_expiry_at, f.next_expiry_at)
+    stamp(msg.as_of, f.as_of)
     return msg
 
 
@@ -261,7 +265,9 @@ def granting_membership(source: str, benefit: str) -> str:
     return ""
 
 
-def entitlement(ent: EntitlementState, policy: Policy | None, at: datetime, policy_version: int = 0) -> member_pb2.Entitlement:
+def entitlement(
+    ent: EntitlementState, policy: Policy | None, at: datetime, policy_version: int = 0
+) -> member_pb2.Entitlement:
     msg = member_pb2.Entitlement(
         entitlement_id=ent.entitlement_id,
         benefit_code=ent.benefit,
@@ -365,7 +371,8 @@ def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.
             else "",
         ),
         paid_memberships=[
-            membership(m, policy) for m in sorted(state.memberships.values(), key=lambda m: m.purchased_at, reverse=True)
+            membership(m, policy)
+            for m in sorted(state.memberships.values(), key=lambda m: m.purchased_at, reverse=True)
         ],
         version=state.version,
     )

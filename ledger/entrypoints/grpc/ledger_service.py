@@ -99,7 +99,10 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         )
         enrolled = cv.first(result.events, ev.MemberEnrolled)
         response = ledger_pb2.EnrollMemberResponse(
-            member_id=result.member_id, profile_stored=profile is not None, replayed=result.replayed
+            member_id=result.member_id,
+            profile_stored=profile is not None,
+            replayed=result.replayed,
+            member_version=result.version,
         )
         if enrolled is not None:
             response.tier = enrolled.tier
@@ -128,6 +131,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             source_member_id=request.source_member_id,
             tier_after=self._tier_after(result),
             replayed=result.replayed,
+            member_version=result.version,
         )
         if absorbed is not None:
             response.points_moved = sum(t.points for t in absorbed.lots)
@@ -158,7 +162,10 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         )
         recorded: ev.PurchaseRecorded | None = cv.first(result.events, ev.PurchaseRecorded)
         response = ledger_pb2.RecordPurchaseResponse(
-            member_id=request.member_id, order_id=request.order_id, replayed=result.replayed
+            member_id=request.member_id,
+            order_id=request.order_id,
+            replayed=result.replayed,
+            member_version=result.version,
         )
         if recorded is None:
             return response
@@ -199,7 +206,10 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         )
         awarded: ev.PointsAwarded | None = cv.first(result.events, ev.PointsAwarded)
         response = ledger_pb2.AwardPointsResponse(
-            member_id=request.member_id, behaviour=request.behaviour, replayed=result.replayed
+            member_id=request.member_id,
+            behaviour=request.behaviour,
+            replayed=result.replayed,
+            member_version=result.version,
         )
         if awarded is not None:
             response.points = awarded.points
@@ -255,6 +265,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             hold_id=request.hold_id,
             available_after=max(result.balance.available, 0),
             replayed=result.replayed,
+            member_version=result.version,
         )
         if held is not None:
             response.held_points = held.points
@@ -286,6 +297,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             hold_id=request.hold_id,
             available_after=max(result.balance.available, 0),
             replayed=result.replayed,
+            member_version=result.version,
         )
         if committed is not None:
             response.order_id = committed.order_id
@@ -315,6 +327,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             released_points=released.points if released is not None else 0,
             available_after=max(result.balance.available, 0),
             replayed=result.replayed,
+            member_version=result.version,
         )
 
     @rpc
@@ -357,7 +370,10 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             raise
         refunded: ev.PurchaseRefunded | None = cv.first(result.events, ev.PurchaseRefunded)
         response = ledger_pb2.RefundPurchaseResponse(
-            order_id=request.order_id, refund_id=request.refund_id, replayed=result.replayed
+            order_id=request.order_id,
+            refund_id=request.refund_id,
+            replayed=result.replayed,
+            member_version=result.version,
         )
         view = self.app.after(result)
         if refunded is not None:
@@ -417,6 +433,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
             points=request.points,
             balance_after=cv.snapshot(result.balance),
             replayed=result.replayed,
+            member_version=result.version,
         )
         if adjusted is not None:
             response.arrears_repaid = adjusted.arrears_repaid

@@ -35,7 +35,9 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         c.done()
 
     @rpc
-    def LookupMember(self, request: query_pb2.LookupMemberRequest, context: grpc.ServicerContext) -> query_pb2.LookupMemberResponse:
+    def LookupMember(
+        self, request: query_pb2.LookupMemberRequest, context: grpc.ServicerContext
+    ) -> query_pb2.LookupMemberResponse:
         c = Checks()
         c.program_id(request.program_id)
         if not request.HasField("identity"):
@@ -44,11 +46,15 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
             c.enum("identity.kind", request.identity.kind, common_pb2.IdentityKind)
             c.text("identity.value", request.identity.value, required=True)
         c.done()
-        member_id = self.app.lookup(request.program_id, cv.IDENTITY_KINDS[request.identity.kind], request.identity.value)
+        member_id = self.app.lookup(
+            request.program_id, cv.IDENTITY_KINDS[request.identity.kind], request.identity.value
+        )
         view = self._view(request.program_id, member_id)
         response = query_pb2.LookupMemberResponse(
             member_id=member_id,
-            status=query_pb2.MEMBER_STATUS_MERGED if view.state.merged_into else query_pb2.MEMBER_STATUS_ACTIVE,
+            status=query_pb2.MEMBER_STATUS_MERGED
+            if view.state.merged_into
+            else query_pb2.MEMBER_STATUS_ACTIVE,
             tier=queries.current_tier(view.state, view.policy.policy, view.now),
             balance=cv.balance(view.state, view.now),
         )
@@ -56,7 +62,9 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         return response
 
     @rpc
-    def QuotePurchase(self, request: query_pb2.QuotePurchaseRequest, context: grpc.ServicerContext) -> query_pb2.QuotePurchaseResponse:
+    def QuotePurchase(
+        self, request: query_pb2.QuotePurchaseRequest, context: grpc.ServicerContext
+    ) -> query_pb2.QuotePurchaseResponse:
         c = Checks()
         check_purchase_shape(c, request, order_required=False)
         c.done()
@@ -75,7 +83,10 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
             raise Refusal(
                 "POLICY_NOT_EFFECTIVE_YET",
                 "no policy version was in force at the business time",
-                {"occurred_at": cv.rfc3339(at), "first_effective_from": cv.rfc3339(policies.versions[0].effective_from)},
+                {
+                    "occurred_at": cv.rfc3339(at),
+                    "first_effective_from": cv.rfc3339(policies.versions[0].effective_from),
+                },
             )
         pv = policies.in_force_at(at)
         if view.state.merged_into:
@@ -84,14 +95,20 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
                 f"member {request.member_id} was merged into {view.state.merged_into}",
                 {"member_id": request.member_id, "merged_into": view.state.merged_into},
             )
-        window = self.app.program(request.program_id).policies.in_force_at(view.now).policy.offline_window_days
+        window = (
+            self.app.program(request.program_id).policies.in_force_at(view.now).policy.offline_window_days
+        )
         earliest = view.now - timedelta(days=window)
         if at < earliest:
             raise Refusal(
                 "OUTSIDE_OFFLINE_WINDOW",
                 f"business time is more than {window} days before now",
-                {"occurred_at": cv.rfc3339(at), "now": cv.rfc3339(view.now), "window_days": window,
-                 "earliest_allowed": cv.rfc3339(earliest)},
+                {
+                    "occurred_at": cv.rfc3339(at),
+                    "now": cv.rfc3339(view.now),
+                    "window_days": window,
+                    "earliest_allowed": cv.rfc3339(earliest),
+                },
             )
         earning = self.app.quote(request.program_id, command, occurred_at)
         tier_at_sale = effective_tier(view.state, pv.policy, at)
@@ -116,13 +133,21 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         return response
 
     @rpc
-    def GetBalance(self, request: query_pb2.GetBalanceRequest, context: grpc.ServicerContext) -> query_pb2.GetBalanceResponse:
-        self._member(request)
-        view = self._view(request.program_id, request.member_id)
-        return query_pb2.GetBalanceResponse(balance=cv.balance(view.state, view.now))
+    def GetBalance(
+        self, request: query_pb2.GetBalanceRequest, context: grpc.ServicerContext
+    ) -> query_pb2.GetBalanceResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.caller_id("member_id", request.member_id)
+        c.between("min_version", request.min_version, 0, 2**62)
+        c.done()
+        figures = self.app.balance(request.program_id, request.member_id, request.min_version)
+        return query_pb2.GetBalanceResponse(balance=cv.balance_message(figures))
 
     @rpc
-    def ListLots(self, request: query_pb2.ListLotsRequest, context: grpc.ServicerContext) -> query_pb2.ListLotsResponse:
+    def ListLots(
+        self, request: query_pb2.ListLotsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListLotsResponse:
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
@@ -133,7 +158,8 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         view = self._view(request.program_id, request.member_id)
         wanted = set(request.statuses)
         lots = [
-            lot for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
+            lot
+            for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
             if not wanted or cv.lot_status(lot) in wanted
         ]
         start, end, token = page_bounds(request.page_token, len(lots), size)
@@ -142,10 +168,14 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         )
 
     @rpc
-    def GetTierState(self, request: query_pb2.GetTierStateRequest, context: grpc.ServicerContext) -> query_pb2.GetTierStateResponse:
+    def GetTierState(
+        self, request: query_pb2.GetTierStateRequest, context: grpc.ServicerContext
+    ) -> query_pb2.GetTierStateResponse:
         self._member(request)
         view = self._view(request.program_id, request.member_id)
-        return query_pb2.GetTierStateResponse(tier_state=cv.tier_state(view.state, view.policy.policy, view.now))
+        return query_pb2.GetTierStateResponse(
+            tier_state=cv.tier_state(view.state, view.policy.policy, view.now)
+        )
 
     @rpc
     def ListEntitlements(
@@ -171,7 +201,9 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         return query_pb2.ListEntitlementsResponse(entitlements=items[start:end], next_page_token=token)
 
     @rpc
-    def ListHistory(self, request: query_pb2.ListHistoryRequest, context: grpc.ServicerContext) -> query_pb2.ListHistoryResponse:
+    def ListHistory(
+        self, request: query_pb2.ListHistoryRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListHistoryResponse:
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
