@@ -47,6 +47,8 @@ class RecordPurchase:
     lines: tuple[OrderLine, ...]
     order_total_fen: int
     points_paid: int = 0
+    hold_id: str = ""
+    """The committed hold that paid part of the order ("" = none): its committed points are the points paid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,6 +205,7 @@ def _committed(s: MemberState, e: ev.HoldCommitted) -> None:
         raise InvariantBroken("commit debits do not add up")
     _release_allocations(s, left)
     s.closed_holds[e.hold_id] = "committed"
+    s.committed_holds[e.hold_id] = (e.order_id, e.points)
     s.lifetime_redeemed += e.points
     s.redemptions.setdefault(e.order_id, Redemption()).debits.extend((d.lot_id, d.points) for d in e.debits)
     s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)

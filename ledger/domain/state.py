@@ -185,6 +185,8 @@ class MemberState:
     arrears: int = 0
     holds: dict[str, Hold] = field(default_factory=dict)
     closed_holds: dict[str, str] = field(default_factory=dict)
+    committed_holds: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Each committed hold's order id and the points it committed (what a sale naming the hold was paid with)."""
     hold_expired_at: dict[str, datetime] = field(default_factory=dict)
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     redemptions: dict[str, Redemption] = field(default_factory=dict)

@@ -109,3 +109,33 @@ def test_replay_verifies_against_the_read_models(wired: Wired) -> None:
     run(wired, cmd.HoldPoints("m1", "H1", "O9", 20, 100_000), "h1")
     report = wired.app.verify_member(P, "m1")
     assert report.ok, (report.chain_break, report.mismatches)
+
+
+def test_a_sale_naming_its_committed_hold_records_the_points_that_paid_for_it(wired: Wired) -> None:
+    from ledger.application.results import fingerprint
+    from ledger.domain.errors import InvalidCommand, NotFound
+
+    run(wired, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op1"), "a1")
+    run(wired, cmd.HoldPoints("m1", "H1", "O1", 800, 100_00), "h1")
+    sale = cmd.RecordPurchase("m1", "O1", (OrderLine("l1", "SKU-1", "toys", 1, 92_00),), 100_00, hold_id="H1")
+    with pytest.raises(Refusal) as open_hold:
+        run(wired, sale, "p0")
+    assert open_hold.value.reason == "HOLD_NOT_COMMITTED"
+    run(wired, cmd.CommitHold("m1", "H1", None), "c1")
+    with pytest.raises(InvalidCommand) as wrong:
+        run(wired, cmd.RecordPurchase("m1", "O1", sale.lines, 100_00, points_paid=700, hold_id="H1"), "p1")
+    assert wrong.value.field == "points_paid"
+    with pytest.raises(InvalidCommand) as other_order:
+        run(wired, cmd.RecordPurchase("m1", "O2", sale.lines, 100_00, hold_id="H1"), "p2")
+    assert other_order.value.field == "hold_id"
+    with pytest.raises(NotFound):
+        run(wired, cmd.RecordPurchase("m1", "O1", sale.lines, 100_00, hold_id="H9"), "p3")
+    result = run(wired, sale, "p4")
+    [recorded] = [e for e in result.events if type(e).__name__ == "PurchaseRecorded"]  # type: ignore[attr-defined]
+    assert recorded.points_paid == 800
+    # a request without a hold id is fingerprinted as before the field existed (retries across an upgrade match)
+    plain = cmd.Envelope(P, cmd.RecordPurchase("m1", "O3", sale.lines, 100_00), "k")
+    import hashlib
+
+    old = "RecordPurchase(member_id='m1', order_id='O3', lines=" + repr(sale.lines) + ", order_total_fen=10000, points_paid=0)|"
+    assert fingerprint(plain) == hashlib.sha256(old.encode()).hexdigest()

@@ -11,7 +11,7 @@ from ledger.domain.commands import AwardPoints, RecordPurchase
 from ledger.domain.decide import benefits, tiers
 from ledger.domain.decide.context import Context, check_business_time, effective_tier, next_id
 from ledger.domain.decide.lots import repaid
-from ledger.domain.errors import InvalidCommand, Refusal
+from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
 from policies import (
     CapReached,
@@ -101,6 +101,7 @@ def record_purchase(command: RecordPurchase, state: MemberState, ctx: Context) -
                 "lot_id": recorded.lot_id or "",
             },
         )
+    points_paid = _points_paid(command, state)
     result = quote(command, state, ctx)
     pv = ctx.version
     lot = None
@@ -132,7 +133,7 @@ def record_purchase(command: RecordPurchase, state: MemberState, ctx: Context) -
                 for ln, src in zip(result.lines, command.lines, strict=True)
             ),
             order_total_fen=command.order_total_fen,
-            points_paid=command.points_paid,
+            points_paid=points_paid,
             tier=effective_tier(state, pv.policy, ctx.at),
             multiplier=str(result.multiplier),
             multiplier_rule=result.multiplier_rule,
@@ -152,6 +153,29 @@ def record_purchase(command: RecordPurchase, state: MemberState, ctx: Context) -
         )
     out += tiers.upgrade(state, ctx, growth=result.growth, purchase_at=ctx.at)
     return out
+
+
+def _points_paid(command: RecordPurchase, state: MemberState) -> int:
+    """The points that paid part of the sale: those the named hold committed for this order (``points_paid``, if
+    given as well, must equal them), else ``points_paid`` as given."""
+    if not command.hold_id:
+        return command.points_paid
+    committed = state.committed_holds.get(command.hold_id)
+    if committed is None:
+        if command.hold_id in state.holds or command.hold_id in state.closed_holds:
+            status = "OPEN" if command.hold_id in state.holds else state.closed_holds[command.hold_id].upper()
+            raise Refusal(
+                "HOLD_NOT_COMMITTED",
+                f"hold {command.hold_id} has not paid anything (it is {status.lower()}): commit it first",
+                {"hold_id": command.hold_id, "status": status},
+            )
+        raise NotFound("hold", command.hold_id)
+    order_id, points = committed
+    if order_id != command.order_id:
+        raise InvalidCommand("hold_id", f"hold {command.hold_id} was committed for order {order_id}, not {command.order_id}")
+    if command.points_paid and command.points_paid != points:
+        raise InvalidCommand("points_paid", f"must equal the {points} points hold {command.hold_id} committed (or be 0)")
+    return points
 
 
 def _validate_lines(command: RecordPurchase) -> None:

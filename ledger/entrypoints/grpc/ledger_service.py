@@ -158,6 +158,7 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
                 lines=order_lines(request),
                 order_total_fen=request.order_total_fen,
                 points_paid=request.points_paid,
+                hold_id=request.hold_id,
             ),
         )
         recorded: ev.PurchaseRecorded | None = cv.first(result.events, ev.PurchaseRecorded)
