@@ -38,7 +38,8 @@ from ledger.domain.state import MemberState
 from ledger.eventlog.port import StoredEvent
 from ledger.settings import DEFAULT_STORE, Settings, sqlite_path, store_kind
 from policies import dump_policy, little_sprout
-from projections.rows import history_row, member_rows
+from projections.rebuild import Fold
+from projections.rows import HistoryRow, history_row, member_rows
 from projections.update import MemberUpdate
 from projections.verify import compare
 
@@ -90,8 +91,9 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
                 member_id=c.member_id,
                 state=c.state,
                 history=[
-                    history_row(by_id[new.event_id], event, before, after)
-                    for event, new, before, after in c.events
+                    history_row(by_id[new.event_id], event, before, after, tz=zone, tier_after=tier)
+                    for zone in (app.time_zone(c.program_id),)
+                    for event, new, before, after, tier in c.events
                 ],
                 due_at=c.due_at,
                 identities_added=list(c.identities_added),
@@ -105,7 +107,8 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
             projector.apply(tx, updates)
 
     def check(state: MemberState, entries: list[ReplayEntry]) -> list[str]:
-        history = [history_row(e.stored, e.event, e.before, e.after) for e in entries]
+        zone = app.time_zone(state.program_id)
+        history = [history_row(e.stored, e.event, e.before, e.after, tz=zone, tier_after=e.tier_after) for e in entries]
         with backend.read_connection() as conn:
             return [
                 str(m) for m in compare(member_rows(state), history, conn, state.program_id, state.member_id)
@@ -121,6 +124,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         due_members=reads.due_members,
         check_projection=check,
         balance_now=reads.balance_now,
+        history_through=reads.history_through,
         pepper=settings.pepper,
         shared=backend.shared,
         project_in_transaction=backend.project_in_transaction,
@@ -130,6 +134,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         projector,
         backend.read_connection,
         due_at=lambda state: next_due(state, app.context_of(state)),
+        fold=history_fold(app),
     )
     runner.catch_up()  # read models lagging the log (a process died between commit and projection)
     if settings.reference_program and REFERENCE_PROGRAM_ID not in app.program_ids():
@@ -142,6 +147,17 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
             idempotency_key="bootstrap:create-reference-program",
         )
     return Wired(app, backend, settings, KeyRing(backend.store, app.clock))
+
+
+def history_fold(app: LedgerApp) -> Fold:
+    """The fold that catches read models up and rebuilds them: history rows with the tier after each event and
+    summaries in the program's time zone, as the writer projects them."""
+    from projections.runner import member_fold
+
+    def fold(state: MemberState | None, events: Sequence[StoredEvent]) -> tuple[MemberState, list[HistoryRow]]:
+        return member_fold(state, events, tier_of=app.tier_in_effect, zone_of=app.time_zone)
+
+    return fold
 
 
 def feed_runner(wired: Wired, nats_url: str) -> Any:

@@ -111,6 +111,11 @@ class ReadModelQueries:
             f"(SELECT coalesce(sum(l.remaining), 0) {live} AND l.expires_at >= ? AND l.expires_at < ?) "
             f"FROM {p}balance b WHERE b.program_id = ? AND b.member_id = ?"
         )
+        self._sql_history_head = f"SELECT max(version) FROM {p}history{member}"
+        self._sql_history_through = (
+            f"SELECT {', '.join(HISTORY.columns)}, ({self._sql_history_head}) FROM {p}history{member} "
+            "AND version <= ? ORDER BY version DESC LIMIT ?"
+        )
         self._sql_identity = f"SELECT member_id FROM {p}identity WHERE program_id = ? AND identity = ?"
         self._sql_due = f"SELECT member_id FROM {p}due WHERE program_id = ? AND due_at <= ? ORDER BY due_at, member_id LIMIT ?"
         self._sql_member_ids = f"SELECT member_id FROM {p}balance WHERE program_id = ? ORDER BY member_id"
@@ -228,6 +233,23 @@ class ReadModelQueries:
             rows = rows[:size]
             token = _encode_token("history", rows[-1].version)
         return rows, token
+
+    def history_through(
+        self, program_id: str, member_id: str, through_version: int | None, page_size: int
+    ) -> tuple[list[HistoryRow], int]:
+        """A page of the member's history, newest first: up to ``page_size`` rows at or before
+        ``through_version`` (None: from the newest), with the member's newest version in the table (0: none)."""
+        size = _page_size(page_size)
+        sql = self._sql_history_through
+        rows = self._run(
+            sql,
+            (program_id, member_id, program_id, member_id, through_version if through_version is not None else 2**62, size),
+        )
+        if not rows:
+            head = self._run(self._sql_history_head, (program_id, member_id))
+            return [], int(head[0][0] or 0)
+        n = len(HISTORY.columns)
+        return [HISTORY.decode(r[:n]) for r in rows], int(rows[0][n])
 
     # -- across members ---------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple
 
 from ledger.domain import events as ev
-from ledger.domain.queries import LotStatus, lot_status, summary
+from ledger.domain.queries import LotStatus, growth_delta, lot_status, order_of, summary
 from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
@@ -139,6 +139,14 @@ class HistoryRow(NamedTuple):
     summary: str
     actor_json: str
     idempotency_key: str | None
+    event_id: str | None
+    """None only in rows written before the column existed (``ledger rebuild-projections`` fills them)."""
+    points_delta: int
+    """Change of active + pending - arrears (what a member sees their points move by)."""
+    growth_delta: int
+    order_id: str | None
+    tier_after: str | None
+    """The tier in effect after the event, at its business time (as ReplayMember shows it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +305,7 @@ def history_row(
     program_id: str | None = None,
     member_id: str | None = None,
     tz: tzinfo = UTC,
+    tier_after: str | None = None,
 ) -> HistoryRow:
     """The history row of ``event`` (stored as ``stored``), ``before`` and ``after`` it was applied.
 
@@ -326,6 +335,11 @@ def history_row(
         summary(event, tz),
         actor_json(stored.actor),
         stored.idempotency_key,
+        stored.event_id,
+        (after.active + after.pending - after.arrears) - (before.active + before.pending - before.arrears),
+        growth_delta(event),
+        order_of(event) or None,
+        tier_after,
     )
 
 

@@ -40,6 +40,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
 from ledger.domain import events as ev
@@ -57,18 +58,33 @@ DEFAULT_PAGE_SIZE: Final = 1_000
 _MAX_CACHED: Final = 50_000  # member states kept between pages (dropped all at once beyond this)
 
 
-def member_fold(state: MemberState | None, events: Sequence[StoredEvent]) -> tuple[MemberState, list[HistoryRow]]:
+TierOf = Callable[[MemberState, datetime], str | None]
+"""The tier in effect after an event: ``tier_of(state_after, business_time)``."""
+ZoneOf = Callable[[str], tzinfo]
+"""The time zone a program's summaries are written in: ``zone_of(program_id)``."""
+
+
+def member_fold(
+    state: MemberState | None,
+    events: Sequence[StoredEvent],
+    *,
+    tier_of: TierOf | None = None,
+    zone_of: ZoneOf | None = None,
+) -> tuple[MemberState, list[HistoryRow]]:
     """The domain fold of a member stream (a :data:`~projections.rebuild.Fold`): evolve ``state`` (None: the
-    start of the stream) with ``events`` and return it with their history rows (balances around each event)."""
+    start of the stream) with ``events`` and return it with their history rows (balances around each event, the
+    tier after it when ``tier_of`` is given, summaries in ``zone_of``'s zone, else UTC)."""
     if state is None:
         program_id, member_id = parse_member_stream(events[0].stream_id)
         state = MemberState(program_id=program_id, member_id=member_id)
+    zone = zone_of(state.program_id) if zone_of is not None else UTC
     rows: list[HistoryRow] = []
     for stored in events:
         event = ev.decode(stored.payload)
         before = Balances.of(state)
         evolve(state, event)
-        rows.append(history_row(stored, event, before, Balances.of(state)))
+        tier = tier_of(state, stored.occurred_at) if tier_of is not None else None
+        rows.append(history_row(stored, event, before, Balances.of(state), tz=zone, tier_after=tier))
     return state, rows
 
 

@@ -32,10 +32,16 @@ from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import program as prog
 from ledger.domain.decide import Context
-from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
-from ledger.domain.queries import BalanceFigures, balance_figures
+from ledger.domain.queries import (
+    BalanceFigures,
+    balance_figures,
+    growth_delta,
+    order_of,
+    summary,
+    tier_in_effect,
+)
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.streams import (
     PROGRAM_PREFIX,
@@ -58,6 +64,7 @@ from ledger.eventlog.port import (
 )
 from policies import NoPolicyInForce, OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
 from projections.queries import BalanceNow
+from projections.rows import HistoryRow
 
 TICK_CHUNK = 500
 REPLAY_CHUNK = 500
@@ -109,6 +116,34 @@ class _PolicyAt:
         return self._policy
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a member's history as ListHistory shows it."""
+
+    version: int
+    event_id: str
+    event_type: str
+    summary: str
+    points_delta: int
+    """Change of active + pending - arrears."""
+    growth_delta: int
+    after: Balances
+    tier_after: str
+    order_id: str
+    policy_version: int
+    actor: dict[str, str]
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    """Newest first."""
+    next_through: int
+    """Where the next (older) page ends: the versions at or before it (0: this page was the oldest)."""
+
+
 @dataclass(slots=True)
 class VerifyReport:
     program_id: str
@@ -125,13 +160,30 @@ ProjectionCheck = Callable[[MemberState, list[ReplayEntry]], list[str]]
 
 def _tier_after(state: MemberState, policy_at: _PolicyAt, at: datetime) -> str:
     """The tier in effect at ``at`` for the folded ``state``; its stored tier when no policy was in force then."""
-    policy = policy_at(at)
-    if policy is None:
-        return state.tier
-    try:
-        return effective_tier(state, policy, at)
-    except Exception:  # e.g. UnknownTier: a tier this policy version cannot rank; the stored tier stands
-        return state.tier
+    return tier_in_effect(state, policy_at(at), at)
+
+
+def _net(b: Balances) -> int:
+    return b.active + b.pending - b.arrears
+
+
+def _entry_of(r: HistoryRow) -> HistoryEntry:
+    assert r.event_id is not None and r.tier_after is not None
+    return HistoryEntry(
+        version=r.version,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        summary=r.summary,
+        points_delta=r.points_delta,
+        growth_delta=r.growth_delta,
+        after=Balances(active=r.active_after, pending=r.pending_after, held=r.held_after, arrears=r.arrears_after),
+        tier_after=r.tier_after,
+        order_id=r.order_id or "",
+        policy_version=r.policy_version or 0,
+        actor=json.loads(r.actor_json),
+        occurred_at=r.occurred_at,
+        recorded_at=r.recorded_at,
+    )
 
 
 class LedgerApp(ProgramDirectory):
@@ -146,6 +198,7 @@ class LedgerApp(ProgramDirectory):
         due_members: Callable[[str, datetime, int], list[str]],
         check_projection: ProjectionCheck | None = None,
         balance_now: Callable[[str, str, datetime], BalanceNow | None] | None = None,
+        history_through: Callable[[str, str, int | None, int], tuple[list[HistoryRow], int]] | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
         project_in_transaction: bool | None = None,
@@ -159,6 +212,7 @@ class LedgerApp(ProgramDirectory):
         self._due_members = due_members
         self._check_projection = check_projection
         self._balance_now = balance_now
+        self._history_through = history_through
         self._pepper = pepper
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()
@@ -208,6 +262,14 @@ class LedgerApp(ProgramDirectory):
             return ZoneInfo(policies.in_force_at(self.now(program_id)).policy.timezone)
         except NoPolicyInForce:
             return ZoneInfo(policies.latest.policy.timezone)
+
+    def tier_in_effect(self, state: MemberState, at: datetime) -> str:
+        """The tier in effect at ``at`` for ``state``, under the member's program's policy in force then."""
+        try:
+            policy = self.program(state.program_id).policies.in_force_at(at).policy
+        except NoPolicyInForce:
+            return state.tier
+        return tier_in_effect(state, policy, at)
 
     def now(self, program_id: str) -> datetime:
         p = self.program(program_id)
@@ -488,6 +550,49 @@ class LedgerApp(ProgramDirectory):
                 )
         view = self.view(program_id, member_id)
         return balance_figures(view.state, view.now)
+
+    def history(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
+        """A page of the member's history, newest first, of the events at or before ``through_version`` (None:
+        from the newest). Read from the history read model by version; a stream whose rows predate the columns
+        this needs (written before them, until ``ledger rebuild-projections``) is replayed instead."""
+        self.program(program_id)
+        if through_version is not None and through_version < 1:
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        if self._history_through is not None:
+            rows, head = self._history_through(program_id, member_id, through_version, size)
+            if through_version is not None and through_version > head and head:
+                raise InvalidCommand("page_token", "is not a token this listing returned")
+            if rows and all(r.event_id is not None and r.tier_after is not None for r in rows):
+                oldest = rows[-1].version
+                return HistoryPage([_entry_of(r) for r in rows], oldest - 1 if oldest > 1 else 0)
+        return self._history_replayed(program_id, member_id, through_version, size)
+
+    def _history_replayed(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
+        entries = list(self.replay(program_id, member_id))
+        end = len(entries) if through_version is None else through_version
+        if end > len(entries):
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        start = max(0, end - size)
+        tz = self.time_zone(program_id)
+        page = [
+            HistoryEntry(
+                version=e.stored.version,
+                event_id=e.stored.event_id,
+                event_type=e.stored.type,
+                summary=summary(e.event, tz),
+                points_delta=_net(e.after) - _net(e.before),
+                growth_delta=growth_delta(e.event),
+                after=e.after,
+                tier_after=e.tier_after,
+                order_id=order_of(e.event),
+                policy_version=e.stored.policy_version or 0,
+                actor=dict(e.stored.actor),
+                occurred_at=e.stored.occurred_at,
+                recorded_at=e.stored.recorded_at,
+            )
+            for e in reversed(entries[start:end])
+        ]
+        return HistoryPage(page, start)
 
     # -- audit ----------------------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from ledger.domain.decide.earning import quote
 from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
+from ledger.domain.queries import tier_in_effect
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.streams import member_stream
 from ledger.eventlog.port import (
@@ -52,6 +53,7 @@ from ledger.eventlog.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
+from policies import NoPolicyInForce, Policy, PolicyHistory
 
 log = structlog.get_logger("ledger.writer")
 
@@ -119,7 +121,7 @@ class _Staged:
     member_id: str
     state: MemberState
     expected_version: int
-    events: list[tuple[ev.MemberEvent, NewEvent, Balances, Balances]] = field(default_factory=list)
+    events: list[AppliedEvent] = field(default_factory=list)
     identities: list[str] = field(default_factory=list)
 
 
@@ -141,6 +143,17 @@ class ProgramDirectory:
 ProjectionHook = Callable[[Any, list[StoredEvent], Sequence["MemberChange"]], None]
 
 
+AppliedEvent = tuple[ev.MemberEvent, NewEvent, Balances, Balances, str]
+"""An event as the writer applied it: the event, as appended, the balances before and after, the tier after."""
+
+
+def _policy_at(policies: PolicyHistory, at: datetime) -> Policy | None:
+    try:
+        return policies.in_force_at(at).policy
+    except NoPolicyInForce:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class MemberChange:
     """One member touched by a committed group: its state after, and the events with balances around them."""
@@ -148,7 +161,7 @@ class MemberChange:
     program_id: str
     member_id: str
     state: MemberState
-    events: tuple[tuple[ev.MemberEvent, NewEvent, Balances, Balances], ...]
+    events: tuple[AppliedEvent, ...]
     identities_added: tuple[str, ...]
     due_at: datetime | None
 
@@ -348,7 +361,7 @@ class CommandWriter:
         attempt: int,
     ) -> None:
         appends = [
-            StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[n for _, n, _, _ in s.events])
+            StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[e[1] for e in s.events])
             for sid, s in staged.items()
             if s.events
         ]
@@ -467,11 +480,13 @@ class CommandWriter:
         staged[sid] = s
         return s
 
-    def _apply(self, s: _Staged, events: Sequence[ev.MemberEvent], req: cmd.Envelope | None, now: datetime) -> None:
+    def _apply(self, s: _Staged, events: Sequence[ev.MemberEvent], req: cmd.Envelope | None, ctx: Context) -> None:
+        now = ctx.now
         for event in events:
             before = Balances.of(s.state)
             evolve(s.state, event)
             after = Balances.of(s.state)
+            tier = tier_in_effect(s.state, _policy_at(ctx.policies, event.at), event.at)
             new = NewEvent(
                 event_id=str(uuid.uuid4()),
                 type=event.type,
@@ -485,7 +500,7 @@ class CommandWriter:
                 actor=req.actor.as_dict() if req else {"channel": "system"},
                 payload=ev.encode(event),
             )
-            s.events.append((event, new, before, after))
+            s.events.append((event, new, before, after, tier))
 
     def _context(self, s: _Staged, occurred_at: datetime | None) -> Context:
         """The member's context; its personal data is looked up only if enrolment may have stored some."""
@@ -496,7 +511,7 @@ class CommandWriter:
     def _catch_up(self, s: _Staged, ctx: Context) -> list[ev.MemberEvent]:
         due = tick(s.state, ctx.for_time(ctx.now))
         if due:
-            self._apply(s, due, None, ctx.now)
+            self._apply(s, due, None, ctx)
         return due
 
     def _quote(self, req: Quote, staged: dict[str, _Staged]) -> Any:
@@ -531,9 +546,9 @@ class CommandWriter:
             source = self._load(req.program_id, command.source_member_id, staged)
             self._catch_up(source, self._context(source, req.occurred_at))
             target_events, source_events = merge(command, s.state, source.state, ctx)
-            self._apply(source, source_events, req, ctx.now)
+            self._apply(source, source_events, req, ctx)
             start = len(s.events)
-            self._apply(s, target_events, req, ctx.now)
+            self._apply(s, target_events, req, ctx)
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
             produced: list[ev.MemberEvent] = target_events
         elif isinstance(command, cmd.Tick):
@@ -545,9 +560,9 @@ class CommandWriter:
             if isinstance(command, cmd.EnrollMember):
                 s.identities.extend(command.identities)
             start = len(s.events)
-            self._apply(s, produced, req, ctx.now)
+            self._apply(s, produced, req, ctx)
         applied = s.events[start:]
-        payloads: list[bytes] | None = [new.payload for _, new, _, _ in applied]
+        payloads: list[bytes] | None = [a[1].payload for a in applied]
         if len(applied) != len(produced) or any(a[0] is not e for a, e in zip(applied, produced, strict=False)):
             payloads = None
         result = CommandResult(

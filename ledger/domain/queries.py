@@ -257,6 +257,22 @@ def rule(event: ev.MemberEvent) -> str:
             return ""
 
 
+def order_of(event: ev.MemberEvent) -> str:
+    """The order an event is about ("" for none)."""
+    return str(getattr(event, "order_id", "") or "")
+
+
+def tier_in_effect(state: MemberState, policy: Policy | None, at: datetime) -> str:
+    """The tier in effect at ``at`` for ``state`` (the earned tier or an override) under ``policy``, the version
+    in force at ``at``; the stored tier when no policy was in force then or this version cannot rank it."""
+    if policy is None:
+        return state.tier
+    try:
+        return effective_tier(state, policy, at)
+    except Exception:  # e.g. UnknownTier: a tier this policy version cannot rank; the stored tier stands
+        return state.tier
+
+
 def growth_delta(event: ev.MemberEvent) -> int:
     match event:
         case ev.PurchaseRecorded() | ev.PointsAwarded():

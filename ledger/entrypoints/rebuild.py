@@ -7,24 +7,24 @@ from datetime import datetime
 from typing import Any
 
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import Backend
+from ledger.bootstrap import Backend, history_fold
 from ledger.domain.decide import next_due
 from ledger.domain.state import MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
 from projections.rows import HistoryRow
-from projections.runner import member_fold
 
 
 def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
     """Rebuild into fresh tables beside the live ones and switch over in one transaction (service keeps running)."""
 
     programs = set(app.program_ids())
+    history = history_fold(app)
 
     def fold(state: MemberState | None, events: Sequence[StoredEvent]) -> tuple[MemberState, list[HistoryRow]]:
         if state is None and parse_member_stream(events[0].stream_id)[0] not in programs:
             raise ValueError(f"stream {events[0].stream_id} belongs to no known program")
-        return member_fold(state, events)
+        return history(state, events)
 
     def due_at(state: MemberState) -> datetime | None:
         return next_due(state, app.context_of(state))

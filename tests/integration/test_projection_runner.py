@@ -17,7 +17,7 @@ import pytest
 
 from ledger.application.clock import ManualClock
 from ledger.application.service import LedgerApp
-from ledger.bootstrap import Settings, Wired, build, reference_document, sqlite_path, store_kind
+from ledger.bootstrap import Settings, Wired, build, history_fold, reference_document, sqlite_path, store_kind
 from ledger.domain import commands as cmd
 from ledger.domain.decide import next_due
 from policies import OrderLine
@@ -154,6 +154,7 @@ def test_pages_are_exactly_once_and_a_failed_page_is_replayed(seeded: str, monke
         backend.projector,
         backend.read_connection,
         due_at=lambda s: next_due(s, app.context_of(s)),
+        fold=history_fold(app),
         page_size=3,
     )
     before = runner.position()
@@ -197,6 +198,7 @@ def test_an_up_to_date_start_writes_nothing(seeded: str) -> None:
             backend.projector,
             backend.read_connection,
             due_at=lambda s: next_due(s, app.context_of(s)),
+            fold=history_fold(app),
         )
         assert not runner.lagging()
         assert runner.catch_up() == 0

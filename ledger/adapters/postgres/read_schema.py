@@ -146,7 +146,12 @@ _TABLE_DDL: Final = {
             policy_version       BIGINT,
             summary              TEXT   NOT NULL,
             actor_json           TEXT   NOT NULL,
-            idempotency_key      TEXT
+            idempotency_key      TEXT,
+            event_id             TEXT,
+            points_delta         BIGINT NOT NULL DEFAULT 0,
+            growth_delta         BIGINT NOT NULL DEFAULT 0,
+            order_id             TEXT,
+            tier_after           TEXT
         )
     """,
     "identity": f"""
@@ -230,8 +235,21 @@ def create_tables(conn: psycopg.Connection[Any], prefix: str = "", *, indexes: b
     """
     for statement in table_statements(prefix):
         _run(conn, statement)
+    for name, declaration in ADDED_HISTORY_COLUMNS:
+        _run(conn, f"ALTER TABLE {prefix}history ADD COLUMN IF NOT EXISTS {name} {declaration}")
     if indexes:
         create_indexes(conn, prefix)
+
+
+#: Columns added to ``history`` after its first release: tables made before get them (``NULL`` event ids mark
+#: the rows written before, which ``ledger rebuild-projections`` fills in).
+ADDED_HISTORY_COLUMNS: Final = (
+    ("event_id", "TEXT"),
+    ("points_delta", "BIGINT NOT NULL DEFAULT 0"),
+    ("growth_delta", "BIGINT NOT NULL DEFAULT 0"),
+    ("order_id", "TEXT"),
+    ("tier_after", "TEXT"),
+)
 
 
 def create_indexes(conn: psycopg.Connection[Any], prefix: str = "") -> None:

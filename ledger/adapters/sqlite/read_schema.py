@@ -127,7 +127,12 @@ _TABLE_DDL: Final = {
             policy_version       INTEGER,
             summary              TEXT    NOT NULL,
             actor_json           TEXT    NOT NULL,
-            idempotency_key      TEXT
+            idempotency_key      TEXT,
+            event_id             TEXT,
+            points_delta         INTEGER NOT NULL DEFAULT 0,
+            growth_delta         INTEGER NOT NULL DEFAULT 0,
+            order_id             TEXT,
+            tier_after           TEXT
         )
     """,
     "identity": """
@@ -187,8 +192,29 @@ def create_tables(conn: sqlite3.Connection, prefix: str = "", *, indexes: bool =
     """
     for statement in table_statements(prefix):
         conn.execute(statement)
+    add_missing_columns(conn, prefix)
     if indexes:
         create_indexes(conn, prefix)
+
+
+#: Columns added to ``history`` after its first release, with their declarations: tables made before get them
+#: (``NULL`` event ids mark the rows written before, which ``ledger rebuild-projections`` fills in).
+ADDED_HISTORY_COLUMNS: Final = (
+    ("event_id", "TEXT"),
+    ("points_delta", "INTEGER NOT NULL DEFAULT 0"),
+    ("growth_delta", "INTEGER NOT NULL DEFAULT 0"),
+    ("order_id", "TEXT"),
+    ("tier_after", "TEXT"),
+)
+
+
+def add_missing_columns(conn: sqlite3.Connection, prefix: str = "") -> None:
+    """Add the columns of :data:`ADDED_HISTORY_COLUMNS` that the ``prefix`` history table lacks."""
+    _check_prefix(prefix)
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({prefix}history)")}
+    for name, declaration in ADDED_HISTORY_COLUMNS:
+        if have and name not in have:
+            conn.execute(f"ALTER TABLE {prefix}history ADD COLUMN {name} {declaration}")
 
 
 def create_indexes(conn: sqlite3.Connection, prefix: str = "") -> None:

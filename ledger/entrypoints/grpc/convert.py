@@ -393,8 +393,7 @@ def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.
 # -- events ---------------------------------------------------------------------------------------------------
 
 
-def order_of(event: ev.MemberEvent) -> str:
-    return str(getattr(event, "order_id", "") or "")
+order_of = queries.order_of
 
 
 def lots_credited(event: ev.MemberEvent) -> list[common_pb2.LotPortion]:

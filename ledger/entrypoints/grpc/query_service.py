@@ -209,33 +209,27 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         c.caller_id("member_id", request.member_id)
         size = c.page_size(request.page_size)
         c.done()
-        self.app.program(request.program_id)
-        entries = list(self.app.replay(request.program_id, request.member_id))
-        tz = self.app.time_zone(request.program_id)
-        # The token is the number of events older than the page (continue at versions <= token), so later events never shift later pages.
-        if request.page_token:
-            if not request.page_token.isdigit() or not 0 < int(request.page_token) <= len(entries):
-                raise InvalidCommand("page_token", "is not a token this listing returned")
-            end = int(request.page_token)
-        else:
-            end = len(entries)
-        start = max(0, end - size)
-        response = query_pb2.ListHistoryResponse(next_page_token=str(start) if start > 0 else "")
-        for index in range(end - 1, start - 1, -1):
-            e = entries[index]
+        # The token is the newest version of the next (older) page: it continues at versions <= token, so events
+        # written meanwhile never shift later pages.
+        token = request.page_token
+        if token and not (token.isdigit() and len(token) <= 18):
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        page = self.app.history(request.program_id, request.member_id, int(token) if token else None, size)
+        response = query_pb2.ListHistoryResponse(next_page_token=str(page.next_through) if page.next_through else "")
+        for e in page.entries:
             entry = response.entries.add(
-                version=e.stored.version,
-                event_id=e.stored.event_id,
-                event_type=e.stored.type,
-                summary=queries.summary(e.event, tz),
-                points_delta=cv.net_points(e.after) - cv.net_points(e.before),
-                growth_delta=queries.growth_delta(e.event),
+                version=e.version,
+                event_id=e.event_id,
+                event_type=e.event_type,
+                summary=e.summary,
+                points_delta=e.points_delta,
+                growth_delta=e.growth_delta,
                 balance_after=cv.snapshot(e.after),
                 tier_after=e.tier_after,
-                order_id=cv.order_of(e.event),
-                policy_version=e.stored.policy_version or 0,
-                actor=cv.actor_message(e.stored.actor),
+                order_id=e.order_id,
+                policy_version=e.policy_version,
+                actor=cv.actor_message(e.actor),
             )
-            cv.stamp(entry.occurred_at, e.stored.occurred_at)
-            cv.stamp(entry.recorded_at, e.stored.recorded_at)
+            cv.stamp(entry.occurred_at, e.occurred_at)
+            cv.stamp(entry.recorded_at, e.recorded_at)
         return response
