@@ -125,6 +125,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         check_projection=check,
         balance_now=reads.balance_now,
         history_through=reads.history_through,
+        lots_in_debit_order=reads.lots_in_debit_order,
         pepper=settings.pepper,
         shared=backend.shared,
         project_in_transaction=backend.project_in_transaction,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, NamedTuple
 
@@ -39,6 +40,17 @@ from projections.rows import (
 from projections.update import DEFAULT_CHECKPOINT
 
 MAX_PAGE_SIZE: Final = 1000
+
+
+class LotsPage(NamedTuple):
+    """A page of a member's lots, how many match in all, the member's version and next due moment."""
+
+    lots: list[LotRow]
+    total: int
+    version: int
+    due_at: datetime | None
+    ordered: bool
+    """False while some of the member's lot rows predate the ``seq`` column (their order is unknown)."""
 
 
 class BalanceNow(NamedTuple):
@@ -85,6 +97,7 @@ class ReadModelQueries:
 
     def __init__(self, *, prefix: str = "", placeholder: str = "?") -> None:
         self._placeholder = placeholder
+        self._prefix = prefix
         p = prefix
         member = " WHERE program_id = ? AND member_id = ?"
         self._sql_balance = BALANCE.select(p + BALANCE.table) + member
@@ -233,6 +246,43 @@ class ReadModelQueries:
             rows = rows[:size]
             token = _encode_token("history", rows[-1].version)
         return rows, token
+
+    def lots_in_debit_order(
+        self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, limit: int
+    ) -> LotsPage | None:
+        """Up to ``limit`` of the member's lots after the first ``offset``, in the order debits consume them
+        (soonest expiry, earliest business time, the order recorded), only those with one of ``statuses`` (all
+        when empty); with how many match, the member's version, its next due moment and whether every lot row
+        has its ``seq``, from one statement.
+        None when nothing matches there (the caller decides from the state whether that is an empty page)."""
+        where = " WHERE program_id = ? AND member_id = ?"
+        params: list[Any] = [program_id, member_id]
+        if statuses:
+            where += f" AND status IN ({', '.join('?' * len(statuses))})"
+            params += list(statuses)
+        p = self._prefix
+        sql = (
+            f"SELECT {', '.join(LOT.columns)}, (SELECT count(*) FROM {p}lot{where}), "
+            f"(SELECT b.version FROM {p}balance b WHERE b.program_id = ? AND b.member_id = ?), "
+            f"(SELECT d.due_at FROM {p}due d WHERE d.program_id = ? AND d.member_id = ?), "
+            f"(SELECT count(*) FROM {p}lot u WHERE u.program_id = ? AND u.member_id = ? AND u.seq IS NULL) "
+            f"FROM {p}lot{where} ORDER BY expires_at, occurred_at, seq LIMIT ? OFFSET ?"
+        )
+        rows = self._run(
+            sql,
+            (*params, *(program_id, member_id) * 3, *params, max(limit, 0), max(offset, 0)),
+        )
+        if not rows:
+            return None
+        n = len(LOT.columns)
+        total, version, due_at, unordered = rows[0][n : n + 4]
+        return LotsPage(
+            [LOT.decode(r[:n]) for r in rows],
+            total=int(total),
+            version=int(version or 0),
+            due_at=from_micros(due_at) if due_at is not None else None,
+            ordered=not unordered,
+        )
 
     def history_through(
         self, program_id: str, member_id: str, through_version: int | None, page_size: int

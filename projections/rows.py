@@ -59,6 +59,9 @@ class LotRow(NamedTuple):
     expires_at: datetime
     order_id: str | None
     status: LotStatus
+    seq: int | None
+    """The order the lot was recorded in (the last key of the debit order); None only in rows written before
+    the column existed."""
 
 
 class TierRow(NamedTuple):
@@ -199,6 +202,7 @@ def lot_row(state: MemberState, lot: Lot) -> LotRow:
         lot.expires_at,
         lot.order_id,
         lot_status(lot),
+        lot.seq,
     )
 
 

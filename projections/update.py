@@ -63,7 +63,7 @@ class Projector(Protocol):
 
 
 if TYPE_CHECKING:
-    from projections.queries import BalanceNow
+    from projections.queries import BalanceNow, LotsPage
 
 
 class ReadModels(Protocol):
@@ -78,3 +78,7 @@ class ReadModels(Protocol):
     def history_through(
         self, program_id: str, member_id: str, through_version: int | None, page_size: int
     ) -> tuple[list[HistoryRow], int]: ...
+
+    def lots_in_debit_order(
+        self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, limit: int
+    ) -> LotsPage | None: ...

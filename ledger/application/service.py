@@ -38,6 +38,7 @@ from ledger.domain.queries import (
     BalanceFigures,
     balance_figures,
     growth_delta,
+    lot_status,
     order_of,
     summary,
     tier_in_effect,
@@ -63,8 +64,8 @@ from ledger.eventlog.port import (
     WrongExpectedVersion,
 )
 from policies import NoPolicyInForce, OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
-from projections.queries import BalanceNow
-from projections.rows import HistoryRow
+from projections.queries import BalanceNow, LotsPage
+from projections.rows import HistoryRow, LotRow, lot_row
 
 TICK_CHUNK = 500
 REPLAY_CHUNK = 500
@@ -199,6 +200,7 @@ class LedgerApp(ProgramDirectory):
         check_projection: ProjectionCheck | None = None,
         balance_now: Callable[[str, str, datetime], BalanceNow | None] | None = None,
         history_through: Callable[[str, str, int | None, int], tuple[list[HistoryRow], int]] | None = None,
+        lots_in_debit_order: Callable[[str, str, Sequence[str], int, int], LotsPage | None] | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
         project_in_transaction: bool | None = None,
@@ -213,6 +215,7 @@ class LedgerApp(ProgramDirectory):
         self._check_projection = check_projection
         self._balance_now = balance_now
         self._history_through = history_through
+        self._lots_in_debit_order = lots_in_debit_order
         self._pepper = pepper
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()
@@ -550,6 +553,27 @@ class LedgerApp(ProgramDirectory):
                 )
         view = self.view(program_id, member_id)
         return balance_figures(view.state, view.now)
+
+    def lots(
+        self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, size: int
+    ) -> tuple[list[LotRow], int, int]:
+        """Up to ``size`` of the member's lots after the first ``offset``, in the order debits consume them, with
+        one of ``statuses`` (all when empty): the page, how many match in all, and the member's version. From
+        the read models when nothing is due for the member (so every status is current), else from the writer."""
+        self.program(program_id)
+        if self._lots_in_debit_order is not None:
+            now = self.now(program_id)
+            page = self._lots_in_debit_order(program_id, member_id, statuses, offset, size)
+            if page is not None and page.ordered and (page.due_at is None or page.due_at > now):
+                return page.lots, page.total, page.version
+        view = self.view(program_id, member_id)
+        wanted = set(statuses)
+        rows = [
+            lot_row(view.state, lot)
+            for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
+            if not wanted or lot_status(lot) in wanted
+        ]
+        return rows[offset : offset + size], len(rows), view.state.version
 
     def history(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
         """A page of the member's history, newest first, of the events at or before ``through_version`` (None:

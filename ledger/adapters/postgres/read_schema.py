@@ -75,6 +75,7 @@ _TABLE_DDL: Final = {
             order_id    {_T},
             status      {_T} NOT NULL
                 CONSTRAINT {{p}}lot_status_check CHECK (status IN ('pending', 'active', 'spent', 'expired')),
+            seq         BIGINT,
             CONSTRAINT {{p}}lot_pkey PRIMARY KEY (program_id, member_id, lot_id)
         )
     """,
@@ -235,20 +236,28 @@ def create_tables(conn: psycopg.Connection[Any], prefix: str = "", *, indexes: b
     """
     for statement in table_statements(prefix):
         _run(conn, statement)
-    for name, declaration in ADDED_HISTORY_COLUMNS:
-        _run(conn, f"ALTER TABLE {prefix}history ADD COLUMN IF NOT EXISTS {name} {declaration}")
+    for table, name, declaration in ADDED_COLUMNS:
+        # Look first: an ALTER TABLE takes an exclusive lock even when the column is there already.
+        found = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s",
+            (prefix + table, name),
+        ).fetchone()
+        if found is None:
+            _run(conn, f"ALTER TABLE {prefix}{table} ADD COLUMN IF NOT EXISTS {name} {declaration}")
     if indexes:
         create_indexes(conn, prefix)
 
 
-#: Columns added to ``history`` after its first release: tables made before get them (``NULL`` event ids mark
-#: the rows written before, which ``ledger rebuild-projections`` fills in).
-ADDED_HISTORY_COLUMNS: Final = (
-    ("event_id", "TEXT"),
-    ("points_delta", "BIGINT NOT NULL DEFAULT 0"),
-    ("growth_delta", "BIGINT NOT NULL DEFAULT 0"),
-    ("order_id", "TEXT"),
-    ("tier_after", "TEXT"),
+#: Columns added after the tables' first release: tables made before get them (``NULL`` event ids and lot
+#: ``seq`` mark the rows written before, which ``ledger rebuild-projections`` fills in).
+ADDED_COLUMNS: Final = (
+    ("history", "event_id", "TEXT"),
+    ("history", "points_delta", "BIGINT NOT NULL DEFAULT 0"),
+    ("history", "growth_delta", "BIGINT NOT NULL DEFAULT 0"),
+    ("history", "order_id", "TEXT"),
+    ("history", "tier_after", "TEXT"),
+    ("lot", "seq", "BIGINT"),
 )
 
 

@@ -56,6 +56,7 @@ _TABLE_DDL: Final = {
             expires_at  INTEGER NOT NULL,
             order_id    TEXT,
             status      TEXT    NOT NULL CHECK (status IN ('pending', 'active', 'spent', 'expired')),
+            seq         INTEGER,
             PRIMARY KEY (program_id, member_id, lot_id)
         ) WITHOUT ROWID
     """,
@@ -197,24 +198,25 @@ def create_tables(conn: sqlite3.Connection, prefix: str = "", *, indexes: bool =
         create_indexes(conn, prefix)
 
 
-#: Columns added to ``history`` after its first release, with their declarations: tables made before get them
-#: (``NULL`` event ids mark the rows written before, which ``ledger rebuild-projections`` fills in).
-ADDED_HISTORY_COLUMNS: Final = (
-    ("event_id", "TEXT"),
-    ("points_delta", "INTEGER NOT NULL DEFAULT 0"),
-    ("growth_delta", "INTEGER NOT NULL DEFAULT 0"),
-    ("order_id", "TEXT"),
-    ("tier_after", "TEXT"),
+#: Columns added after the tables' first release, with their declarations: tables made before get them
+#: (``NULL`` event ids and lot ``seq`` mark the rows written before, which ``ledger rebuild-projections`` fills in).
+ADDED_COLUMNS: Final = (
+    ("history", "event_id", "TEXT"),
+    ("history", "points_delta", "INTEGER NOT NULL DEFAULT 0"),
+    ("history", "growth_delta", "INTEGER NOT NULL DEFAULT 0"),
+    ("history", "order_id", "TEXT"),
+    ("history", "tier_after", "TEXT"),
+    ("lot", "seq", "INTEGER"),
 )
 
 
 def add_missing_columns(conn: sqlite3.Connection, prefix: str = "") -> None:
-    """Add the columns of :data:`ADDED_HISTORY_COLUMNS` that the ``prefix`` history table lacks."""
+    """Add the columns of :data:`ADDED_COLUMNS` that the ``prefix`` tables lack."""
     _check_prefix(prefix)
-    have = {row[1] for row in conn.execute(f"PRAGMA table_info({prefix}history)")}
-    for name, declaration in ADDED_HISTORY_COLUMNS:
+    for table, name, declaration in ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({prefix}{table})")}
         if have and name not in have:
-            conn.execute(f"ALTER TABLE {prefix}history ADD COLUMN {name} {declaration}")
+            conn.execute(f"ALTER TABLE {prefix}{table} ADD COLUMN {name} {declaration}")
 
 
 def create_indexes(conn: sqlite3.Connection, prefix: str = "") -> None:

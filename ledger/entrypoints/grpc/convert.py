@@ -25,6 +25,7 @@ from policies.model import Policy
 from policies.ratio import format_ratio
 from policies.rules.memberships import cooling_off_end
 from policies.rules.tiers import tier_gap, window_start
+from projections.rows import LotRow
 
 # -- times ----------------------------------------------------------------------------------------------------
 
@@ -251,6 +252,27 @@ def lot(lot: LotState, policy_version: int = 0) -> member_pb2.Lot:
     stamp(msg.active_at, lot.active_at)
     stamp(msg.expires_at, lot.expires_at)
     return msg
+
+
+def lot_of_row(row: LotRow) -> member_pb2.Lot:
+    """A lot as the read models hold it (the same message :func:`lot` makes from the state)."""
+    msg = member_pb2.Lot(
+        lot_id=row.lot_id,
+        source=LOT_SOURCES.get(row.source, member_pb2.LOT_SOURCE_UNSPECIFIED),
+        amount=row.amount,
+        remaining=row.remaining,
+        held=row.held,
+        status=_LOT_STATUS[row.status],
+        order_id=row.order_id or "",
+    )
+    stamp(msg.occurred_at, row.occurred_at)
+    stamp(msg.active_at, row.active_at)
+    stamp(msg.expires_at, row.expires_at)
+    return msg
+
+
+#: ``LotStatus`` values by the read models' names.
+LOT_STATUS_NAMES: dict[member_pb2.LotStatus.ValueType, str] = {v: k for k, v in _LOT_STATUS.items()}
 
 
 def granting_membership(source: str, benefit: str) -> str:

@@ -155,16 +155,17 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         for i, s in enumerate(request.statuses):
             c.enum(f"statuses[{i}]", s, member_pb2.LotStatus)
         c.done()
-        view = self._view(request.program_id, request.member_id)
-        wanted = set(request.statuses)
-        lots = [
-            lot
-            for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
-            if not wanted or cv.lot_status(lot) in wanted
-        ]
-        start, end, token = page_bounds(request.page_token, len(lots), size)
+        token = request.page_token
+        if token and not (token.isdigit() and len(token) <= 18 and int(token) > 0):
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        start = int(token) if token else 0
+        statuses = sorted({cv.LOT_STATUS_NAMES[s] for s in request.statuses if s in cv.LOT_STATUS_NAMES})
+        lots, total, version = self.app.lots(request.program_id, request.member_id, statuses, start, size)
+        if start > total:
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        end = start + len(lots)
         return query_pb2.ListLotsResponse(
-            lots=[cv.lot(lot) for lot in lots[start:end]], next_page_token=token, version=view.state.version
+            lots=[cv.lot_of_row(lot) for lot in lots], next_page_token=str(end) if end < total else "", version=version
         )
 
     @rpc
