@@ -121,6 +121,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         due_members=reads.due_members,
         check_projection=check,
         pepper=settings.pepper,
+        max_queue=settings.write_queue,
         shared=backend.shared,
         project_in_transaction=backend.project_in_transaction,
     )

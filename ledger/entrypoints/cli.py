@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "serve":
+        from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
 
         if args.no_reference_program:
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
+                limits=CallLimits(call_timeout=settings.call_timeout, max_streams=settings.max_streams,
+                                  max_streams_per_key=settings.max_streams_per_key),
             )  # fmt: skip
         finally:
             if feed is not None:

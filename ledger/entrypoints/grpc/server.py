@@ -155,6 +155,7 @@ def serve(
     reuse_port: bool = False,
     parent_pid: int | None = None,
     authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
+    limits: grpc.ServerInterceptor[Any, Any] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
@@ -164,7 +165,7 @@ def serve(
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
-    interceptors = [i for i in (authenticator, counter) if i is not None]
+    interceptors = [i for i in (authenticator, limits, counter) if i is not None]  # limits read the key id
     server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=interceptors)
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
