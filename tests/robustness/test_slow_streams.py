@@ -71,7 +71,11 @@ def test_slow_replays_do_not_starve_health_or_checkout(tmp_path: Path) -> None:
             print(f"health max {max(health_seconds):.3f} s, RecordPurchase max {max(purchase_seconds):.3f} s")
             assert max(health_seconds) < HEALTH_BOUND
             assert max(purchase_seconds) < PURCHASE_BOUND
-            poll(lambda: len(refused()) >= STREAMS - 16, within=30, message="all but the admitted streams refused")
+            # Most streams were refused at once (an admitted stream that has sent all its pages frees its slot, so
+            # not exactly all but the limit); none ended any other way.
+            poll(lambda: len(refused()) >= STREAMS // 2, within=30, message="the streams beyond the limit refused")
+            ended = {c.code() for c in calls if c.done()}
+            assert ended <= {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OK}, ended
             retry, info = retry_info(refused()[0])
             assert retry is not None and retry.retry_delay.ToMilliseconds() > 0
             assert info is not None and info.reason == "TOO_MANY_STREAMS"
