@@ -1,7 +1,8 @@
-"""The store is cut under load and comes back: a real ``ledger serve`` (authentication on) on PostgreSQL.
+"""The store is cut under load and comes back: a real ``ledger serve`` (authentication on) on each backend.
 
-The test database is one of its own (the cut is ``ALTER DATABASE ... ALLOW_CONNECTIONS false`` and
-``pg_terminate_backend`` on its connections, which must touch nothing else). While cut, writes answer
+PostgreSQL: the test database is one of its own (the cut is ``ALTER DATABASE ... ALLOW_CONNECTIONS false`` and
+``pg_terminate_backend`` on its connections, which must touch nothing else). SQLite: another process holds the
+database's write lock (``BEGIN IMMEDIATE``), as a stuck maintenance job would. While cut, writes answer
 UNAVAILABLE fast (a bound on a monotonic clock, as a correctness bound, not a performance target) and health says
 NOT_SERVING; once restored, health is SERVING again and writes succeed by themselves. Nothing acknowledged is
 lost: every write answered OK is in the log, and every write retried with its key is applied exactly once.
@@ -9,10 +10,13 @@ lost: every write answered OK is in the log, and every write retried with its ke
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
@@ -35,7 +39,7 @@ from tests.robustness.helpers import (
     timed,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.e2e
 
 PROGRAM = "faults"
 WRITERS = 4
@@ -43,7 +47,76 @@ UNAVAILABLE_BOUND = 5.0
 """Seconds within which a write to a cut store must be answered (it used to take the pool's 30 s)."""
 
 
-@pytest.fixture
+class Fault:
+    """A store that can be cut and restored."""
+
+    url: str | None = None
+
+    def cut(self) -> None:
+        raise NotImplementedError
+
+    def restore(self) -> None:
+        raise NotImplementedError
+
+    def events(self, query: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+
+class PostgresFault(Fault):
+    def __init__(self, url: str, name: str) -> None:
+        self.url = self.name_url = url
+        self.name = name
+
+    def cut(self) -> None:
+        cut(self.name, allow=False)
+
+    def restore(self) -> None:
+        cut(self.name, allow=True)
+
+    def events(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.name_url) as conn:
+            return list(conn.execute(query.encode()).fetchall())
+
+
+class SqliteFault(Fault):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.holder: sqlite3.Connection | None = None
+
+    def cut(self) -> None:
+        self.holder = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.holder.execute("BEGIN IMMEDIATE")
+
+    def restore(self) -> None:
+        if self.holder is not None:
+            self.holder.execute("ROLLBACK")
+            self.holder.close()
+            self.holder = None
+
+    def events(self, query: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as conn:
+            return list(conn.execute(query).fetchall())
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
+def fault(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fault]:
+    if request.param == "sqlite":
+        found: Fault = SqliteFault(tmp_path / "ledger.db")
+        try:
+            yield found
+        finally:
+            found.restore()
+        return
+    with database() as (url, name):
+        found = PostgresFault(url, name)
+        try:
+            yield found
+        finally:
+            found.restore()
+
+
+@contextmanager
 def database() -> Iterator[tuple[str, str]]:
     """A database of this test's own: its URL and name (dropped afterwards, connections and all)."""
     base = require_postgres()
@@ -102,9 +175,8 @@ class Load:
             return len(self.answers)
 
 
-def test_a_cut_store_answers_unavailable_fast_and_recovers(tmp_path: Path, database: tuple[str, str]) -> None:
-    url, name = database
-    with running(tmp_path, store_url=url) as server:
+def test_a_cut_store_answers_unavailable_fast_and_recovers(tmp_path: Path, fault: Fault) -> None:
+    with running(tmp_path, store_url=fault.url) as server:
         channel = server.channel()
         create_program(channel, PROGRAM)
         for n in range(WRITERS):
@@ -115,7 +187,7 @@ def test_a_cut_store_answers_unavailable_fast_and_recovers(tmp_path: Path, datab
         try:
             poll(lambda: len(load) >= 40, within=60, message="the load is running")
             cut_at = len(load)
-            cut(name, allow=False)
+            fault.cut()
             try:
                 poll(lambda: health_status(channel) == NOT_SERVING, within=UNAVAILABLE_BOUND, message="NOT_SERVING")
                 during = len(load)
@@ -129,7 +201,7 @@ def test_a_cut_store_answers_unavailable_fast_and_recovers(tmp_path: Path, datab
                 assert code_of(result) == grpc.StatusCode.UNAVAILABLE and seconds < UNAVAILABLE_BOUND
                 assert health_status(channel) == NOT_SERVING
             finally:
-                cut(name, allow=True)
+                fault.restore()
             back = poll(lambda: health_status(channel) == SERVING, within=30, message="SERVING again")
             restored = len(load)
             poll(
@@ -147,10 +219,9 @@ def test_a_cut_store_answers_unavailable_fast_and_recovers(tmp_path: Path, datab
             if code != grpc.StatusCode.OK:
                 load.ledger.RecordPurchase(purchase(PROGRAM, member, key), timeout=30)
             assert load.ledger.RecordPurchase(purchase(PROGRAM, member, key), timeout=30).replayed
-        with psycopg.connect(url) as conn:
-            rows = conn.execute(
-                "SELECT idempotency_key, count(*) FROM events WHERE type = 'PurchaseRecorded' GROUP BY idempotency_key"
-            ).fetchall()
+        rows = fault.events(
+            "SELECT idempotency_key, count(*) FROM events WHERE type = 'PurchaseRecorded' GROUP BY idempotency_key"
+        )
         applied = {str(k): int(c) for k, c in rows}
         assert set(applied) == {key for _, key, _, _ in answers}
         assert set(applied.values()) == {1}
