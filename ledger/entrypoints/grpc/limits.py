@@ -10,13 +10,16 @@
   reads. At most ``max_streams`` of them run at once in the process and ``max_streams_per_key`` per API key (per
   peer without authentication); one more is refused at once with RESOURCE_EXHAUSTED, ErrorInfo reason
   ``TOO_MANY_STREAMS`` and a ``google.rpc.RetryInfo``. The other worker threads stay free for unary calls.
-* **Stream work.** Building a stream's pages is CPU work under the GIL; at most ``stream_workers`` streams (by
-  default one per CPU) build a page at a time, the others wait without taking the GIL, so health checks and
-  checkout calls keep getting their share of the interpreter while many streams run.
+* **Page work.** Building a ReplayMember page (at most 1,000 events) is CPU work under the GIL; at most
+  ``stream_workers`` streams (by default one per CPU) build a page at a time, the others wait without taking
+  the GIL, so health checks and checkout calls keep getting their share of the interpreter while many streams
+  run. (VerifyProgram is not paged this way: one of its messages may take a whole verification to come, so it
+  is bounded by the stream limits alone.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -38,6 +41,8 @@ else:
 DEFAULT_CALL_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 16
 DEFAULT_MAX_STREAMS_PER_KEY = 4
+PAGED_METHODS = frozenset({"/loyalty.v1.AuditService/ReplayMember"})
+"""Streams whose every message is a bounded page of work: built under the page-work tokens."""
 STREAM_RETRY_AFTER = 1.0
 """Seconds a refused stream is told to wait (RetryInfo) before trying again."""
 
@@ -91,6 +96,7 @@ class CallLimits(_Interceptor):
             )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
+            work = self._work if details.method in PAGED_METHODS else contextlib.nullcontext()
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 caller = self._caller(context)
@@ -99,7 +105,7 @@ class CallLimits(_Interceptor):
                 pages = inner_us(request, context)
                 try:
                     while True:
-                        with self._work:  # build one page; wait for the client's reading without the token
+                        with work:  # build one page; wait for the client's reading without the token
                             try:
                                 page = next(pages)
                             except StopIteration:
