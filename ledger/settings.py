@@ -26,6 +26,8 @@ class Settings:
     #: streaming calls (ReplayMember, VerifyProgram) served at once in one process, and by one API key.
     max_streams: int = 16
     max_streams_per_key: int = 4
+    #: seconds a call may wait for a free worker thread; one that waited longer is refused (RESOURCE_EXHAUSTED).
+    max_worker_wait: float = 2.0
 
     @classmethod
     def from_env(cls, store_url: str | None = None) -> Settings:
@@ -38,6 +40,7 @@ class Settings:
             call_timeout=_positive(float, "LEDGER_CALL_TIMEOUT", 30.0),
             max_streams=_positive(int, "LEDGER_MAX_STREAMS", 16),
             max_streams_per_key=_positive(int, "LEDGER_MAX_STREAMS_PER_KEY", 4),
+            max_worker_wait=_positive(float, "LEDGER_MAX_WORKER_WAIT", 2.0),
         )
 
     def without_reference_program(self) -> Settings:

@@ -43,6 +43,8 @@ limits (environment; beyond them a call is refused at once, see docs/errors.md):
                                    DEADLINE_EXCEEDED after it; a write still queued then is dropped
   LEDGER_MAX_STREAMS_PER_KEY=4     ReplayMember/VerifyProgram streams open at once per API key
   LEDGER_MAX_STREAMS=16            streams open at once in one process (keep it well below --workers)
+  LEDGER_MAX_WORKER_WAIT=2         seconds a call may wait for a free worker; one more: RESOURCE_EXHAUSTED
+                                   (SERVER_BUSY), nothing done
 health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
 UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
 """
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
                 limits=CallLimits(call_timeout=settings.call_timeout, max_streams=settings.max_streams,
-                                  max_streams_per_key=settings.max_streams_per_key),
+                                  max_streams_per_key=settings.max_streams_per_key,
+                                  max_worker_wait=settings.max_worker_wait),
             )  # fmt: skip
         finally:
             if feed is not None:

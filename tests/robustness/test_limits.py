@@ -189,3 +189,48 @@ def test_every_call_has_a_deadline(served: Served, held_writer: tuple[threading.
     first = ledger.AdjustPoints(adjust("late"))
     again = ledger.AdjustPoints(adjust("late"))
     assert first.points == 5 and again.replayed and again.balance_after == first.balance_after
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_call_that_waited_too_long_for_a_worker_is_shed(
+    tmp_path: Path, held_writer: tuple[threading.Event, threading.Event]
+) -> None:
+    entered, go = held_writer
+    wired = build(Settings(store_url=f"sqlite:///{tmp_path / 'ledger.db'}", reference_program=False),
+                  clock=ManualClock(START))  # fmt: skip
+    wired.app.create_program(PROGRAM, "Limits", reference_document(), "test", START, "c")
+    wired.app.enroll(PROGRAM, "m1", [], None, "e1")
+    clock = FakeClock()
+    limits = CallLimits(max_worker_wait=2.0, monotonic=clock)
+    server, port = build_server(wired.app, "127.0.0.1:0", max_workers=2, interceptors=[limits])
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            ledger = ledger_pb2_grpc.LedgerServiceStub(channel)
+            busy = [ledger.AdjustPoints.future(adjust("wait", "WAIT"), timeout=30)]
+            assert entered.wait(10)
+            busy.append(ledger.AdjustPoints.future(adjust("second"), timeout=30))  # the second worker
+            poll(lambda: wired.app.writer.queued == 1, within=10, message="both workers busy")
+            late = ledger.AdjustPoints.future(adjust("late"), timeout=30)
+            poll(lambda: limits.arrived == 3, within=10, message="the third call arrived")
+            clock.now += 2.5  # it waits for a worker longer than the limit
+            go.set()
+            assert all(call.result().points == 5 for call in busy)
+            failure = late.exception()
+            assert isinstance(failure, grpc.RpcError) and failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            retry, info = retry_info(failure)
+            assert retry is not None and retry.retry_delay.ToMilliseconds() == 500
+            assert info is not None and info.reason == "SERVER_BUSY"
+            assert wired.app.store.find_command(PROGRAM, "late") is None  # nothing of it was done
+            assert ledger.AdjustPoints(adjust("late")).points == 5  # a worker is free now: the retry goes through
+    finally:
+        server_health.pop(server, None)
+        server.stop(None)
+        wired.app.close()

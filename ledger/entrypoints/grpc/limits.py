@@ -6,6 +6,10 @@
   the earlier of the client's deadline and ``call_timeout`` seconds (default 30) from its start. A write waits
   for the writer until then and is answered DEADLINE_EXCEEDED after it; the writer drops a write whose deadline
   passed before it was decided, so nothing queues forever.
+* **Waiting for a worker.** A call that arrives while every worker thread is busy waits in the server's queue.
+  One that waited longer than ``max_worker_wait`` seconds (default 2) by the time a worker takes it is refused at
+  once with RESOURCE_EXHAUSTED (reason ``SERVER_BUSY``, RetryInfo), without doing its work: under overload the
+  backlog drains quickly instead of every caller waiting for seconds for work its client may have given up on.
 * **Streams.** A streaming call (ReplayMember, VerifyProgram) holds a worker thread for as long as the client
   reads. At most ``max_streams`` of them run at once in the process and ``max_streams_per_key`` per API key (per
   peer without authentication); one more is refused at once with RESOURCE_EXHAUSTED, ErrorInfo reason
@@ -41,6 +45,9 @@ else:
 DEFAULT_CALL_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 16
 DEFAULT_MAX_STREAMS_PER_KEY = 4
+DEFAULT_MAX_WORKER_WAIT = 2.0
+BUSY_RETRY_AFTER = 0.5
+"""Seconds a call refused for waiting too long for a worker is told to wait (RetryInfo)."""
 PAGED_METHODS = frozenset({"/loyalty.v1.AuditService/ReplayMember"})
 """Streams whose every message is a bounded page of work: built under the page-work tokens."""
 STREAM_RETRY_AFTER = 1.0
@@ -59,8 +66,14 @@ class CallLimits(_Interceptor):
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_streams_per_key: int = DEFAULT_MAX_STREAMS_PER_KEY,
         stream_workers: int | None = None,
+        max_worker_wait: float = DEFAULT_MAX_WORKER_WAIT,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_timeout = call_timeout
+        self.max_worker_wait = max_worker_wait
+        self._monotonic = monotonic  # measures only the wait for a worker (deadlines use time.monotonic)
+        self.arrived = 0
+        """``loyalty.v1`` calls that arrived so far (counted before they wait for a worker)."""
         self.max_streams = max_streams
         self.max_streams_per_key = max_streams_per_key
         self._lock = threading.Lock()
@@ -81,10 +94,15 @@ class CallLimits(_Interceptor):
         handler = continuation(details)
         if handler is None or not details.method.startswith("/loyalty."):
             return handler
+        # This runs on the server's polling thread as the call arrives; the handler runs when a worker is free.
+        arrived = self._monotonic()
+        with self._lock:
+            self.arrived += 1
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                self._started(arrived, context)
                 token = CALL_DEADLINE.set(self._deadline(context))
                 try:
                     return inner_uu(request, context)
@@ -99,6 +117,7 @@ class CallLimits(_Interceptor):
             work = self._work if details.method in PAGED_METHODS else contextlib.nullcontext()
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                self._started(arrived, context)
                 caller = self._caller(context)
                 self._admit(caller, context)
                 token = CALL_DEADLINE.set(self._deadline(context))
@@ -122,6 +141,16 @@ class CallLimits(_Interceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+    def _started(self, arrived: float, context: grpc.ServicerContext) -> None:
+        """A worker took the call: refuse it if it waited too long for one."""
+        waited = self._monotonic() - arrived
+        if waited > self.max_worker_wait:
+            found = shed(
+                f"the server is busy: the call waited {waited:.1f} s for a worker; nothing was done",
+                "SERVER_BUSY", BUSY_RETRY_AFTER,
+            )  # fmt: skip
+            context.abort_with_status(rpc_status.to_status(found))
 
     def _deadline(self, context: grpc.ServicerContext) -> float:
         remaining = context.time_remaining()
