@@ -127,6 +127,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         history_through=reads.history_through,
         lots_in_debit_order=reads.lots_in_debit_order,
         pepper=settings.pepper,
+        max_queue=settings.write_queue,
         shared=backend.shared,
         project_in_transaction=backend.project_in_transaction,
     )

@@ -21,18 +21,28 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Literal
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ledger.application.clock import Clock
 from ledger.domain.streams import KEYS_STREAM
 from ledger.eventlog.chain import format_time
-from ledger.eventlog.port import AppendBatch, EventStore, NewEvent, StreamAppend, WrongExpectedVersion
+from ledger.eventlog.port import (
+    AppendBatch,
+    EventStore,
+    NewEvent,
+    StoreError,
+    StreamAppend,
+    WrongExpectedVersion,
+)
 
 Role = Literal["pos", "checkout", "operator", "auditor", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("pos", "checkout", "operator", "auditor", "admin")
 ALL_PROGRAMS: Final = "*"
 """The program scope of a deployment-wide key (admin keys only)."""
+
+log = structlog.get_logger("ledger.keys")
 
 REFRESH_SECONDS: Final = 2.0
 """How stale a process's view of the keys may be: revocations reach every replica within this."""
@@ -110,6 +120,7 @@ class KeyRing:
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self._keys: dict[str, ApiKey] = {}
         self._version = 0
         self._refreshed = float("-inf")
@@ -124,6 +135,22 @@ class KeyRing:
                 self._evolve(json.loads(stored.payload))
                 self._version = stored.version
             self._refreshed = self._monotonic()
+
+    def _refresh_if_reachable(self, *, wait: bool = False) -> None:
+        """Refresh; while the store cannot be read, go on with the keys known (tried again after REFRESH_SECONDS).
+
+        Nothing can be written or read meanwhile anyway, so the call goes on to be answered UNAVAILABLE by what
+        it asks for, rather than failing here; a revocation takes effect once the store answers again.
+        """
+        if not self._refreshing.acquire(blocking=wait):
+            return  # another call is reading the stream right now: go on with what is known
+        try:
+            self.refresh()
+        except StoreError as exc:
+            log.warning("keys_not_refreshed", error=repr(exc))
+            self._refreshed = self._monotonic()
+        finally:
+            self._refreshing.release()
 
     def _evolve(self, event: dict[str, Any]) -> None:
         if event["type"] == "KeyIssued":
@@ -152,10 +179,10 @@ class KeyRing:
             return None
         key_id, secret = parts
         if self._monotonic() - self._refreshed > REFRESH_SECONDS:
-            self.refresh()
+            self._refresh_if_reachable()
         key = self._keys.get(key_id)
         if key is None and self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
-            self.refresh()  # a key issued a moment ago, on another process: usable at once
+            self._refresh_if_reachable(wait=True)  # a key issued a moment ago, on another process: usable at once
             key = self._keys.get(key_id)
         if key is None or not key.usable_at(self._clock.now()):
             return None

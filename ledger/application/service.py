@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ledger.application.clock import Clock
+from ledger.application.deadline import CALL_DEADLINE
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
 from ledger.application.personal import PersonalData, PersonalProfile
 from ledger.application.principal import actor_fields
@@ -203,6 +204,7 @@ class LedgerApp(ProgramDirectory):
         lots_in_debit_order: Callable[[str, str, Sequence[str], int, int], LotsPage | None] | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
+        max_queue: int = 1_000,
         project_in_transaction: bool | None = None,
         shared: bool = False,
     ) -> None:
@@ -222,7 +224,13 @@ class LedgerApp(ProgramDirectory):
         for program_id in program_ids_of(store.list_streams(PROGRAM_PREFIX)):
             self._load_program(program_id)
         self.writer = CommandWriter(
-            store, self, project, max_batch=max_batch, shared=shared, project_in_transaction=project_in_transaction
+            store,
+            self,
+            project,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            shared=shared,
+            project_in_transaction=project_in_transaction,
         )
 
     def close(self) -> None:
@@ -431,9 +439,16 @@ class LedgerApp(ProgramDirectory):
             if not members or seen_rounds > 10_000:
                 return counts
             seen_rounds += 1
-            results = self.writer.execute_many(
-                [cmd.Envelope(program_id, cmd.Tick(member_id=m), "") for m in members], timeout=600
-            )
+            # Due work is the ledger's own: it waits for room in the queue and is not cut by a call's deadline.
+            token = CALL_DEADLINE.set(None)
+            try:
+                results = self.writer.execute_many(
+                    [cmd.Envelope(program_id, cmd.Tick(member_id=m), "") for m in members],
+                    timeout=600,
+                    wait_for_room=True,
+                )
+            finally:
+                CALL_DEADLINE.reset(token)
             for r in results:
                 if isinstance(r, BaseException):
                     if isinstance(r, NotFound):

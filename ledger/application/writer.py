@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from ledger.application.deadline import deadline_after
 from ledger.application.results import CommandResult, fingerprint
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
@@ -50,6 +52,7 @@ from ledger.eventlog.port import (
     EventStore,
     NewEvent,
     StoredEvent,
+    StoreError,
     StreamAppend,
     WrongExpectedVersion,
 )
@@ -62,6 +65,14 @@ SCHEMA_VERSION = 1
 
 class Overloaded(Exception):
     """The write queue is full; the caller should back off and retry (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str = "the write queue is full", retry_after: float = 0.1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(Exception):
+    """The call's deadline passed before the write was answered (DEADLINE_EXCEEDED; retry with the same key)."""
 
 
 class StoreUnavailable(Exception):
@@ -101,6 +112,8 @@ Request = cmd.Envelope | Quote | Peek
 @dataclass(slots=True)
 class _Pending:
     request: Request
+    deadline: float = float("inf")
+    """``time.monotonic()`` after which the writer no longer decides this request (its caller has given up)."""
     with_state: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -174,7 +187,7 @@ class CommandWriter:
         project: ProjectionHook,
         *,
         max_batch: int = 256,
-        max_queue: int = 20_000,
+        max_queue: int = 1_000,
         cache_size: int = 50_000,
         shared: bool = False,
         max_attempts: int = 5,
@@ -197,10 +210,33 @@ class CommandWriter:
         self._cache: OrderedDict[str, MemberState] = OrderedDict()
         self._cache_size = cache_size
         self._fresh: dict[str, MemberState] = {}  # this group's members, up to date (writer thread only)
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._stopped = False
+        self.store_down = False
+        """Set while the store is known to be unreachable (by :class:`~ledger.application.supervisor.Supervisor`):
+        new requests are refused at once and waiting callers answered, instead of waiting out their deadline."""
         self.lock = threading.RLock()  # held while a group is decided and committed
-        self._thread.start()
+        self.restarts = 0
+        self._thread = self._start_thread()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        thread.start()
+        return thread
+
+    def restart(self) -> bool:
+        """Start a new writer thread if the last one died (not if it was stopped); True if one was started.
+
+        Cached states are dropped, so every member is folded from the log again: what the dead thread committed
+        is read back, what it did not commit was never answered OK (its callers got UNAVAILABLE).
+        """
+        if self._stopped or self._thread.is_alive():
+            return False
+        with self.lock:
+            self._cache.clear()
+            self._fresh = {}
+        self.restarts += 1
+        self._thread = self._start_thread()
+        return True
 
     # -- callers --------------------------------------------------------------------------------------------
 
@@ -209,20 +245,38 @@ class CommandWriter:
         of the member's state after it (:attr:`CommandResult.state_after`)."""
         return self.execute_many([request], timeout, with_state=with_state)[0]
 
-    def execute_many(self, requests: Sequence[Request], timeout: float = 60.0, *, with_state: bool = False) -> list[Any]:
-        """Submit several requests at once; results (or exceptions, raised for a single request) in order."""
+    def execute_many(
+        self,
+        requests: Sequence[Request],
+        timeout: float = 60.0,
+        *,
+        wait_for_room: bool = False,
+        with_state: bool = False,
+    ) -> list[Any]:
+        """Submit several requests at once; results (or exceptions, raised for a single request) in order.
+
+        The wait ends at the current call's deadline (:data:`~ledger.application.deadline.CALL_DEADLINE`) or
+        after ``timeout`` seconds, whichever is first. A full queue raises :class:`Overloaded` at once, unless
+        ``wait_for_room`` (the ledger's own time-driven work, which must not be shed), which waits for room.
+        ``with_state``: each command's result carries a private copy of the member's state after it.
+        """
         if self._stopped:
             raise StoreUnavailable("the ledger is shutting down")
-        pendings = [_Pending(r, with_state) for r in requests]
+        if self.store_down:
+            raise StoreUnavailable("the store is unreachable")
+        deadline = deadline_after(timeout)
+        pendings = [_Pending(r, deadline, with_state) for r in requests]
         for p in pendings:
             try:
-                self._queue.put_nowait(p)
+                if wait_for_room:
+                    self._queue.put(p, timeout=max(deadline - time.monotonic(), 0.001))
+                else:
+                    self._queue.put_nowait(p)
             except queue.Full as exc:
-                raise Overloaded("the write queue is full") from exc
+                raise Overloaded(f"the write queue is full ({self._queue.maxsize} waiting)") from exc
         out: list[Any] = []
         for p in pendings:
-            if not p.done.wait(timeout):
-                raise StoreUnavailable("the write was not acknowledged in time")
+            self._wait(p)
             if p.error is not None:
                 if len(pendings) == 1:
                     raise p.error
@@ -230,6 +284,33 @@ class CommandWriter:
             else:
                 out.append(p.result)
         return out
+
+    def _wait(self, p: _Pending) -> None:
+        """Wait for ``p``'s answer until its deadline; answer UNAVAILABLE early once the store is known down."""
+        while not p.done.wait(min(0.05, max(p.deadline - time.monotonic(), 0.0))):
+            if self.store_down:
+                raise StoreUnavailable("the store is unreachable; the write may or may not have been applied")
+            if time.monotonic() >= p.deadline:
+                raise DeadlineExceeded("the write was not answered before the deadline")
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the writer."""
+        return self._queue.qsize()
+
+    def fail_queued(self, error: BaseException) -> int:
+        """Answer every request still waiting in the queue with ``error`` (none of them was decided)."""
+        failed = 0
+        while True:
+            try:
+                p = self._queue.get_nowait()
+            except queue.Empty:
+                return failed
+            if p is None:
+                self._queue.put(None)
+                return failed
+            p.fail(error)
+            failed += 1
 
     def stop(self) -> None:
         self._stopped = True
@@ -261,13 +342,31 @@ class CommandWriter:
                     self._queue.put(None)
                     break
                 group.append(nxt)
+            now = time.monotonic()
+            late = [p for p in group if p.deadline <= now]
+            for p in late:  # its caller has given up: deciding it now would apply a write nobody waits for
+                p.fail(DeadlineExceeded("the deadline passed before the write was decided; nothing was written"))
+            group = [p for p in group if p.deadline > now]
+            if not group:
+                continue
             with self.lock:
                 try:
                     self._process(group)
+                except StoreError as exc:  # reading the log failed: nothing of the group was written
+                    log.error("group_not_decided", error=repr(exc), commands=len(group))
+                    self._cache.clear()
+                    self._abort(group, {}, StoreUnavailable(f"the store could not be read: {exc}"))
                 except Exception as exc:  # never let one group stop the writer: fail what is unanswered
                     log.exception("group_failed", error=repr(exc), commands=len(group))
                     self._cache.clear()
                     self._abort(group, {}, exc)
+                except BaseException as exc:
+                    # The thread is going down (the supervisor starts another one): its callers must not wait
+                    # for an answer that never comes. What it committed is in the log; the next thread reads it.
+                    log.critical("writer_died", error=repr(exc), commands=len(group))
+                    self._cache.clear()
+                    self._abort(group, {}, StoreUnavailable("the writer restarted; retry with the same key"))
+                    raise
 
     @property
     def alive(self) -> bool:
@@ -330,6 +429,8 @@ class CommandWriter:
                 answered.append((p, result))
             except DomainError as exc:
                 p.fail(exc)
+            except StoreError:
+                raise  # the store, not this command: the whole group fails as UNAVAILABLE (see _run)
             except Exception as exc:
                 # A bug or a broken invariant while deciding this one command: it fails alone. What the group
                 # staged so far may hold part of its effects, so the cached states it touched are dropped and

@@ -36,6 +36,19 @@ of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in 
 models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db).
 """
 
+SERVE_LIMITS = """\
+limits (environment; beyond them a call is refused at once, see docs/errors.md):
+  LEDGER_WRITE_QUEUE=1000          requests waiting for the writer; one more: RESOURCE_EXHAUSTED (WRITE_QUEUE_FULL)
+  LEDGER_CALL_TIMEOUT=30           seconds a call may take at most (a client's shorter deadline wins):
+                                   DEADLINE_EXCEEDED after it; a write still queued then is dropped
+  LEDGER_MAX_STREAMS_PER_KEY=4     ReplayMember/VerifyProgram streams open at once per API key
+  LEDGER_MAX_STREAMS=16            streams open at once in one process (keep it well below --workers)
+  LEDGER_MAX_WORKER_WAIT=2         seconds a call may wait for a free worker; one more: RESOURCE_EXHAUSTED
+                                   (SERVER_BUSY), nothing done
+health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
+UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ledger", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
-                       description="Serve the gRPC API with the reference program 'little_sprout' loaded.")
+                       description="Serve the gRPC API with the reference program 'little_sprout' loaded.",
+                       epilog=SERVE_LIMITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--listen", default="127.0.0.1:50051", help="host:port to listen on (port 0 picks a free one)")
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
@@ -98,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "serve":
+        from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
 
         if args.no_reference_program:
@@ -133,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
+                limits=CallLimits(call_timeout=settings.call_timeout, max_streams=settings.max_streams,
+                                  max_streams_per_key=settings.max_streams_per_key,
+                                  max_worker_wait=settings.max_worker_wait),
             )  # fmt: skip
         finally:
             if feed is not None:

@@ -58,7 +58,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool, PoolClosed
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ledger.adapters.postgres.migrations import migrate as migrate_schema
 from ledger.eventlog.chain import GENESIS, encode_canonical
@@ -73,6 +73,11 @@ from ledger.eventlog.port import (
 from ledger.eventlog.staging import StreamHead, check_batch, prefix_upper_bound, stage_batch, stream_ids
 
 Connection = psycopg.Connection[Any]
+
+CONNECTION_WAIT: Final = 2.0
+"""Seconds a statement waits for a pooled connection before the store answers that it is unavailable."""
+CONNECT_TIMEOUT: Final = 3
+"""Seconds to open one connection (libpq ``connect_timeout``)."""
 
 
 EVENT_COLUMNS: Final = (
@@ -144,17 +149,21 @@ class PostgresEventStore:
         max_size: int = 8,
         migrate: bool = True,
         open_timeout: float = 30.0,
+        connection_wait: float = CONNECTION_WAIT,
     ) -> None:
         self._url = url
         self._closed = False
         self._lock = threading.Lock()
+        self._probe_conn: Connection | None = None
+        self._probe_failed = False
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             open=False,
             name="ledger-event-store",
+            timeout=connection_wait,
         )
         try:
             self._pool.open(wait=True, timeout=open_timeout)
@@ -196,6 +205,31 @@ class PostgresEventStore:
                 yield conn
         except PoolClosed as error:
             raise StoreError("the event store is closed") from error
+        except PoolTimeout as error:  # no connection could be had (the database is unreachable, or all busy)
+            raise StoreError(f"no database connection within {self._pool.timeout:g} s: {error}") from error
+        except psycopg.OperationalError as error:  # the connection was lost (or the server refuses statements)
+            raise StoreError(f"the database connection failed: {error}") from error
+
+    def probe(self) -> None:
+        """Raise :class:`StoreError` unless the database answers a statement now (within ``CONNECT_TIMEOUT``).
+
+        It uses a connection of its own, so a pool busy with work never reads as an unreachable database. After
+        a failed probe, the first one to succeed also has the pool check its idle connections, so connections
+        the server dropped meanwhile are replaced before a request meets them.
+        """
+        try:
+            if self._probe_conn is None or self._probe_conn.closed:
+                self._probe_conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            self._probe_conn.execute("SELECT 1")
+        except psycopg.Error as error:
+            self._probe_failed = True
+            if self._probe_conn is not None:
+                self._probe_conn.close()
+                self._probe_conn = None
+            raise StoreError(f"the database does not answer: {error}") from error
+        if self._probe_failed:
+            self._probe_failed = False
+            self._pool.check()
 
     # -- writes -------------------------------------------------------------------------------------------
 
@@ -303,6 +337,8 @@ class PostgresEventStore:
             if self._closed:
                 return
             self._closed = True
+        if self._probe_conn is not None:
+            self._probe_conn.close()
         self._pool.close()
 
 

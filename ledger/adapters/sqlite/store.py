@@ -167,6 +167,20 @@ class SqliteEventStore:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             return events
 
+    def probe(self) -> None:
+        """Raise :class:`StoreError` unless an append could write now: ``BEGIN IMMEDIATE`` and ``ROLLBACK`` on the
+        writer connection, under the same locks as :meth:`append` (so it never collides with this process's own
+        appends). Another process holding the database's write lock makes it wait, then fail."""
+        with self._write_lock:
+            if self._closed:
+                raise StoreError("the event store is closed")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                _execute(self._writer, "BEGIN IMMEDIATE")
+                _execute(self._writer, "ROLLBACK")
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _write(self, conn: sqlite3.Connection, batch: AppendBatch) -> list[StoredEvent]:
         if batch.commands:
             try:

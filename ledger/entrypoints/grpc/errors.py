@@ -8,7 +8,9 @@ Every handler is wrapped by :func:`rpc`, which turns the exceptions of the facad
   say a caller-chosen id is taken);
 * ``NotFound`` -> ``NOT_FOUND``, reason ``<KIND>_NOT_FOUND``;
 * ``Conflict`` -> ``ALREADY_EXISTS``, reason ``IDEMPOTENCY_KEY_REUSED``;
-* ``Overloaded`` -> ``RESOURCE_EXHAUSTED``; ``StoreUnavailable`` -> ``UNAVAILABLE``; ``Contended`` -> ``ABORTED``;
+* ``Overloaded`` -> ``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo``; ``StoreUnavailable`` and a ``StoreError``
+  (the store could not be reached) -> ``UNAVAILABLE``; ``DeadlineExceeded`` -> ``DEADLINE_EXCEEDED``;
+  ``Contended`` -> ``ABORTED``;
 * anything else -> ``INTERNAL`` with an error id (``google.rpc.RequestInfo.request_id``), logged with its trace.
 """
 
@@ -22,12 +24,13 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ledger.application.writer import Contended, Overloaded, StoreUnavailable
+from ledger.application.writer import Contended, DeadlineExceeded, Overloaded, StoreUnavailable
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
+from ledger.eventlog.port import DuplicateCommand, DuplicateEventId, StoreError, WrongExpectedVersion
 from policies.errors import NoPolicyInForce, PolicyInvalid, UnknownCode, UnknownPolicyVersion
 
 log = structlog.get_logger("ledger.entrypoints.grpc")
@@ -47,7 +50,7 @@ class RpcCode:
     ABORTED = grpc.StatusCode.ABORTED.value[0]
     INTERNAL = grpc.StatusCode.INTERNAL.value[0]
     UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
-
+    DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
 
 
 DOMAIN = "loyalty.v1"
@@ -108,6 +111,18 @@ def bad_request(violations: Iterable[tuple[str, str]], message: str | None = Non
     return status(RpcCode.INVALID_ARGUMENT, text, body)
 
 
+def shed(message: str, reason: str, retry_after: float, **metadata: str) -> status_pb2.Status:
+    """RESOURCE_EXHAUSTED for load the ledger sheds: ErrorInfo ``reason`` and RetryInfo saying when to retry."""
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(max(int(retry_after * 1000), 1))
+    return status(
+        RpcCode.RESOURCE_EXHAUSTED,
+        message,
+        error_info(reason, {"retry_after_ms": str(delay.ToMilliseconds()), **metadata}),
+        error_details_pb2.RetryInfo(retry_delay=delay),
+    )
+
+
 def refusal_status(exc: Refusal) -> status_pb2.Status:
     """A refusal as raised: its reason and metadata are already the public ones (``docs/errors.md``)."""
     code = RpcCode.ALREADY_EXISTS if exc.reason in ALREADY_EXISTS_REASONS else RpcCode.FAILED_PRECONDITION
@@ -139,12 +154,13 @@ def status_of(exc: BaseException) -> status_pb2.Status:
     if isinstance(exc, Conflict):
         return status(RpcCode.ALREADY_EXISTS, exc.message, error_info("IDEMPOTENCY_KEY_REUSED", {}))
     if isinstance(exc, Overloaded):
-        return status(
-            RpcCode.RESOURCE_EXHAUSTED, str(exc) or "the write queue is full",
-            error_info("WRITE_QUEUE_FULL", {"retry_after_ms": "100"}),
-        )
+        return shed(str(exc) or "the write queue is full", "WRITE_QUEUE_FULL", exc.retry_after)
     if isinstance(exc, StoreUnavailable):
         return status(RpcCode.UNAVAILABLE, str(exc) or "the store is unavailable")
+    if isinstance(exc, DeadlineExceeded):
+        return status(RpcCode.DEADLINE_EXCEEDED, str(exc))
+    if isinstance(exc, StoreError) and not isinstance(exc, (WrongExpectedVersion, DuplicateCommand, DuplicateEventId)):
+        return status(RpcCode.UNAVAILABLE, f"the store is unavailable: {exc}")
     if isinstance(exc, Contended):
         return status(RpcCode.ABORTED, str(exc), error_info("CONCURRENT_MODIFICATION", {}))
     return status(RpcCode.INTERNAL, "internal error")

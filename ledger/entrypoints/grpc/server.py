@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.application.service import LedgerApp
+from ledger.application.supervisor import Supervisor
 from ledger.entrypoints.grpc.audit_service import AuditService
 from ledger.entrypoints.grpc.ledger_service import LedgerService
 from ledger.entrypoints.grpc.program_service import ProgramService
@@ -130,14 +131,31 @@ def build_server(
     return server, port
 
 
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    """Report every service SERVING or NOT_SERVING (a load balancer takes a NOT_SERVING process out)."""
+    value = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, value)
+
+
 def watch_writer(app: LedgerApp, health_servicer: health.HealthServicer) -> bool:
     """Health follows the writer: once its thread has ended nothing more can be written, so every service is
-    reported NOT_SERVING (a load balancer then takes this process out). Returns whether the writer is alive."""
+    reported NOT_SERVING. Returns whether the writer is alive. (``serve`` runs a
+    :class:`~ledger.application.supervisor.Supervisor`, which also restarts the writer and probes the store.)"""
     if app.writer.alive:
         return True
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    set_serving(health_servicer, False)
     return False
+
+
+def supervise(app: LedgerApp, server: grpc.Server) -> Supervisor:
+    """Start the supervisor of ``app``'s writer and store, reporting on ``server``'s health service."""
+    health_servicer = server_health[server]
+    supervisor = Supervisor(
+        app.writer, getattr(app.store, "probe", None), lambda serving: set_serving(health_servicer, serving)
+    )
+    supervisor.start()
+    return supervisor
 
 
 #: Builds a worker's command line from the address it binds and the file it writes its port to once SERVING.
@@ -155,6 +173,7 @@ def serve(
     reuse_port: bool = False,
     parent_pid: int | None = None,
     authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
+    limits: grpc.ServerInterceptor[Any, Any] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
@@ -164,7 +183,7 @@ def serve(
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
-    interceptors = [i for i in (authenticator, counter) if i is not None]
+    interceptors = [i for i in (authenticator, limits, counter) if i is not None]  # limits read the key id
     server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=interceptors)
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
@@ -172,6 +191,7 @@ def serve(
     gc.collect()
     gc.freeze()
     server.start()
+    supervisor = supervise(app, server)
     pid = os.getpid()
     log.info("serving", listen=listen, port=port, pid=pid)
     stopping = threading.Event()
@@ -191,12 +211,7 @@ def serve(
             tmp.write_text(str(port))
             tmp.replace(port_file)
         reported: set[int] = set()
-        writer_reported = False
         while not stopping.wait(0.5):
-            watched = server_health.get(server)
-            if watched is not None and not watch_writer(app, watched) and not writer_reported:
-                writer_reported = True
-                log.error("writer_stopped", pid=pid)
             for child in children:
                 if child.pid not in reported and child.poll() is not None:
                     reported.add(child.pid)
@@ -205,6 +220,7 @@ def serve(
                 log.error("parent_exited", parent_pid=parent_pid)
                 break
         log.info("stopping", grace_seconds=GRACE_SECONDS, pid=pid)
+        supervisor.stop()
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
