@@ -48,6 +48,14 @@ def parse_time(text: str) -> datetime:
 _HASHER: Final = PasswordHasher()
 
 
+class KeyCheckThrottled(Exception):
+    """A presented key would need slow work (an Argon2 check, a read of the log) that the caller may not spend now."""
+
+
+def _always() -> bool:
+    return True
+
+
 class KeyRefused(Exception):
     """A key cannot be issued or revoked as asked (bad role, scope, unknown id)."""
 
@@ -145,8 +153,13 @@ class KeyRing:
         self.refresh()
         return not self._keys
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal a presented key proves, or None (unknown, wrong secret, revoked, expired)."""
+    def authenticate(self, token: str, *, may_work: Callable[[], bool] = _always) -> Principal | None:
+        """The principal a presented key proves, or None (unknown, wrong secret, revoked, expired).
+
+        Before slow work for this token (reading the log for an unknown key id, an Argon2 check of a secret not
+        verified yet) ``may_work`` is asked; if it says no, :class:`KeyCheckThrottled` is raised. A key already
+        verified by this process costs a SHA-256 and never asks.
+        """
         parts = split_token(token)
         if parts is None:
             return None
@@ -155,6 +168,8 @@ class KeyRing:
             self.refresh()
         key = self._keys.get(key_id)
         if key is None and self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
+            if not may_work():
+                raise KeyCheckThrottled(key_id)
             self.refresh()  # a key issued a moment ago, on another process: usable at once
             key = self._keys.get(key_id)
         if key is None or not key.usable_at(self._clock.now()):
@@ -162,6 +177,8 @@ class KeyRing:
         digest = hashlib.sha256(secret.encode()).digest()
         known = self._verified.get(key_id)
         if known is None or not hmac.compare_digest(known, digest):
+            if not may_work():
+                raise KeyCheckThrottled(key_id)
             try:
                 _HASHER.verify(key.secret_hash, secret)
             except (VerificationError, InvalidHashError):

@@ -23,6 +23,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.entrypoints import keys_cli
+from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
 
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
                    " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
+    tls.add_arguments(s)
+    rate_limit.add_arguments(s)
 
     r = sub.add_parser("replay", help="print every event of one member with the balance after it",
                        description="Replay one member's stream from the log, one JSON line per event.")
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, processes=processes)
         wired = build(settings)
         app = wired.app
+        tls_settings = tls.from_arguments(args)
         authenticator = _authenticator(wired, args)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
+                *tls.worker_arguments(args), *rate_limit.worker_arguments(args),
             ]  # fmt: skip
 
         try:
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
+                keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
             )  # fmt: skip
         finally:
             if feed is not None:
@@ -183,7 +189,10 @@ def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
         written = first_admin_key(wired, admin_key_path(wired.settings, args.admin_key_file))
         if written is not None:
             log.info("admin_key_created", path=str(written), message="the first admin key was written to this file (mode 0600)")
-    return Authenticator(wired.keys, public_reflection=args.reflection)
+    return Authenticator(
+        wired.keys, public_reflection=args.reflection, limits=rate_limit.from_arguments(args),
+        store_from_cn=args.tls_store_from_cn,
+    )  # fmt: skip
 
 
 def _processes(value: str) -> int:
