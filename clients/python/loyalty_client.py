@@ -2,7 +2,9 @@
 
 Every write generates one idempotency key (uuid4) per call and reuses it across retries, so a retried
 command is applied at most once. Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
-are retried with exponential backoff; any other failure is raised as :class:`LedgerRefusal`.
+are retried with exponential backoff (or after the delay the server's ``google.rpc.RetryInfo`` asks for, as a
+rate limit does); any other failure is raised as :class:`LedgerRefusal`. :func:`tls_credentials` connects with
+TLS or mutual TLS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from loyalty.v1 import (
 )
 
 T = TypeVar("T")
+
+MAX_RETRY_DELAY = 10.0
+"""The longest a client waits before one retry, whatever the server's RetryInfo says."""
 
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -159,6 +164,17 @@ class LedgerRefusal(Exception):
         return cls(code, reason, metadata, message, violations)
 
 
+def _retry_delay(err: grpc.RpcError) -> float:
+    """The seconds the server asked the caller to wait (``google.rpc.RetryInfo``, e.g. a rate limit), else 0."""
+    status = rpc_status.from_call(cast(grpc.Call, err)) if callable(getattr(err, "trailing_metadata", None)) else None
+    for detail in list(status.details) if status is not None else []:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return 0.0
+
+
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
     code = getattr(err, "code", None)
     value = code() if callable(code) else None
@@ -222,7 +238,7 @@ class LoyaltyClient:
             except grpc.RpcError as err:
                 code = _code(err)
                 if code in RETRYABLE and attempt < self.retries:
-                    time.sleep(self.backoff * (2**attempt))
+                    time.sleep(min(MAX_RETRY_DELAY, max(self.backoff * (2**attempt), _retry_delay(err))))
                     attempt += 1
                     continue
                 raise LedgerRefusal.from_error(err) from err

@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default="127.0.0.1:50051")
+    h.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA (a server run with --tls-cert)")
+    h.add_argument("--tls-client-cert", metavar="PEM", help="with --tls-ca: the client certificate for mutual TLS")
+    h.add_argument("--tls-client-key", metavar="PEM", help="the private key of --tls-client-cert")
     return p
 
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
     structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
     if args.command == "health":
-        return _health(args.target)
+        return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
@@ -236,11 +239,14 @@ def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:
     return 1 if bad else 0
 
 
-def _health(target: str) -> int:
+def _health(target: str, ca: str | None = None, cert: str | None = None, key: str | None = None) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    from clients.python.loyalty_client import keyed_channel, tls_credentials
+
+    credentials = tls_credentials(ca, cert, key) if ca else None
+    with keyed_channel(target, None, credentials=credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
         except grpc.RpcError as exc:

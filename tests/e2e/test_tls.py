@@ -5,6 +5,8 @@ keys to its store."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,16 @@ def test_tls_serves_and_plaintext_is_refused(tls_server: tuple[RunningServer, Pa
         with pytest.raises(LedgerRefusal) as unknown:
             client.get_balance("nobody")
         assert unknown.value.code == grpc.StatusCode.NOT_FOUND  # answered over TLS
+
+
+def test_ledger_health_checks_over_tls(tls_server: tuple[RunningServer, Path, TestCA]) -> None:
+    running, tmp, ca = tls_server
+    (tmp / "ca.pem").write_bytes(ca.pem)
+    health = [sys.executable, "-m", "ledger.entrypoints.cli", "health", "--target", running.target]
+    ok = subprocess.run([*health, "--tls-ca", str(tmp / "ca.pem")], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "SERVING")
+    plain = subprocess.run(health, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert plain.returncode == 1 and "UNAVAILABLE" in plain.stdout
 
 
 def test_a_rotated_certificate_is_served_without_a_restart(tls_server: tuple[RunningServer, Path, TestCA]) -> None:

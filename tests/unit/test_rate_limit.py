@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import Any
 
+import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from ledger.adapters.memory.store import InMemoryEventStore
 from ledger.application.clock import ManualClock
@@ -115,3 +118,40 @@ def test_a_throttled_caller_gets_no_slow_check_but_a_verified_key_still_works() 
         ring.authenticate(fresh, may_work=lambda: False)  # would need Argon2
     with pytest.raises(KeyCheckThrottled):
         ring.authenticate(token[:-2] + "zz", may_work=lambda: False)  # a wrong secret would need Argon2 too
+
+
+class _Refused(grpc.RpcError):
+    """What a client sees when the server refuses with a rich status."""
+
+    def __init__(self, found: status_pb2.Status) -> None:
+        self._status = rpc_status.to_status(found)
+
+    def code(self) -> grpc.StatusCode:
+        return self._status.code
+
+    def details(self) -> str:
+        return self._status.details
+
+    def trailing_metadata(self) -> Any:
+        return self._status.trailing_metadata
+
+
+def test_the_client_waits_as_long_as_retry_info_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clients.python.loyalty_client as client_module
+
+    slept: list[float] = []
+    monkeypatch.setattr("clients.python.loyalty_client.time.sleep", slept.append)
+    client = client_module.LoyaltyClient("127.0.0.1:1", "p1", api_key="", retries=2, backoff=0.01)
+    answers: list[Any] = [_Refused(limited_status(0.75, "slow down")), _Refused(limited_status(60, "slow down")), "ok"]
+
+    def call() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    try:
+        assert client._call(call) == "ok"
+    finally:
+        client.close()
+    assert slept == [pytest.approx(0.75), client_module.MAX_RETRY_DELAY]
