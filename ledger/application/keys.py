@@ -167,11 +167,12 @@ class KeyRing:
         if self._monotonic() - self._refreshed > REFRESH_SECONDS:
             self.refresh()
         key = self._keys.get(key_id)
-        if key is None and self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
+        if key is None:
             if not may_work():
                 raise KeyCheckThrottled(key_id)
-            self.refresh()  # a key issued a moment ago, on another process: usable at once
-            key = self._keys.get(key_id)
+            if self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
+                self.refresh()  # a key issued a moment ago, on another process: usable at once
+                key = self._keys.get(key_id)
         if key is None or not key.usable_at(self._clock.now()):
             return None
         digest = hashlib.sha256(secret.encode()).digest()

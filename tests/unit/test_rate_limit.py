@@ -118,6 +118,10 @@ def test_a_throttled_caller_gets_no_slow_check_but_a_verified_key_still_works() 
         ring.authenticate(fresh, may_work=lambda: False)  # would need Argon2
     with pytest.raises(KeyCheckThrottled):
         ring.authenticate(token[:-2] + "zz", may_work=lambda: False)  # a wrong secret would need Argon2 too
+    for _ in range(2):  # an unknown key id, whether or not the keys were just read
+        with pytest.raises(KeyCheckThrottled):
+            ring.authenticate("lk_0123456789abcdef_secret", may_work=lambda: False)
+    assert ring.authenticate("lk_0123456789abcdef_secret") is None
 
 
 class _Refused(grpc.RpcError):
