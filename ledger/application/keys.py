@@ -122,6 +122,8 @@ class KeyRing:
         self._version = 0
         self._refreshed = float("-inf")
         self._verified: dict[str, bytes] = {}
+        self._verifying: dict[str, threading.Lock] = {}
+        self._verifying_lock = threading.Lock()
         self.refresh()
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -176,16 +178,23 @@ class KeyRing:
         if key is None or not key.usable_at(self._clock.now()):
             return None
         digest = hashlib.sha256(secret.encode()).digest()
-        known = self._verified.get(key_id)
-        if known is None or not hmac.compare_digest(known, digest):
+        if not self._proven(key_id, digest):
             if not may_work():
                 raise KeyCheckThrottled(key_id)
-            try:
-                _HASHER.verify(key.secret_hash, secret)
-            except (VerificationError, InvalidHashError):
-                return None
-            self._verified[key_id] = digest
+            with self._verifying_lock:
+                verifying = self._verifying.setdefault(key_id, threading.Lock())
+            with verifying:  # one Argon2 check of a key at a time: callers arriving meanwhile wait for its result
+                if not self._proven(key_id, digest):
+                    try:
+                        _HASHER.verify(key.secret_hash, secret)
+                    except (VerificationError, InvalidHashError):
+                        return None
+                    self._verified[key_id] = digest
         return Principal(key.key_id, key.program_id, key.role, key.store_id)
+
+    def _proven(self, key_id: str, digest: bytes) -> bool:
+        known = self._verified.get(key_id)
+        return known is not None and hmac.compare_digest(known, digest)
 
     # -- writing ------------------------------------------------------------------------------------------
 
