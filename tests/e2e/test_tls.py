@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.python.loyalty_client import LedgerRefusal, LoyaltyClient, keyed_channel, tls_credentials
+from ledger.testing.certs import TestCA
 from ledger.testing.server import RunningServer, create_key, start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
@@ -26,7 +27,6 @@ from loyalty.v1 import (
     program_pb2,
     program_pb2_grpc,
 )
-from tests.e2e.certs import TestCA
 from tests.e2e.test_auth import error_info
 
 pytestmark = pytest.mark.e2e
