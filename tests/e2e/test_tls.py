@@ -119,6 +119,7 @@ def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runn
     cert, key = ca.issue("ledger.test", server=True).write(tmp, "server")
     (tmp / "client-ca.pem").write_bytes(ca.pem)
     ops = ca.issue("ops-console", server=False)
+    ops.write(tmp, "ops")
     running = start_server(
         tmp, env=ENV, cwd=ROOT,
         extra_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(tmp / "client-ca.pem"),
@@ -175,3 +176,14 @@ def test_mutual_tls_needs_a_client_certificate_and_its_cn_names_the_store(
         )
         [enrolled] = [e for page in pages for e in page.events if e.event_type == "MemberEnrolled"]
     assert enrolled.actor.store_id == "S-1"
+
+
+def test_the_client_example_runs_over_mutual_tls(mtls_server: tuple[RunningServer, TestCA, Path]) -> None:
+    running, _, tmp = mtls_server
+    tls = ["--tls-ca", str(tmp / "client-ca.pem"), "--tls-cert", str(tmp / "ops.pem"), "--tls-key", str(tmp / "ops.key")]
+    result = subprocess.run(
+        [sys.executable, "-m", "clients.python.example", "--target", running.target, *tls], cwd=ROOT,
+        env={**ENV, "LEDGER_API_KEY": running.api_key or ""}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "replay v" in result.stdout
