@@ -8,7 +8,8 @@ common name (see :mod:`ledger.entrypoints.grpc.auth`).
 The files are read again, without a restart, when one of them changes (its modification time or size): grpc
 asks :class:`CertificateFiles` before each new connection's handshake. Connections already open keep the
 certificate they started with. A set of files that cannot be read (a rotation half written) is logged and the
-previous certificate stays in use.
+previous certificate stays in use. So does a key that does not belong to the certificate (a rotation caught between
+writing the two files): rename the new files into place, key first or certificate first, either works.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import cast
 
 import grpc
 import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 log = structlog.get_logger("ledger.tls")
 
@@ -40,6 +43,19 @@ def _stamp(path: Path) -> tuple[int, int]:
     return found.st_mtime_ns, found.st_size
 
 
+def check_pair(cert_pem: bytes, key_pem: bytes, what: str) -> None:
+    """Raise ValueError unless ``cert_pem`` starts with a PEM certificate whose public key is ``key_pem``'s
+    (so a rotation caught between writing the key and the certificate is not served)."""
+    try:
+        certificate = x509.load_pem_x509_certificates(cert_pem)[0]
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{what} must be a PEM certificate (chain) and its unencrypted PEM private key") from None
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if certificate.public_key().public_bytes(*fmt) != private_key.public_key().public_bytes(*fmt):
+        raise ValueError(f"{what}: the private key does not belong to the certificate")
+
+
 class CertificateFiles:
     """The certificate configuration fetcher of :func:`grpc.dynamic_ssl_server_credentials`, by file stamps."""
 
@@ -47,6 +63,7 @@ class CertificateFiles:
         self.settings = settings
         self._lock = threading.Lock()
         self._stamps = self._read_stamps()
+        self._failed: tuple[tuple[int, int], ...] | None = None
         self.initial = self._load()
 
     @property
@@ -60,9 +77,13 @@ class CertificateFiles:
     def _load(self) -> grpc.ServerCertificateConfiguration:
         s = self.settings
         cert, key = s.cert.read_bytes(), s.key.read_bytes()
-        if b"-----BEGIN" not in cert or b"PRIVATE KEY-----" not in key:
-            raise ValueError(f"{s.cert} and {s.key} must be a PEM certificate (chain) and its PEM private key")
+        check_pair(cert, key, f"{s.cert} and {s.key}")
         client_ca = s.client_ca.read_bytes() if s.client_ca is not None else None
+        if client_ca is not None:
+            try:
+                x509.load_pem_x509_certificates(client_ca)
+            except ValueError:
+                raise ValueError(f"{s.client_ca} must hold PEM certificates") from None
         return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_ca)
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
@@ -70,11 +91,16 @@ class CertificateFiles:
         with self._lock:
             try:
                 stamps = self._read_stamps()
-                if stamps == self._stamps:
-                    return None
+            except OSError:
+                return None  # a file is missing for a moment (being renamed): look again at the next connection
+            if stamps in (self._stamps, self._failed):
+                return None
+            try:
                 loaded = self._load()
             except (OSError, ValueError) as exc:
-                log.error("tls_reload_failed", error=str(exc), message="the previous certificate stays in use")
+                if stamps != self._failed:  # logged once per set of files, not on every connection
+                    log.error("tls_reload_failed", error=str(exc), message="the previous certificate stays in use")
+                self._failed = stamps
                 return None
             self._stamps = stamps
             log.info("tls_reloaded", cert=str(self.settings.cert))
@@ -82,8 +108,13 @@ class CertificateFiles:
 
 
 def server_credentials(settings: TlsSettings) -> grpc.ServerCredentials:
-    """TLS credentials that follow the files; client certificates required when a client CA is given."""
-    files = CertificateFiles(settings)
+    """TLS credentials that follow the files; client certificates required when a client CA is given.
+
+    Exits with a message when the files cannot be read or do not fit together."""
+    try:
+        files = CertificateFiles(settings)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"TLS: {exc}") from None
     fetcher = cast("Callable[[], grpc.ServerCertificateConfiguration]", files)  # the stubs leave out None
     return grpc.dynamic_ssl_server_credentials(
         files.initial, fetcher, require_client_authentication=settings.client_ca is not None
