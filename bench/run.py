@@ -1135,7 +1135,9 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
         "PostgreSQL replicas): [docs/performance.md](docs/performance.md).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    from bench.security_overhead import kept_section
+
+    path.write_text("\n".join(lines) + kept_section(path))  # the figures bench.security_overhead wrote stay
 
 
 if __name__ == "__main__":

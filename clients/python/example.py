@@ -1,6 +1,7 @@
 """Walk one member of the reference program through enrol, buy, redeem at a till, refund and replay.
 
-Run against a live server: ``python -m clients.python.example --target 127.0.0.1:50051``.
+Run against a live server: ``python -m clients.python.example --target 127.0.0.1:50051``; over TLS add
+``--tls-ca ca.pem`` (and ``--tls-cert till.pem --tls-key till.key`` for mutual TLS).
 """
 
 from __future__ import annotations
@@ -8,15 +9,17 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from clients.python.loyalty_client import LedgerRefusal, LoyaltyClient
+import grpc
+
+from clients.python.loyalty_client import LedgerRefusal, LoyaltyClient, tls_credentials
 from loyalty.v1 import ledger_pb2
 
 
-def run(target: str, program_id: str) -> int:
+def run(target: str, program_id: str, tls: grpc.ChannelCredentials | None = None) -> int:
     suffix = uuid.uuid4().hex[:8]
     member_id = f"example-{suffix}"
     card = f"CARD-{suffix}"
-    with LoyaltyClient(target, program_id) as client:
+    with LoyaltyClient(target, program_id, tls=tls) as client:
         enrolled = client.enroll(member_id, card_number=card)
         print(f"enrolled {enrolled.member_id} tier={enrolled.tier} policy_version={enrolled.policy_version}")
         found = client.lookup(card)
@@ -96,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:50051")
     parser.add_argument("--program", default="little_sprout")
+    parser.add_argument("--tls-ca", help="connect with TLS, trusting this CA (PEM file)")
+    parser.add_argument("--tls-cert", help="with --tls-ca: a client certificate for mutual TLS (PEM file)")
+    parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM file)")
     args = parser.parse_args(argv)
-    return run(args.target, args.program)
+    tls = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    return run(args.target, args.program, tls)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Every write generates one idempotency key (uuid4) per call and reuses it across retries, so a retried
 command is applied at most once. Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
-are retried with exponential backoff; any other failure is raised as :class:`LedgerRefusal`.
+are retried with exponential backoff (or after the delay the server's ``google.rpc.RetryInfo`` asks for, as a
+rate limit does); any other failure is raised as :class:`LedgerRefusal`. :func:`tls_credentials` connects with
+TLS or mutual TLS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from loyalty.v1 import (
 )
 
 T = TypeVar("T")
+
+MAX_RETRY_DELAY = 10.0
+"""The longest a client waits before one retry, whatever the server's RetryInfo says."""
 
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -79,9 +84,35 @@ class _Details(grpc.ClientCallDetails):
     compression: Any
 
 
-def keyed_channel(target: str, key: str | None, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A channel to ``target`` whose calls carry ``key`` (none: a plain channel)."""
-    channel = grpc.insecure_channel(target, options=list(options))
+def _pem(value: bytes | str | os.PathLike[str] | None) -> bytes | None:
+    """PEM bytes as given, or read from a file path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+def tls_credentials(
+    root_ca: bytes | str | os.PathLike[str] | None = None,
+    client_cert: bytes | str | os.PathLike[str] | None = None,
+    client_key: bytes | str | os.PathLike[str] | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS to the ledger: trust ``root_ca`` (PEM bytes or a file; None: the system's roots) and, for mutual TLS,
+    present ``client_cert`` with its ``client_key``."""
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("client_cert and client_key go together")
+    return grpc.ssl_channel_credentials(_pem(root_ca), _pem(client_key), _pem(client_cert))
+
+
+def keyed_channel(
+    target: str, key: str | None, options: Sequence[tuple[str, Any]] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.Channel:  # fmt: skip
+    """A channel to ``target`` whose calls carry ``key`` (none: no key); TLS with ``credentials``, else plaintext."""
+    channel = (
+        grpc.secure_channel(target, credentials, options=list(options)) if credentials is not None
+        else grpc.insecure_channel(target, options=list(options))
+    )  # fmt: skip
     return grpc.intercept_channel(channel, BearerKey(key)) if key else channel
 
 
@@ -133,6 +164,17 @@ class LedgerRefusal(Exception):
         return cls(code, reason, metadata, message, violations)
 
 
+def _retry_delay(err: grpc.RpcError) -> float:
+    """The seconds the server asked the caller to wait (``google.rpc.RetryInfo``, e.g. a rate limit), else 0."""
+    status = rpc_status.from_call(cast(grpc.Call, err)) if callable(getattr(err, "trailing_metadata", None)) else None
+    for detail in list(status.details) if status is not None else []:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return 0.0
+
+
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
     code = getattr(err, "code", None)
     value = code() if callable(code) else None
@@ -158,15 +200,20 @@ class LoyaltyClient:
         backoff: float = 0.05,
         channel: grpc.Channel | None = None,
         api_key: str | None = None,
+        tls: grpc.ChannelCredentials | None = None,
     ) -> None:
-        """``api_key``: sent as ``authorization: Bearer <key>`` on every call (default ``$LEDGER_API_KEY``)."""
+        """``api_key``: sent as ``authorization: Bearer <key>`` on every call (default ``$LEDGER_API_KEY``).
+
+        ``tls``: connect with TLS, e.g. ``tls=tls_credentials("ca.pem")`` or, for mutual TLS,
+        ``tls_credentials("ca.pem", "till.pem", "till.key")``; default plaintext.
+        """
         self.program_id = program_id
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._own_channel = channel is None
         key = api_key if api_key is not None else os.environ.get("LEDGER_API_KEY")
-        self.channel = channel if channel is not None else keyed_channel(target, key)
+        self.channel = channel if channel is not None else keyed_channel(target, key, credentials=tls)
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channel)
         self.query = query_pb2_grpc.MemberQueryServiceStub(self.channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
@@ -191,7 +238,7 @@ class LoyaltyClient:
             except grpc.RpcError as err:
                 code = _code(err)
                 if code in RETRYABLE and attempt < self.retries:
-                    time.sleep(self.backoff * (2**attempt))
+                    time.sleep(min(MAX_RETRY_DELAY, max(self.backoff * (2**attempt), _retry_delay(err))))
                     attempt += 1
                     continue
                 raise LedgerRefusal.from_error(err) from err

@@ -58,6 +58,14 @@ def parse_time(text: str) -> datetime:
 _HASHER: Final = PasswordHasher()
 
 
+class KeyCheckThrottled(Exception):
+    """A presented key would need slow work (an Argon2 check, a read of the log) that the caller may not spend now."""
+
+
+def _always() -> bool:
+    return True
+
+
 class KeyRefused(Exception):
     """A key cannot be issued or revoked as asked (bad role, scope, unknown id)."""
 
@@ -125,6 +133,8 @@ class KeyRing:
         self._version = 0
         self._refreshed = float("-inf")
         self._verified: dict[str, bytes] = {}
+        self._verifying: dict[str, threading.Lock] = {}
+        self._verifying_lock = threading.Lock()
         self.refresh()
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -172,8 +182,13 @@ class KeyRing:
         self.refresh()
         return not self._keys
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal a presented key proves, or None (unknown, wrong secret, revoked, expired)."""
+    def authenticate(self, token: str, *, may_work: Callable[[], bool] = _always) -> Principal | None:
+        """The principal a presented key proves, or None (unknown, wrong secret, revoked, expired).
+
+        Before slow work for this token (reading the log for an unknown key id, an Argon2 check of a secret not
+        verified yet) ``may_work`` is asked; if it says no, :class:`KeyCheckThrottled` is raised. A key already
+        verified by this process costs a SHA-256 and never asks.
+        """
         parts = split_token(token)
         if parts is None:
             return None
@@ -181,20 +196,32 @@ class KeyRing:
         if self._monotonic() - self._refreshed > REFRESH_SECONDS:
             self._refresh_if_reachable()
         key = self._keys.get(key_id)
-        if key is None and self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
-            self._refresh_if_reachable(wait=True)  # a key issued a moment ago, on another process: usable at once
-            key = self._keys.get(key_id)
+        if key is None:
+            if not may_work():
+                raise KeyCheckThrottled(key_id)
+            if self._monotonic() - self._refreshed > UNKNOWN_REFRESH_SECONDS:
+                self._refresh_if_reachable(wait=True)  # a key issued a moment ago, on another process: usable at once
+                key = self._keys.get(key_id)
         if key is None or not key.usable_at(self._clock.now()):
             return None
         digest = hashlib.sha256(secret.encode()).digest()
-        known = self._verified.get(key_id)
-        if known is None or not hmac.compare_digest(known, digest):
-            try:
-                _HASHER.verify(key.secret_hash, secret)
-            except (VerificationError, InvalidHashError):
-                return None
-            self._verified[key_id] = digest
+        if not self._proven(key_id, digest):
+            if not may_work():
+                raise KeyCheckThrottled(key_id)
+            with self._verifying_lock:
+                verifying = self._verifying.setdefault(key_id, threading.Lock())
+            with verifying:  # one Argon2 check of a key at a time: callers arriving meanwhile wait for its result
+                if not self._proven(key_id, digest):
+                    try:
+                        _HASHER.verify(key.secret_hash, secret)
+                    except (VerificationError, InvalidHashError):
+                        return None
+                    self._verified[key_id] = digest
         return Principal(key.key_id, key.program_id, key.role, key.store_id)
+
+    def _proven(self, key_id: str, digest: bytes) -> bool:
+        known = self._verified.get(key_id)
+        return known is not None and hmac.compare_digest(known, digest)
 
     # -- writing ------------------------------------------------------------------------------------------
 

@@ -149,6 +149,7 @@ class MergeMembers:
 
     member_id: str
     source_member_id: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,8 @@ class MemberMerged(_Event):
     into_member_id: str
     points_moved: int
     arrears_moved: int
+    reason: str | None = None
+    """Why the operator merged them (None in events written before it was required)."""
 
 
 class LotTransfer(_Model):
@@ -337,6 +339,8 @@ class MemberAbsorbed(_Event):
     referrals: tuple[Instant, ...]
     identities: tuple[str, ...]
     entitlement_ids: tuple[str, ...]
+    reason: str | None = None
+    """Why the operator merged them (None in events written before it was required)."""
 
 
 MemberEvent = Annotated[

@@ -23,6 +23,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.entrypoints import keys_cli
+from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
 
@@ -76,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
                    " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
+    tls.add_arguments(s)
+    rate_limit.add_arguments(s)
 
     r = sub.add_parser("replay", help="print every event of one member with the balance after it",
                        description="Replay one member's stream from the log, one JSON line per event.")
@@ -99,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default="127.0.0.1:50051")
+    h.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA (a server run with --tls-cert)")
+    h.add_argument("--tls-client-cert", metavar="PEM", help="with --tls-ca: the client certificate for mutual TLS")
+    h.add_argument("--tls-client-key", metavar="PEM", help="the private key of --tls-client-cert")
     return p
 
 
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
     structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
     if args.command == "health":
-        return _health(args.target)
+        return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
@@ -123,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, processes=processes)
         wired = build(settings)
         app = wired.app
+        tls_settings = tls.from_arguments(args)
         authenticator = _authenticator(wired, args)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
+                *tls.worker_arguments(args), *rate_limit.worker_arguments(args),
             ]  # fmt: skip
 
         try:
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 limits=CallLimits(call_timeout=settings.call_timeout, max_streams=settings.max_streams,
                                   max_streams_per_key=settings.max_streams_per_key,
                                   max_worker_wait=settings.max_worker_wait),
+                keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
             )  # fmt: skip
         finally:
             if feed is not None:
@@ -201,7 +210,10 @@ def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
         written = first_admin_key(wired, admin_key_path(wired.settings, args.admin_key_file))
         if written is not None:
             log.info("admin_key_created", path=str(written), message="the first admin key was written to this file (mode 0600)")
-    return Authenticator(wired.keys, public_reflection=args.reflection)
+    return Authenticator(
+        wired.keys, public_reflection=args.reflection, limits=rate_limit.from_arguments(args),
+        store_from_cn=args.tls_store_from_cn,
+    )  # fmt: skip
 
 
 def _processes(value: str) -> int:
@@ -245,11 +257,14 @@ def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:
     return 1 if bad else 0
 
 
-def _health(target: str) -> int:
+def _health(target: str, ca: str | None = None, cert: str | None = None, key: str | None = None) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    from clients.python.loyalty_client import keyed_channel, tls_credentials
+
+    credentials = tls_credentials(ca, cert, key) if ca else None
+    with keyed_channel(target, None, credentials=credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
         except grpc.RpcError as exc:

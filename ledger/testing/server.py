@@ -42,10 +42,12 @@ class RunningServer:
     store_url: str = ""
     api_key: str | None = None
     """A deployment admin key (None when the server runs with ``--insecure-no-auth``)."""
+    credentials: grpc.ChannelCredentials | None = None
+    """How to reach a TLS server (None: plaintext)."""
 
     def channel(self, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-        """A channel to the server whose calls carry :attr:`api_key`."""
-        return keyed_channel(self.target, self.api_key, options)
+        """A channel to the server whose calls carry :attr:`api_key` (over TLS with :attr:`credentials`)."""
+        return keyed_channel(self.target, self.api_key, options, self.credentials)
 
 
 def start_server(
@@ -56,8 +58,11 @@ def start_server(
     cwd: Path | None = None,
     extra_args: Sequence[str] = (),
     startup_seconds: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> RunningServer:
-    """Start ``ledger serve`` with its store, port file and log in ``workdir``; raise with the log if it fails."""
+    """Start ``ledger serve`` with its store, port file and log in ``workdir``; raise with the log if it fails.
+
+    A server started with ``--tls-cert`` is checked for health over TLS with ``credentials``."""
     port_file = workdir / "port"
     log_path = workdir / "server.log"
     key_file = workdir / "admin.key"
@@ -78,7 +83,7 @@ def start_server(
                 raise RuntimeError(f"server did not write its port file:\n{log_path.read_text()}")
             time.sleep(0.05)
         target = f"127.0.0.1:{int(port_file.read_text())}"
-        with grpc.insecure_channel(target) as channel:
+        with keyed_channel(target, None, credentials=credentials) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:
@@ -99,7 +104,7 @@ def start_server(
     except BaseException:
         stop_server(process)
         raise
-    return RunningServer(target, process, log_path, store_url, api_key)
+    return RunningServer(target, process, log_path, store_url, api_key, credentials)
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -26,6 +26,7 @@ from ledger.testing.server import create_key, start_server, stop_server
 from loyalty.v1 import (
     audit_pb2,
     common_pb2,
+    keys_pb2,
     ledger_pb2,
     ledger_pb2_grpc,
     program_pb2,
@@ -36,7 +37,7 @@ from tests.e2e.conftest import ROOT, Program, Server
 
 pytestmark = pytest.mark.e2e
 
-MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2)
+MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2, keys_pb2)
 READS = {"LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
          "GetPolicy", "GetClock"}
 TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
@@ -47,7 +48,8 @@ ALLOWED: dict[str, set[str]] = {
     "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership"},
     "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram"},
     "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "ReplayMember",
-                     "VerifyMember", "VerifyProgram", "CreateProgram", "PublishPolicy", "AdvanceClock"},
+                     "VerifyMember", "VerifyProgram", "CreateProgram", "PublishPolicy", "AdvanceClock",
+                     "CreateKey", "ListKeys", "RevokeKey"},
 }
 """Who may call what, written out from the security model (docs/security.md), not read from the code."""
 ROLES = tuple(ALLOWED)

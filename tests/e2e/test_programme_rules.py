@@ -440,6 +440,7 @@ def test_merge_moves_points_and_closes_the_source(program: Program) -> None:
             context=CONSOLE,
             member_id="m-keep",
             source_member_id="m-dup",
+            reason="same phone, ticket T-1",
         )
     )
     assert merged.points_moved == 400
@@ -552,6 +553,7 @@ def test_member_merged_refusal_names_the_source(program: Program) -> None:
             context=CONSOLE,
             member_id="m-keep",
             source_member_id="m-dup",
+            reason="same phone, ticket T-1",
         )
     )
     _, info = refusal(program.server.ledger.AdjustPoints, credit(program, "m-dup", 10))

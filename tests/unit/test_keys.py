@@ -71,3 +71,34 @@ def test_keys_that_cannot_exist_are_refused(program: str, role: str, store: str)
     with pytest.raises(KeyRefused):
         KeyRing(InMemoryEventStore(), ManualClock(T)).issue(program, role, store_id=store)
 
+
+
+def test_callers_arriving_together_with_a_new_key_share_one_argon2_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import ledger.application.keys as keys_module
+
+    ring = KeyRing(InMemoryEventStore(), ManualClock(T))
+    _, token = ring.issue("p1", "pos")
+    real = keys_module._HASHER
+    checks: list[str] = []
+
+    class Counting:
+        def verify(self, hashed: str, secret: str) -> bool:
+            checks.append(secret)
+            return real.verify(hashed, secret)
+
+    monkeypatch.setattr(keys_module, "_HASHER", Counting())
+    start = threading.Barrier(8)
+    answers: list[object] = []
+
+    def call() -> None:
+        start.wait()
+        answers.append(ring.authenticate(token))
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(checks) == 1 and len(answers) == 8 and all(a is not None for a in answers)

@@ -64,6 +64,7 @@ def merge(
         referrals=tuple(source.referrals),
         identities=tuple(source.identities),
         entitlement_ids=(),
+        reason=command.reason or None,
     )
     policy = ctx.policy_at(ctx.now).policy
     start = window_start(policy, ctx.now)
@@ -71,6 +72,9 @@ def merge(
     target_events: list[ev.MemberEvent] = [absorbed]
     target_events += tiers.upgrade(target, ctx, growth=extra_growth)
     source_events: list[ev.MemberEvent] = [
-        ev.MemberMerged(at=ctx.now, into_member_id=target.member_id, points_moved=moved, arrears_moved=source.arrears)
+        ev.MemberMerged(
+            at=ctx.now, into_member_id=target.member_id, points_moved=moved, arrears_moved=source.arrears,
+            reason=command.reason or None,
+        )
     ]
     return target_events, source_events

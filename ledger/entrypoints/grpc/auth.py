@@ -4,22 +4,25 @@
 server runs with ``--reflection``. Every ``loyalty.v1`` call needs a key whose role grants the method's
 permission (PERMISSION_DENIED names the missing one), scoped to the request's program (a key of program A
 gets NOT_FOUND for program B, exactly as for a program that does not exist) and, for a key bound to a store,
-to that store (a request naming another store is refused; one naming none acts for the key's store).
-The proven principal is handed to the handlers in :data:`ledger.application.principal.CURRENT`.
+to that store (a request naming another store is refused; one naming none acts for the key's store). With
+``--tls-store-from-cn`` a pos or checkout key acts for the store its client certificate's common name names.
+Keys are rate limited (:mod:`ledger.entrypoints.grpc.rate_limit`). The proven principal is handed to the handlers in :data:`ledger.application.principal.CURRENT`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from grpc_status import rpc_status
 
-from ledger.application.keys import ALL_PROGRAMS, KeyRing, Principal, Role
+from ledger.application.keys import ALL_PROGRAMS, KeyCheckThrottled, KeyRing, Principal, Role
 from ledger.application.principal import CURRENT
 from ledger.domain.errors import NotFound
 from ledger.entrypoints.grpc.errors import RpcCode, abort, error_info, status
+from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status, peer_address
 
 PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.read" for m in (
@@ -34,6 +37,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "program.read" for m in ("GetPolicy", "GetClock")},
     **{m: "program.manage" for m in ("PublishPolicy", "AdvanceClock")},
     "CreateProgram": "deployment.manage",
+    **{m: "keys.manage" for m in ("CreateKey", "ListKeys", "RevokeKey")},
 }  # fmt: skip
 """The permission each ``loyalty.v1`` method needs, by method name."""
 
@@ -43,7 +47,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[str]]] = {
     "operator": frozenset({"member.read", "member.write", "member.manage", "program.read"}),
     "auditor": frozenset({"member.read", "audit.read", "program.read"}),
     "admin": frozenset({"member.read", "member.write", "member.manage", "audit.read", "program.read",
-                        "program.manage", "deployment.manage"}),
+                        "program.manage", "deployment.manage", "keys.manage"}),
 }  # fmt: skip
 
 _HEALTH: Final = "/grpc.health.v1.Health/"
@@ -69,9 +73,14 @@ def _deny(context: grpc.ServicerContext, code: int, message: str, reason: str, *
 
 
 class Authenticator(_Interceptor):
-    def __init__(self, keys: KeyRing, *, public_reflection: bool = False) -> None:
+    def __init__(
+        self, keys: KeyRing, *, public_reflection: bool = False, limits: RateLimits | None = None,
+        store_from_cn: bool = False,
+    ) -> None:  # fmt: skip
         self._keys = keys
         self._public_reflection = public_reflection
+        self._limits = limits or RateLimits(Limit(0, 0), Limit(0, 0))
+        self._store_from_cn = store_from_cn
 
     def intercept_service(
         self,
@@ -90,6 +99,8 @@ class Authenticator(_Interceptor):
 
         def check(request: Any, context: grpc.ServicerContext) -> Principal:
             principal = self._principal(details, context)
+            if self._store_from_cn and principal.role in STORE_ROLES:
+                principal = _store_of_certificate(context, principal)
             if permission is None or permission not in ROLE_PERMISSIONS[principal.role]:
                 _deny(
                     context, RpcCode.PERMISSION_DENIED,
@@ -97,6 +108,9 @@ class Authenticator(_Interceptor):
                     "PERMISSION_DENIED", permission=permission or "unknown", role=principal.role,
                 )  # fmt: skip
             program_id = getattr(request, "program_id", None)
+            if permission == "keys.manage" and program_id in ("", ALL_PROGRAMS) and principal.program_id != ALL_PROGRAMS:
+                _deny(context, RpcCode.PERMISSION_DENIED, "deployment-wide keys ('*') need a deployment admin key",
+                      "PERMISSION_DENIED", permission=permission, role=principal.role)
             if isinstance(program_id, str) and not principal.sees(program_id):
                 abort(context, NotFound("program", program_id))
             if permission == "deployment.manage" and principal.program_id != ALL_PROGRAMS:
@@ -114,8 +128,22 @@ class Authenticator(_Interceptor):
 
     def _principal(self, details: grpc.HandlerCallDetails, context: grpc.ServicerContext) -> Principal:
         token = bearer(details.invocation_metadata)
-        principal = self._keys.authenticate(token) if token else None
+        peer = peer_address(context.peer() or "")
+        failures = self._limits.failures
+
+        def may_work() -> bool:  # slow work for a key not verified yet: not while this peer keeps failing
+            return failures.wait(peer) == 0.0
+
+        try:
+            principal = self._keys.authenticate(token, may_work=may_work) if token else None
+        except KeyCheckThrottled:
+            context.abort_with_status(rpc_status.to_status(limited_status(
+                failures.wait(peer), "too many failed key checks from this address; retry later", limit="failed_key_checks"
+            )))  # fmt: skip
+            raise AssertionError("abort returned") from None  # pragma: no cover
         if principal is None:
+            if token is not None:
+                failures.spend(peer)
             _deny(
                 context, RpcCode.UNAUTHENTICATED,
                 "a valid API key is required: send 'authorization: Bearer <key>' (keys: ledger keys create)"
@@ -123,7 +151,32 @@ class Authenticator(_Interceptor):
                 "UNAUTHENTICATED",
             )
             raise AssertionError("abort returned")  # pragma: no cover
+        waiting = self._limits.keys.take(principal.key_id)
+        if waiting:
+            context.abort_with_status(rpc_status.to_status(limited_status(
+                waiting, f"key {principal.key_id} is over its rate limit ({self._limits.keys.limit} per second:burst)",
+                limit="key", key_id=principal.key_id,
+            )))  # fmt: skip
         return principal
+
+
+STORE_ROLES: Final = ("pos", "checkout")
+"""The roles a client certificate's common name binds to a store (``ledger serve --tls-store-from-cn``)."""
+
+
+def _store_of_certificate(context: grpc.ServicerContext, principal: Principal) -> Principal:
+    """The principal acting for the store its client certificate names (CN); refused when its key names another."""
+    names: Any = context.auth_context().get("x509_common_name") or []
+    first = names[0] if isinstance(names, list) and names else b""
+    store = first.decode(errors="replace") if isinstance(first, bytes) else ""
+    if not store:
+        _deny(context, RpcCode.PERMISSION_DENIED, "a pos or checkout key needs a client certificate naming its store",
+              "CLIENT_CERTIFICATE_REQUIRED")
+    if principal.store_id and principal.store_id != store:
+        _deny(context, RpcCode.PERMISSION_DENIED,
+              f"this key acts for store {principal.store_id!r}, the client certificate is for another store",
+              "STORE_NOT_ALLOWED", store_id=store)
+    return replace(principal, store_id=store)
 
 
 def _wrap(

@@ -119,10 +119,13 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         c.caller_id("source_member_id", request.source_member_id)
         if request.member_id and request.member_id == request.source_member_id:
             c.fail("source_member_id", "must differ from member_id")
+        c.text("reason", request.reason, required=True, max_len=MAX_NOTE)
         c.done()
         result = self._run(
             request,
-            cmd.MergeMembers(member_id=request.member_id, source_member_id=request.source_member_id),
+            cmd.MergeMembers(
+                member_id=request.member_id, source_member_id=request.source_member_id, reason=request.reason
+            ),
             with_state=True,
         )
         absorbed = cv.first(result.events, ev.MemberAbsorbed)

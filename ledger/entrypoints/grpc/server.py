@@ -1,4 +1,4 @@
-"""The gRPC server: the four ``loyalty.v1`` services, health checking and reflection.
+"""The gRPC server: the ``loyalty.v1`` services, health checking and reflection, on plaintext or TLS.
 
 ``serve`` may run with worker processes (``ledger serve --processes N``): the process started by the user binds
 the address first (so port 0 picks one port for all), then starts N-1 copies of itself as subprocesses that
@@ -29,15 +29,19 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ledger.application.keys import KeyRing
 from ledger.application.service import LedgerApp
 from ledger.application.supervisor import Supervisor
 from ledger.entrypoints.grpc.audit_service import AuditService
+from ledger.entrypoints.grpc.key_service import KeyService
 from ledger.entrypoints.grpc.ledger_service import LedgerService
 from ledger.entrypoints.grpc.program_service import ProgramService
 from ledger.entrypoints.grpc.query_service import MemberQueryService
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     ledger_pb2,
     ledger_pb2_grpc,
     program_pb2,
@@ -54,6 +58,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     query_pb2.DESCRIPTOR.services_by_name["MemberQueryService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
+KEY_SERVICE_NAME: str = keys_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
 
 GRACE_SECONDS = 10.0
 
@@ -97,8 +102,12 @@ def build_server(
     *,
     reuse_port: bool = False,
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
+    keys: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A server (not started) with every service registered, bound to ``listen``; returns it and the bound port.
+
+    With ``keys``, the KeyService manages them; with ``credentials``, the port serves TLS only.
 
     ``reuse_port`` lets other processes bind the same port (``SO_REUSEPORT``, Linux); without it, binding a
     port another server holds fails, so two servers never share a port by accident (grpc core's default is on).
@@ -115,17 +124,21 @@ def build_server(
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(app), server)
     query_pb2_grpc.add_MemberQueryServiceServicer_to_server(MemberQueryService(app), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(app), server)
+    names = SERVICE_NAMES
+    if keys is not None:
+        keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), server)
+        names = (*SERVICE_NAMES, KEY_SERVICE_NAME)
 
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     server_health[server] = health_servicer
 
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"could not listen on {listen}")
     return server, port
@@ -134,7 +147,7 @@ def build_server(
 def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
     """Report every service SERVING or NOT_SERVING (a load balancer takes a NOT_SERVING process out)."""
     value = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, KEY_SERVICE_NAME):
         health_servicer.set(name, value)
 
 
@@ -174,17 +187,21 @@ def serve(
     parent_pid: int | None = None,
     authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
     limits: grpc.ServerInterceptor[Any, Any] | None = None,
+    keys: KeyRing | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
     With ``workers`` > 0 (and ``worker_command``), start that many worker processes on the bound port and stop
     them with this one. A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
-    is gone.
+    is gone. ``keys`` and ``credentials`` are as in :func:`build_server`.
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
     interceptors = [i for i in (authenticator, limits, counter) if i is not None]  # limits read the key id
-    server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=interceptors)
+    server, port = build_server(
+        app, listen, max_workers, reuse_port=multi, interceptors=interceptors, keys=keys, credentials=credentials
+    )
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
     # walk it again each time.
@@ -193,7 +210,7 @@ def serve(
     server.start()
     supervisor = supervise(app, server)
     pid = os.getpid()
-    log.info("serving", listen=listen, port=port, pid=pid)
+    log.info("serving", listen=listen, port=port, pid=pid, tls=credentials is not None)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
