@@ -139,8 +139,6 @@ def model_lots(lots: list[MLot]) -> list[LotView]:
 class ModelMachine(RuleBasedStateMachine):
     """Drives the ledger and the model with the same commands and compares them."""
 
-    relot_in_arrears_rules = False
-
     def __init__(self) -> None:
         super().__init__()
         self.resources = contextlib.ExitStack()
@@ -154,8 +152,7 @@ class ModelMachine(RuleBasedStateMachine):
             clock=ManualClock(START),
         )
         self.app.create_program(PROGRAM, "model", REFERENCE, "test", PROGRAM_START, "create")
-        # Known difference, kept as an expected failure in test_model_counterexamples.py: see ReferenceModel.
-        self.model = ReferenceModel(PROGRAM_START, relot_in_arrears_rules=self.relot_in_arrears_rules)
+        self.model = ReferenceModel(PROGRAM_START)
         self.n = 0
         self.orders: list[str] = []
         self.checkouts: list[str] = []  # orders being paid with points at a checkout, not yet recorded

@@ -669,12 +669,6 @@ def test_points_that_paid_for_an_order_come_back_latest_expiring_first_in_propor
     assert last.relot.lot_id == f"R-{state.version + 1}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an order paid only with points cannot be refunded: with every line at 0 fen the whole-order refund "
-    "is refused as already fully refunded (REFUND_EXCEEDS_LINE) and a line refund must be positive, so the points "
-    "that paid for it never come back, though redeemed_return returns them all for such an order",
-)
 def test_a_refund_of_an_order_paid_only_with_points_returns_them_all() -> None:
     state = member()
     a = lot_of(adjust(state, 100, sh(2026, 3, 5, 10)))
