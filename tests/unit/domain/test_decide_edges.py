@@ -267,7 +267,8 @@ def test_hold_time_to_live_is_between_one_second_and_an_hour(ttl: int | None, ok
 def test_a_hold_needs_positive_points_and_order_total(points: int, total: int, field: str) -> None:
     state = member()
     adjust(state, 40, sh(2026, 3, 10))
-    assert invalid(state, HoldPoints("m1", "H1", "O1", points, total), sh(2026, 3, 10, 1)).field == field
+    refusal = invalid(state, HoldPoints("m1", "H1", "O1", points, total), sh(2026, 3, 10, 1))
+    assert (refusal.field, refusal.message) == (field, "must be positive")
 
 
 def test_a_hold_id_is_used_once_even_after_the_hold_is_closed() -> None:

@@ -70,6 +70,11 @@ def test_each_line_is_rounded_separately() -> None:
     assert result.points == 2  # not floor(300 / 100) = 3
 
 
+def test_an_order_naming_a_line_twice_is_refused_by_the_rules() -> None:
+    with pytest.raises(ValueError, match="^an order cannot have two lines with the same line id$"):
+        earn(line(1_000, "1"), line(2_000, "1"))
+
+
 def test_infant_formula_earns_at_half_rate() -> None:
     assert earn(formula(10_000)).points == 50
     assert earn(formula(999)).points == 4  # 4.995
