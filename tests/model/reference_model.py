@@ -463,6 +463,10 @@ class ReferenceModel:
         points, growth, group, is_referral = BEHAVIOURS[behaviour]
         if reference and (behaviour, reference) in m.awarded:
             raise ModelRefusal("REFERENCE_ALREADY_AWARDED")
+        if is_referral:
+            invitee = self.members.get(reference)
+            if invitee is None or reference == member_id or not any(o.at <= at for o in invitee.orders.values()):
+                raise ModelRefusal("REFERRAL_NOT_QUALIFIED")
         per_day, per_month = CAPS[group]
         for limit, (start, end) in ((per_day, local_day_bounds(at)), (per_month, local_month_bounds(at))):
             used = sum(1 for t, g in m.behaviour_log if g == group and start <= t < end)

@@ -109,3 +109,23 @@ def test_replay_verifies_against_the_read_models(wired: Wired) -> None:
     run(wired, cmd.HoldPoints("m1", "H1", "O9", 20, 100_000), "h1")
     report = wired.app.verify_member(P, "m1")
     assert report.ok, (report.chain_break, report.mismatches)
+
+
+def test_a_referral_is_awarded_once_the_invitee_is_a_member_with_a_purchase(wired: Wired) -> None:
+    with pytest.raises(Refusal) as unknown:
+        run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-1")
+    assert (unknown.value.reason, unknown.value.metadata) == ("REFERRAL_NOT_QUALIFIED", {"reference": "m2"})
+    wired.app.enroll(P, "m2", [("card_number", "C-2")], None, "enroll-m2")
+    with pytest.raises(Refusal) as no_purchase:
+        run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-2")
+    assert no_purchase.value.reason == "REFERRAL_NOT_QUALIFIED"
+    with pytest.raises(Refusal) as oneself:
+        run(wired, cmd.AwardPoints("m1", "referral", "m1"), "ref-3")
+    assert oneself.value.reason == "REFERRAL_NOT_QUALIFIED"
+    first = purchase("O1", ("SKU-1", "toys", 50_00))
+    run(wired, cmd.RecordPurchase("m2", "O1", first.lines, first.order_total_fen), "p-m2")
+    run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-4")
+    assert balance(wired) == (0, 200, 0)  # the inviter's 200 points, active at once
+    state = wired.app.view(P, "m1").state
+    assert (len(state.referrals), state.awarded_references) == (1, {("referral", "m2")})
+    assert wired.app.view(P, "m2").state.version == 2  # the invitee's stream only holds its own events

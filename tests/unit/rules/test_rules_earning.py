@@ -71,7 +71,7 @@ def test_each_line_is_rounded_separately() -> None:
 
 
 def test_an_order_naming_a_line_twice_is_refused_by_the_rules() -> None:
-    with pytest.raises(ValueError, match="^an order cannot have two lines with the same line id$"):
+    with pytest.raises(ValueError, match=r"^an order cannot have two lines with the same line id$"):
         earn(line(1_000, "1"), line(2_000, "1"))
 
 
