@@ -191,6 +191,36 @@ def test_points_paid_by_two_holds_from_one_lot_all_come_back() -> None:
     assert m.remaining(workshop) == [100]
 
 
+def test_a_full_refund_returns_the_last_point_to_the_soonest_expiring_lot_too() -> None:
+    m = Member(sh(2026, 3, 1))
+    march = lot_id(m.award("workshop", now=sh(2026, 3, 2, 10)))
+    m.redeem("X1", 99, 1_000)  # leaves 1 point in the March lot
+    april = lot_id(m.award("workshop", now=sh(2026, 4, 2, 10)))
+    committed = m.redeem("O1", 101, 10_101)
+    assert pairs(committed.debits) == [(march, 1), (april, 100)]
+    m.buy("O1", line(10_000), points_paid=101)
+    refunded = m.refund("O1", "F1")
+    # 100 back into the April lot (latest-expiring first), then the last point into the March lot
+    assert (refunded.points_returned, pairs(refunded.returned)) == (101, [(april, 100), (march, 1)])
+    assert m.remaining(march, april) == [1, 100]
+
+
+def test_take_back_may_take_the_points_the_same_refund_returned_to_a_lot() -> None:
+    m = Member(sh(2026, 3, 1))
+    workshop = lot_id(m.award("workshop", now=sh(2026, 3, 2, 10)))  # 100 points, expires end of March 2027
+    m.redeem("O1", 50, 10_050)
+    m.buy("O1", line(10_000), points_paid=50)  # 100 points, active 03-09, expires end of March 2027 too
+    m.advance(sh(2026, 3, 10))
+    spent = m.redeem("X1", 150, 100_000)
+    assert pairs(spent.debits) == [(workshop, 50), ("P-O1", 100)]
+    refunded = m.refund("O1", "F1")
+    # 50 points come back into the workshop's lot; the 100 to take back find the sale's own lot empty, take
+    # those 50 from the workshop's lot and leave 50 in arrears
+    assert (refunded.points_returned, pairs(refunded.returned)) == (50, [(workshop, 50)])
+    assert (refunded.points_taken, pairs(refunded.debits), refunded.arrears_added) == (100, [(workshop, 50)], 50)
+    assert (m.state.active, m.state.arrears, m.remaining(workshop)) == (0, 50, [0])
+
+
 def _relot_after_everything_expired() -> Member:
     """100 points pay 10% of a 1,000 fen checkout; the 900 fen earn 9 points; 13 months later both lots expired."""
     m = Member(sh(2026, 3, 1))
