@@ -96,3 +96,21 @@ def test_an_order_paid_only_with_points_is_refunded_whole() -> None:
         assert (m.active, m.arrears) == (100, 0)
 
     run(steps)
+
+
+# -- referrals -------------------------------------------------------------------------------------------------
+
+
+def test_a_referral_counts_only_for_an_invitee_with_a_purchase_and_once() -> None:
+    """An invitee who bought earns the inviter a referral; one who has not bought, or the same one again, does not."""
+
+    def steps(s: ModelMachine) -> None:
+        s.invite(buys=True, days_ago=1)
+        s.award("referral", reuse=1, pick=0)  # inv: enrolled and bought yesterday
+        s.invite(buys=False)
+        s.award("referral", reuse=1, pick=1)  # REFERRAL_NOT_QUALIFIED
+        s.award("referral", reuse=1, pick=0)  # REFERENCE_ALREADY_AWARDED
+        m = s.model.member(MEMBER)
+        assert (len(m.referrals), m.active) == (1, 200)
+
+    run(steps)
