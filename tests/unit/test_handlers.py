@@ -192,3 +192,10 @@ def test_only_a_program_on_a_test_clock_moves_its_clock_by_hand(wired: Wired) ->
     assert (refused.value.reason, refused.value.metadata) == ("NOT_ON_TEST_CLOCK", {"program_id": "real"})
     wired.app.advance_clock(P, START + timedelta(days=1), "clock-1")
     assert wired.app.now(P) == START + timedelta(days=1)
+
+
+def test_a_referral_outside_the_offline_window_is_refused_for_that_before_its_invitee_is_looked_up(wired: Wired) -> None:
+    late = cmd.Envelope(P, cmd.AwardPoints("m1", "referral", "m2"), "ref-late", START - timedelta(days=31))
+    with pytest.raises(Refusal) as refused:
+        wired.app.execute(late)
+    assert refused.value.reason == "OUTSIDE_OFFLINE_WINDOW"

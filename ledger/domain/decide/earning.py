@@ -171,8 +171,13 @@ def _validate_lines(command: RecordPurchase) -> None:
 
 
 def names_an_invitee(command: AwardPoints, ctx: Context) -> bool:
-    """Whether the award is a referral, whose reference names the invitee (``ctx.invitee`` must be looked up)."""
-    rule = ctx.version.policy.behaviours.get(command.behaviour)
+    """Whether the award is a referral, whose reference names the invitee (``ctx.invitee`` must be looked up).
+    Without a policy in force at its business time it is not: ``decide`` then refuses it in its own order."""
+    try:
+        policy = ctx.version.policy
+    except Refusal:
+        return False
+    rule = policy.behaviours.get(command.behaviour)
     return rule is not None and rule.counts_as_referral and bool(command.reference)
 
 
