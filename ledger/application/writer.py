@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from ledger.application.results import CommandResult, fingerprint
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide import Context, decide, next_due, tick
-from ledger.domain.decide.earning import quote
+from ledger.domain.decide.earning import names_an_invitee, quote
 from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
@@ -657,6 +657,9 @@ class CommandWriter:
                 raise NotFound("member", command.member_id)
             produced = caught_up
         else:
+            if isinstance(command, cmd.AwardPoints) and names_an_invitee(command, ctx):
+                invitee = self._load(req.program_id, command.reference, staged)
+                ctx = replace(ctx, invitee=invitee.state if invitee.state.enrolled else None)
             produced = decide(command, s.state, ctx)
             if isinstance(command, cmd.EnrollMember):
                 s.identities.extend(command.identities)

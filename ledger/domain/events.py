@@ -176,6 +176,8 @@ class PurchaseRefunded(_Event):
     returned: tuple[LotDebit, ...]
     relot: NewLot | None
     relot_sources: tuple[LotDebit, ...] = ()
+    arrears_repaid: int = 0
+    """Arrears the new lot of returned points (``relot``) repaid first, before this refund's take-back."""
     clawback: str
     policy_version: int
 

@@ -241,7 +241,9 @@ def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
         if not (lot.remaining <= lot.amount):
             raise InvariantBroken(f"lot {r.lot_id} refilled beyond its amount")
     if e.relot is not None:
-        _add_lot(s, e.relot, e.at, e.at)
+        _add_lot(s, e.relot, e.at, e.at, e.arrears_repaid)
+    elif e.arrears_repaid:
+        raise InvariantBroken("a refund repays arrears only from the points it returns as a new lot")
     if sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) != e.points_returned:
         raise InvariantBroken("returned points do not add up")
     s.lifetime_returned += e.points_returned

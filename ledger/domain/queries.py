@@ -164,6 +164,8 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
             details.append(f"{e.forgiven} forgiven")
         if e.points_returned:
             details.append(f"{_points(e.points_returned)} returned")
+        if e.arrears_repaid:
+            details.append(f"{e.arrears_repaid} of them repaid arrears")
         return f"{parts[0]}: {', '.join(details)}"
     if isinstance(e, ev.PointsAdjusted):
         arrears = f", {e.arrears_added} into arrears" if e.arrears_added else ""

@@ -54,8 +54,8 @@ def combine_multipliers(policy: Policy, candidates: Sequence[Candidate]) -> tupl
     """The multiplier to apply and the rule that produced it.
 
     ``highest``: the largest candidate (the first of equals), named as that candidate. ``multiply``: the
-    product, named ``"multiply:a*b"``. A result above the cap is the cap, and its name gets ``":capped"``.
-    No candidate at all is a multiplier of 1 named ``"none"``.
+    product, named ``"multiply:a*b"``. A result above the cap is the cap, named ``"cap"`` (the rule that bound
+    it; the candidates say what it capped). No candidate at all is a multiplier of 1 named ``"none"``.
     """
     if not candidates:
         return Fraction(1), "none"
@@ -71,5 +71,5 @@ def combine_multipliers(policy: Policy, candidates: Sequence[Candidate]) -> tupl
                 rule, factor = name, value
     cap = policy.multipliers.cap
     if factor > cap:
-        return cap, f"{rule}:capped"
+        return cap, "cap"
     return factor, rule

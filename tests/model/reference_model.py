@@ -272,15 +272,11 @@ class MemberModel:
 class ReferenceModel:
     """Little Sprout for members on one test clock.
 
-    ``relot_in_arrears_rules``: a lot that points come back in after their own lot expired (a "relot") is a
-    lot like any other: it repays arrears when it appears and a refund's take-back may take from it (the
-    brief). The ledger does neither (see ``test_model_counterexamples.py``,
-    ``test_points_returned_as_a_new_lot_count_for_the_take_back``); the state machine runs the model with
-    ``False`` so that it keeps comparing everything else.
+    A lot that points come back in after their own lot expired (a "relot") is a lot like any other: it repays
+    arrears when it appears and the same refund's take-back may take from it.
     """
 
-    def __init__(self, start: datetime, *, relot_in_arrears_rules: bool = True) -> None:
-        self.relot_in_arrears_rules = relot_in_arrears_rules
+    def __init__(self, start: datetime) -> None:
         self.start = start  # the program's only policy takes effect here
         self.now = start
         self.members: dict[str, MemberModel] = {}
@@ -296,19 +292,19 @@ class ReferenceModel:
 
     def new_lot(
         self, m: MemberModel, source: str, order_id: str | None, points: int, occurred_at: datetime,
-        active_at: datetime, expires_at: datetime, *, repays: bool = True,
+        active_at: datetime, expires_at: datetime,
     ) -> MLot:
         self.seq += 1
         lot = MLot(source, order_id, points, points, occurred_at, active_at, expires_at, self.seq)
         m.lots.append(lot)
         if active_at <= self.now:
-            self.activate(m, lot, repays=repays)
+            self.activate(m, lot)
         return lot
 
-    def activate(self, m: MemberModel, lot: MLot, *, repays: bool = True) -> None:
+    def activate(self, m: MemberModel, lot: MLot) -> None:
         """The lot becomes active: it pays the arrears first."""
         lot.active = True
-        pay = min(m.arrears, lot.remaining) if repays else 0
+        pay = min(m.arrears, lot.remaining)
         lot.remaining -= pay
         m.arrears -= pay
 
@@ -467,6 +463,10 @@ class ReferenceModel:
         points, growth, group, is_referral = BEHAVIOURS[behaviour]
         if reference and (behaviour, reference) in m.awarded:
             raise ModelRefusal("REFERENCE_ALREADY_AWARDED")
+        if is_referral:
+            invitee = self.members.get(reference)
+            if invitee is None or reference == member_id or not any(o.at <= at for o in invitee.orders.values()):
+                raise ModelRefusal("REFERRAL_NOT_QUALIFIED")
         per_day, per_month = CAPS[group]
         for limit, (start, end) in ((per_day, local_day_bounds(at)), (per_month, local_month_bounds(at))):
             used = sum(1 for t, g in m.behaviour_log if g == group and start <= t < end)
@@ -580,6 +580,9 @@ class ReferenceModel:
             raise ModelRefusal("REFUND_EXISTS")
         if lines is None:
             lines = [(lid, line.paid - line.refunded) for lid, line in order.lines.items() if line.paid > line.refunded]
+            payments = m.payments.get(order_id, [])
+            if not lines and order.paid == 0 and sum(p.points - p.returned for p in payments) > 0:
+                lines = [(lid, 0) for lid in order.lines]  # paid only with points: refunded whole, once
             if not lines:
                 raise ModelRefusal("REFUND_EXCEEDS_LINE")
         else:
@@ -604,7 +607,6 @@ class ReferenceModel:
         order.growth_taken = growth_due
 
         # 1. the points that paid for the order come back, latest-expiring lot first
-        excluded: MLot | None = None
         payments = m.payments.get(order_id, [])
         redeemed = sum(p.points for p in payments)
         if redeemed:
@@ -612,7 +614,6 @@ class ReferenceModel:
             due = redeemed if order.refunded == order.paid else redeemed * order.refunded // order.paid
             back = due - returned
             relot = 0
-            new: MLot | None = None
             for p in sorted(payments, key=lambda p: p.lot.key(), reverse=True):
                 n = min(p.points - p.returned, back)
                 if n <= 0:
@@ -625,10 +626,8 @@ class ReferenceModel:
                     p.lot.remaining += n
             assert back == 0
             if relot:
-                new = self.new_lot(m, "refund_return", order_id, relot, self.now, self.now,
-                                   self.now + timedelta(days=RELOT_DAYS), repays=self.relot_in_arrears_rules)
-            if new is not None and not self.relot_in_arrears_rules:
-                excluded = new
+                self.new_lot(m, "refund_return", order_id, relot, self.now, self.now,
+                             self.now + timedelta(days=RELOT_DAYS))
 
         # 2. take back what the refunded part earned: its own lot, other active lots, then arrears
         missing = take_back
@@ -640,7 +639,7 @@ class ReferenceModel:
                 missing -= n
         others = sorted(
             (lot for lot in m.lots
-             if lot is not own and lot is not excluded and lot.active and not lot.expired
+             if lot is not own and lot.active and not lot.expired
              and lot.expires_at > self.now),
             key=MLot.key,
         )

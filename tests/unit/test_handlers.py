@@ -7,12 +7,16 @@ retries answered once - and that the read models follow every write.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from ledger.application import writer as writer_module
 from ledger.application.clock import ManualClock
+from ledger.application.results import CommandResult
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
 from ledger.domain.errors import Conflict, Refusal
@@ -139,3 +143,87 @@ def test_a_sale_naming_its_committed_hold_records_the_points_that_paid_for_it(wi
 
     old = "RecordPurchase(member_id='m1', order_id='O3', lines=" + repr(sale.lines) + ", order_total_fen=10000, points_paid=0)|"
     assert fingerprint(plain) == hashlib.sha256(old.encode()).hexdigest()
+def test_a_referral_is_awarded_once_the_invitee_is_a_member_with_a_purchase(wired: Wired) -> None:
+    with pytest.raises(Refusal) as unknown:
+        run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-1")
+    assert (unknown.value.reason, unknown.value.metadata) == ("REFERRAL_NOT_QUALIFIED", {"reference": "m2"})
+    wired.app.enroll(P, "m2", [("card_number", "C-2")], None, "enroll-m2")
+    with pytest.raises(Refusal) as no_purchase:
+        run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-2")
+    assert no_purchase.value.reason == "REFERRAL_NOT_QUALIFIED"
+    with pytest.raises(Refusal) as oneself:
+        run(wired, cmd.AwardPoints("m1", "referral", "m1"), "ref-3")
+    assert oneself.value.reason == "REFERRAL_NOT_QUALIFIED"
+    first = purchase("O1", ("SKU-1", "toys", 50_00))
+    run(wired, cmd.RecordPurchase("m2", "O1", first.lines, first.order_total_fen), "p-m2")
+    run(wired, cmd.AwardPoints("m1", "referral", "m2"), "ref-4")
+    assert balance(wired) == (0, 200, 0)  # the inviter's 200 points, active at once
+    state = wired.app.view(P, "m1").state
+    assert (len(state.referrals), state.awarded_references) == (1, {("referral", "m2")})
+    assert wired.app.view(P, "m2").state.version == 2  # the invitee's stream only holds its own events
+
+
+def _in_one_group(w: Wired, monkeypatch: pytest.MonkeyPatch, requests: list[cmd.Envelope]) -> list[Any]:
+    """Decide ``requests`` as one group of the writer: it is held inside a first command until they all queue."""
+    entered, go = threading.Event(), threading.Event()
+    real_decide = writer_module.decide  # type: ignore[attr-defined]
+
+    def decide(command: Any, state: Any, ctx: Any) -> Any:
+        if isinstance(command, cmd.AdjustPoints) and command.reason_code == "WAIT":
+            entered.set()
+            assert go.wait(30)
+        return real_decide(command, state, ctx)
+
+    monkeypatch.setattr(writer_module, "decide", decide)
+    blocker = threading.Thread(target=run, args=(w, cmd.AdjustPoints("m1", 1, "WAIT", "n", "op1"), "wait"))
+    blocker.start()
+    assert entered.wait(30)
+    results: list[Any] = []
+    submitter = threading.Thread(target=lambda: results.extend(w.app.writer.execute_many(requests)))
+    submitter.start()
+    while w.app.writer._queue.qsize() < len(requests):
+        pass
+    go.set()
+    blocker.join(30)
+    submitter.join(30)
+    return results
+
+
+def test_in_one_group_a_retry_gets_the_first_answer_and_another_request_with_the_key_is_refused(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = cmd.Envelope(P, cmd.AdjustPoints("m1", 10, "GOODWILL", "n", "op1"), "k1")
+    retry = cmd.Envelope(P, cmd.AdjustPoints("m1", 10, "GOODWILL", "n", "op1"), "k1")
+    other = cmd.Envelope(P, cmd.AdjustPoints("m1", 20, "GOODWILL", "n", "op1"), "k1")
+    answered, again, refused = _in_one_group(wired, monkeypatch, [first, retry, other])
+    assert isinstance(answered, CommandResult) and isinstance(again, CommandResult)
+    assert (again.events, again.version, again.replayed) == (answered.events, answered.version, True)
+    assert isinstance(refused, Conflict)
+    assert balance(wired) == (0, 11, 0)  # the blocker's 1 and the first 10, once
+
+
+def test_two_terminals_holding_at_once_never_overspend(wired: Wired, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(wired, cmd.AdjustPoints("m1", 100, "GOODWILL", "opening", "op1"), "a1")
+    till_a = cmd.Envelope(P, cmd.HoldPoints("m1", "HA", "OA", 70, 100_000), "ha")
+    till_b = cmd.Envelope(P, cmd.HoldPoints("m1", "HB", "OB", 70, 100_000), "hb")
+    held, refused = _in_one_group(wired, monkeypatch, [till_a, till_b])
+    assert isinstance(held, CommandResult)
+    assert isinstance(refused, Refusal)
+    assert (refused.reason, refused.metadata) == ("INSUFFICIENT_POINTS", {"available": "31", "requested": "70"})
+    assert balance(wired) == (0, 101, 70)
+
+
+def test_only_a_program_on_a_test_clock_moves_its_clock_by_hand(wired: Wired) -> None:
+    wired.app.create_program("real", "Real clock", reference_document(), "real", START, "create-real")
+    with pytest.raises(Refusal) as refused:
+        wired.app.advance_clock("real", START + timedelta(days=1), "clock-real")
+    assert (refused.value.reason, refused.value.metadata) == ("NOT_ON_TEST_CLOCK", {"program_id": "real"})
+    wired.app.advance_clock(P, START + timedelta(days=1), "clock-1")
+    assert wired.app.now(P) == START + timedelta(days=1)
+
+
+def test_a_referral_outside_the_offline_window_is_refused_for_that_before_its_invitee_is_looked_up(wired: Wired) -> None:
+    late = cmd.Envelope(P, cmd.AwardPoints("m1", "referral", "m2"), "ref-late", START - timedelta(days=31))
+    with pytest.raises(Refusal) as refused:
+        wired.app.execute(late)
+    assert refused.value.reason == "OUTSIDE_OFFLINE_WINDOW"

@@ -19,6 +19,8 @@ class Context:
     at: datetime
     policies: PolicyHistory
     profile: Profile = field(default_factory=Profile)
+    invitee: MemberState | None = None
+    """For a referral award: the state of the member its reference names (None: no such member)."""
 
     def policy_at(self, t: datetime) -> PolicyVersion:
         try:
@@ -38,7 +40,7 @@ class Context:
 
     def for_time(self, t: datetime) -> Context:
         """The same context for time-driven work due at ``t``."""
-        return Context(now=t, at=t, policies=self.policies, profile=self.profile)
+        return Context(now=t, at=t, policies=self.policies, profile=self.profile, invitee=self.invitee)
 
 
 def effective_tier(state: MemberState, policy: Policy, at: datetime) -> str:

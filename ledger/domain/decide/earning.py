@@ -194,6 +194,36 @@ def _validate_lines(command: RecordPurchase) -> None:
         raise InvalidCommand("points_paid", "must not be negative")
 
 
+def names_an_invitee(command: AwardPoints, ctx: Context) -> bool:
+    """Whether the award is a referral, whose reference names the invitee (``ctx.invitee`` must be looked up).
+    Without a policy in force at its business time it is not: ``decide`` then refuses it in its own order."""
+    try:
+        policy = ctx.version.policy
+    except Refusal:
+        return False
+    rule = policy.behaviours.get(command.behaviour)
+    return rule is not None and rule.counts_as_referral and bool(command.reference)
+
+
+def _check_referral(command: AwardPoints, state: MemberState, ctx: Context) -> None:
+    """A referral is awarded when the invitee (the member its reference names, not the inviter) has made a
+    purchase: REFERRAL_NOT_QUALIFIED otherwise."""
+    invitee = ctx.invitee
+    qualified = (
+        invitee is not None
+        and invitee.member_id == command.reference
+        and invitee.member_id != state.member_id
+        and invitee.enrolled
+        and any(order.occurred_at <= ctx.at for order in invitee.orders.values())
+    )
+    if not qualified:
+        raise Refusal(
+            "REFERRAL_NOT_QUALIFIED",
+            f"{command.reference!r} is not a member of this program with a recorded purchase",
+            {"reference": command.reference},
+        )
+
+
 def award_points(command: AwardPoints, state: MemberState, ctx: Context) -> list[ev.MemberEvent]:
     check_business_time(ctx)
     pv = ctx.version
@@ -208,6 +238,8 @@ def award_points(command: AwardPoints, state: MemberState, ctx: Context) -> list
             f"{command.behaviour} was already awarded for {command.reference!r}",
             {"behaviour": command.behaviour, "reference": command.reference},
         )
+    if rule.counts_as_referral:
+        _check_referral(command, state, ctx)
     periods: tuple[CapPeriod, ...] = ("DAY", "MONTH")
     used = {p: state.behaviour_count(rule.cap_group, *_period_bounds(policy, ctx.at, p)) for p in periods}
     try:

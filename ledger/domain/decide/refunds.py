@@ -4,7 +4,9 @@ Take-back per line is ``ceil(earned * refunded_so_far / paid) - taken_back_so_fa
 to exactly what a full refund takes. Order: what remains of the sale's own lot (pending or active), then other
 active lots soonest-expiring first, then the program's clawback policy (arrears, or capped at the balance).
 Points that paid for the order come back first, into the lots they came from (latest-expiring first); a part
-whose lot has expired meanwhile comes back as a new lot expiring ``relot_days`` after the refund.
+whose lot has expired meanwhile comes back as a new lot expiring ``relot_days`` after the refund. That new lot
+is active at once, so it repays arrears first and the take-back may take from it like any other active lot.
+An order paid only with points (no money) is refunded whole: all its points come back.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 from ledger.domain import events as ev
 from ledger.domain.commands import RefundLine, RefundPurchase
 from ledger.domain.decide.context import Context, check_business_time, next_id
-from ledger.domain.decide.lots import take
+from ledger.domain.decide.lots import repaid, take
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.state import Lot, MemberState, OrderRecord
 from policies import redeemed_return, refund_takeback, relot_expiry
 
 
-def _requested_lines(command: RefundPurchase, order: OrderRecord) -> list[RefundLine]:
+def _requested_lines(command: RefundPurchase, order: OrderRecord, points_to_return: bool) -> list[RefundLine]:
+    """The lines a refund covers. ``points_to_return``: points that paid for the order have not all come back
+    (an order paid only with points has nothing left in money but is refunded whole once)."""
     if not command.lines:
         lines = [
             RefundLine(line_id, rec.paid_fen - rec.refunded_fen)
             for line_id, rec in order.lines.items()
             if rec.paid_fen > rec.refunded_fen
         ]
+        if not lines and order.paid_fen == 0 and points_to_return:
+            lines = [RefundLine(line_id, 0) for line_id in order.lines]
         if not lines:
             raise Refusal(
                 "REFUND_EXCEEDS_LINE",
@@ -64,7 +70,9 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
         raise NotFound("order", command.order_id)
     if command.refund_id in order.refund_ids:
         raise Refusal("REFUND_EXISTS", f"refund {command.refund_id} was already applied", {"id": command.refund_id})
-    lines = _requested_lines(command, order)
+    redemption = state.redemptions.get(order.order_id)
+    redeemed = redemption.points if redemption else 0
+    lines = _requested_lines(command, order, redeemed > order.points_returned)
     pv = ctx.policy_at(ctx.now)
     policy = pv.policy
 
@@ -78,8 +86,6 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
     growth_taken = refund_takeback(order.growth, refunded_so_far, order.paid_fen, order.growth_taken)
 
     # 1. Points that paid for the order come back (into their own lots, latest-expiring first).
-    redemption = state.redemptions.get(order.order_id)
-    redeemed = redemption.points if redemption else 0
     to_return = redeemed_return(redeemed, refunded_so_far, order.paid_fen, order.points_returned) if redeemed else 0
     returned: list[ev.LotDebit] = []
     relot_sources: list[ev.LotDebit] = []
@@ -110,6 +116,8 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
                 break
         assert left == 0, "a redemption returns at most what it took"
     relot = None
+    relot_lot: Lot | None = None
+    relot_repaid = 0
     relot_points = sum(d.points for d in relot_sources)
     if relot_points:
         relot = ev.NewLot(
@@ -119,6 +127,12 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
             active_at=ctx.now,
             expires_at=relot_expiry(policy, ctx.now),
             order_id=order.order_id,
+        )
+        # Active at once: it repays arrears first, and what is left may be taken back like any active lot.
+        relot_repaid = repaid(state.arrears, relot_points)
+        relot_lot = Lot(
+            relot.lot_id, relot.source, relot_points, relot_points - relot_repaid, ctx.now, ctx.now,
+            relot.expires_at, state.lot_seq + 1, order.order_id, activated=True,
         )
 
     # 2. Take back what the refunded part earned.
@@ -133,11 +147,12 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
             missing -= n
     if missing > 0:
         others = sorted(
-            (
+            [
                 lot
                 for lot in state.lots.values()
                 if lot is not own and lot.activated and not lot.expired and lot.expires_at > ctx.now
-            ),
+            ]
+            + ([relot_lot] if relot_lot is not None else []),
             key=Lot.order_key,
         )
         capacity2 = {lot.lot_id: lot.remaining - lot.held + refill.get(lot.lot_id, 0) for lot in others}
@@ -165,6 +180,7 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
             returned=tuple(returned),
             relot=relot,
             relot_sources=tuple(relot_sources),
+            arrears_repaid=relot_repaid,
             clawback=policy.refunds.clawback,
             policy_version=pv.version,
         )

@@ -70,6 +70,11 @@ def test_each_line_is_rounded_separately() -> None:
     assert result.points == 2  # not floor(300 / 100) = 3
 
 
+def test_an_order_naming_a_line_twice_is_refused_by_the_rules() -> None:
+    with pytest.raises(ValueError, match=r"^an order cannot have two lines with the same line id$"):
+        earn(line(1_000, "1"), line(2_000, "1"))
+
+
 def test_infant_formula_earns_at_half_rate() -> None:
     assert earn(formula(10_000)).points == 50
     assert earn(formula(999)).points == 4  # 4.995
@@ -124,11 +129,11 @@ def test_multiplying_stacking_is_capped_at_three() -> None:
     multiply = policy_from_data(document)
     result = earn(line(10_000), at=sh(2026, 3, 15, 10), tier="diamond", policy=multiply)  # 2 * 2 = 4
     assert result.multiplier == Fraction(3)
-    assert result.multiplier_rule.endswith(":capped")
+    assert result.multiplier_rule == "cap"
     assert result.points == 300
     below_cap = earn(line(10_000), at=sh(2026, 3, 15, 10), tier="gold", policy=multiply)  # 1.5 * 2 = 3
     assert (below_cap.multiplier, below_cap.points) == (Fraction(3), 300)
-    assert not below_cap.multiplier_rule.endswith(":capped")
+    assert below_cap.multiplier_rule == "multiply:tier:gold*member_day"  # at the cap, not bound by it
 
 
 def test_member_day_is_the_15th_in_shanghai() -> None:
@@ -162,6 +167,20 @@ def test_the_applied_multiplier_and_its_rule_are_recorded_on_the_event() -> None
     assert (recorded.multiplier, recorded.multiplier_rule, recorded.points) == ("2", "member_day", 200)
     assert {(c.rule, c.factor) for c in recorded.candidates} == {("tier:regular", "1"), ("member_day", "2")}
     assert recorded.policy_version == 1
+
+
+def test_a_multiplier_bound_by_the_cap_is_recorded_as_the_cap_with_every_candidate() -> None:
+    document = POLICY.model_dump(mode="json")
+    document["multipliers"]["stacking"] = "multiply"
+    history = PolicyHistory.starting_with(policy_from_data(document), sh(2020, 1, 1))
+    m = Member(sh(2026, 3, 1), history=history, profile=cmd.Profile(birth_month=3))
+    recorded = m.buy("O1", line(10_000), now=sh(2026, 3, 15, 10))  # 1 * 2 * 2 = 4 on member day in March
+    assert (recorded.multiplier, recorded.multiplier_rule, recorded.points) == ("3", "cap", 300)
+    assert [(c.rule, c.factor) for c in recorded.candidates] == [
+        ("tier:regular", "1"), ("member_day", "2"), ("birthday_month", "2"),
+    ]
+    at_the_cap = m.buy("O2", line(10_000), now=sh(2026, 3, 16, 10))  # 1 * 2 = 2 in the birthday month
+    assert (at_the_cap.multiplier, at_the_cap.multiplier_rule) == ("2", "multiply:tier:regular*birthday_month")
 
 
 # -- growth ------------------------------------------------------------------------------------------------
