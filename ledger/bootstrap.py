@@ -74,7 +74,6 @@ class Wired:
 
 def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | None = None) -> Wired:
     """Wire the app on ``backend`` (default: the one ``settings`` names) after catching its read models up."""
-    from ledger.domain.decide import next_due
     from projections.runner import ProjectionRunner
 
     backend = backend or open_backend(settings)
@@ -135,7 +134,7 @@ def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | 
         backend.store,
         projector,
         backend.read_connection,
-        due_at=lambda state: next_due(state, app.context_of(state)),
+        due_at=app.due_at,
         fold=history_fold(app),
     )
     runner.catch_up()  # read models lagging the log (a process died between commit and projection)

@@ -32,7 +32,7 @@ from ledger.application.writer import (
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import program as prog
-from ledger.domain.decide import Context
+from ledger.domain.decide import Context, next_due
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
 from ledger.domain.evolve import evolve
 from ledger.domain.queries import (
@@ -307,6 +307,10 @@ class LedgerApp(ProgramDirectory):
     def context_of(self, state: MemberState, occurred_at: datetime | None = None) -> Context:
         """:meth:`context` for a member whose state is at hand (its enrolment says whether to look up a profile)."""
         return self.context(state.program_id, occurred_at, state.member_id, look_up_profile=not state.no_profile)
+
+    def due_at(self, state: MemberState) -> datetime | None:
+        """When the member next has time-driven work (what the ``due`` read model holds), from its state."""
+        return next_due(state, self.context_of(state))
 
     def identity_owner(self, program_id: str, identity: str) -> str | None:
         return self._identity_owner(program_id, identity)

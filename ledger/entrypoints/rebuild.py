@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import Backend, history_fold
-from ledger.domain.decide import next_due
 from ledger.domain.state import MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
@@ -26,10 +24,7 @@ def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
             raise ValueError(f"stream {events[0].stream_id} belongs to no known program")
         return history(state, events)
 
-    def due_at(state: MemberState) -> datetime | None:
-        return next_due(state, app.context_of(state))
-
-    report = backend.rebuild(fold, due_at)
+    report = backend.rebuild(fold, app.due_at)
     app.writer.forget()
     return {
         "members": report.members,

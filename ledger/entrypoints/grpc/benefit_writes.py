@@ -11,8 +11,8 @@ from ledger.application.results import CommandResult
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import queries
-from ledger.domain.decide.earning import CapPeriod
 from ledger.domain.errors import InvalidCommand
+from ledger.domain.standing import CapPeriod
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.common import MemberBase
 from ledger.entrypoints.grpc.errors import rpc

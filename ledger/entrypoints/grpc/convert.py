@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -13,8 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ledger.application.principal import CURRENT
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
-from ledger.domain import queries
-from ledger.domain.decide.benefits import entitlement_status, used_in_month
+from ledger.domain import queries, standing
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.state import Entitlement as EntitlementState
 from ledger.domain.state import Lot as LotState
@@ -23,8 +21,6 @@ from ledger.domain.state import TierOverride as OverrideState
 from loyalty.v1 import audit_pb2, common_pb2, member_pb2
 from policies.model import Policy
 from policies.ratio import format_ratio
-from policies.rules.memberships import cooling_off_end
-from policies.rules.tiers import tier_gap, window_start
 from projections.rows import LotRow
 
 # -- times ----------------------------------------------------------------------------------------------------
@@ -290,6 +286,7 @@ def granting_membership(source: str, benefit: str) -> str:
 def entitlement(
     ent: EntitlementState, policy: Policy | None, at: datetime, policy_version: int = 0
 ) -> member_pb2.Entitlement:
+    use = standing.entitlement_use(ent, policy, at)
     msg = member_pb2.Entitlement(
         entitlement_id=ent.entitlement_id,
         benefit_code=ent.benefit,
@@ -299,8 +296,8 @@ def entitlement(
         quota_total=ent.quota_total or 0,
         used_total=ent.used_total,
         quota_per_month=ent.quota_per_month or 0,
-        used_this_month=used_in_month(ent, policy, at) if policy is not None else 0,
-        status=ENTITLEMENT_STATUSES[entitlement_status(ent, at)],
+        used_this_month=use.used_this_month,
+        status=ENTITLEMENT_STATUSES[use.status],
         source=ent.source,
         membership_id=granting_membership(ent.source, ent.benefit),
         policy_version=policy_version,
@@ -341,9 +338,7 @@ def membership(m: MembershipState, policy: Policy | None) -> member_pb2.PaidMemb
     )
     stamp(msg.term_start, m.term_start)
     stamp(msg.term_end, m.term_end)
-    if policy is not None:
-        with contextlib.suppress(LookupError):
-            stamp(msg.cooling_off_ends_at, cooling_off_end(policy, m.plan, m.purchased_at))
+    stamp(msg.cooling_off_ends_at, standing.cooling_off_ends(policy, m))
     return msg
 
 
@@ -372,43 +367,32 @@ def _describe_gap(growth: int, referrals: int | None, purchase: bool) -> str:
 
 
 def tier_state(state: MemberState, policy: Policy, now: datetime) -> member_pb2.TierState:
-    start = window_start(policy, now)
-    growth = state.growth_between(start, now)
-    referrals = state.referrals_between(start, now)
-    earned = state.tier
-    gap = tier_gap(policy, earned, growth, referrals, state.last_purchase_at, now)
+    t = standing.tier_standing(state, policy, now)
     msg = member_pb2.TierState(
         member_id=state.member_id,
-        tier=queries.current_tier(state, policy, now),
-        earned_tier=earned,
-        growth_in_window=growth,
-        referrals_in_window=referrals,
+        tier=t.tier,
+        earned_tier=t.earned_tier,
+        growth_in_window=t.growth_in_window,
+        referrals_in_window=t.referrals_in_window,
         next=member_pb2.TierGap(
-            next_tier=gap.next_tier or "",
-            growth_needed=gap.growth_missing if gap.next_tier else 0,
-            referrals_needed=gap.referrals_missing or 0,
-            purchase_needed=gap.needs_purchase,
-            description=_describe_gap(gap.growth_missing, gap.referrals_missing, gap.needs_purchase)
-            if gap.next_tier
-            else "",
+            next_tier=t.next_tier or "",
+            growth_needed=t.growth_needed,
+            referrals_needed=t.referrals_needed or 0,
+            purchase_needed=t.purchase_needed,
+            description=_describe_gap(t.growth_needed, t.referrals_needed, t.purchase_needed) if t.next_tier else "",
         ),
-        paid_memberships=[
-            membership(m, policy)
-            for m in sorted(state.memberships.values(), key=lambda m: m.purchased_at, reverse=True)
-        ],
-        version=state.version,
+        paid_memberships=[membership(m, policy) for m in t.memberships],
+        version=t.version,
     )
-    stamp(msg.since, state.tier_since)
-    stamp(msg.window_start, start)
-    stamp(msg.next_review_at, state.next_review_at)
-    if state.downgrade_notice is not None:
-        notice = state.downgrade_notice
-        msg.downgrade_notice.to_tier = notice.target_tier
-        stamp(msg.downgrade_notice.issued_at, notice.issued_at)
-        stamp(msg.downgrade_notice.downgrade_at, notice.downgrade_at)
-    override = state.override_at(now)
-    if override is not None:
-        msg.override.CopyFrom(tier_override(override))
+    stamp(msg.since, t.since)
+    stamp(msg.window_start, t.window_start)
+    stamp(msg.next_review_at, t.next_review_at)
+    if t.downgrade_notice is not None:
+        msg.downgrade_notice.to_tier = t.downgrade_notice.target_tier
+        stamp(msg.downgrade_notice.issued_at, t.downgrade_notice.issued_at)
+        stamp(msg.downgrade_notice.downgrade_at, t.downgrade_notice.downgrade_at)
+    if t.override is not None:
+        msg.override.CopyFrom(tier_override(t.override))
     return msg
 
 

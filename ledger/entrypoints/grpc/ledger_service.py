@@ -11,8 +11,8 @@ from ledger.application.personal import PersonalProfile
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain import queries
-from ledger.domain.decide.earning import CapPeriod, cap_usage
 from ledger.domain.errors import InvalidCommand, NotFound
+from ledger.domain.standing import CapPeriod, cap_usage
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.benefit_writes import BenefitWrites
 from ledger.entrypoints.grpc.common import line_earning, order_lines

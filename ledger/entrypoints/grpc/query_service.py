@@ -9,7 +9,6 @@ import grpc
 
 from ledger.domain import commands as cmd
 from ledger.domain import queries
-from ledger.domain.decide.context import effective_tier
 from ledger.domain.errors import InvalidCommand, Refusal
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.common import MemberBase, line_earning, order_lines, page_bounds
@@ -111,7 +110,7 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
                 },
             )
         earning = self.app.quote(request.program_id, command, occurred_at)
-        tier_at_sale = effective_tier(view.state, pv.policy, at)
+        tier_at_sale = queries.tier_in_effect(view.state, pv.policy, at)
         response = query_pb2.QuotePurchaseResponse(
             member_id=request.member_id,
             points_earned=earning.points,
