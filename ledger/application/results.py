@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,12 @@ class CommandResult:
                 "member_id": self.member_id,
                 "events": payloads,
                 "version": self.version,
-                "balance": asdict(self.balance),
+                "balance": {
+                    "active": self.balance.active,
+                    "pending": self.balance.pending,
+                    "held": self.balance.held,
+                    "arrears": self.balance.arrears,
+                },
                 "recorded_at": self.recorded_at.isoformat(),
                 "extra": self.extra,
             },
