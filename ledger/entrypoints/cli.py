@@ -22,7 +22,7 @@ from ledger.bootstrap import (
     migrate_store,
     store_kind,
 )
-from ledger.entrypoints import keys_cli
+from ledger.entrypoints import keys_cli, log_output
 
 log = structlog.get_logger("ledger.cli")
 
@@ -90,14 +90,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
-    structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
+    log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
     if args.command == "health":
         return _health(args.target)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "serve":
+        from ledger.entrypoints.grpc.access import AccessLog
         from ledger.entrypoints.grpc.server import serve
 
         if args.no_reference_program:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
+                interceptors=[AccessLog()],
             )  # fmt: skip
         finally:
             if feed is not None:

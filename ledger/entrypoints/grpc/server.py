@@ -155,17 +155,18 @@ def serve(
     reuse_port: bool = False,
     parent_pid: int | None = None,
     authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
     With ``workers`` > 0 (and ``worker_command``), start that many worker processes on the bound port and stop
     them with this one. A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
-    is gone.
+    is gone. ``interceptors`` run before the authenticator, the first outermost (the access log).
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
-    interceptors = [i for i in (authenticator, counter) if i is not None]
-    server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=interceptors)
+    chain = [*interceptors, *(i for i in (authenticator, counter) if i is not None)]
+    server, port = build_server(app, listen, max_workers, reuse_port=multi, interceptors=chain)
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
     # walk it again each time.
