@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -139,6 +140,10 @@ class ProgramDirectory:
 
 ProjectionHook = Callable[[Any, list[StoredEvent], Sequence["MemberChange"]], None]
 
+GroupObserver = Callable[[int, float, str], None]
+"""Told once per group that went to the store: its commands, the seconds the append took, and the outcome:
+``committed``, ``conflict`` (another replica got there first; decided again) or ``store_error``."""
+
 
 @dataclass(frozen=True, slots=True)
 class MemberChange:
@@ -186,6 +191,7 @@ class CommandWriter:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._stopped = False
         self.lock = threading.RLock()  # held while a group is decided and committed
+        self.on_group: GroupObserver | None = None  # metrics; one call per group, never per command
         self._thread.start()
 
     # -- callers --------------------------------------------------------------------------------------------
@@ -252,6 +258,11 @@ class CommandWriter:
                     log.exception("group_failed", error=repr(exc), commands=len(group))
                     self._cache.clear()
                     self._abort(group, {}, exc)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the writer (approximate, as queue sizes are)."""
+        return self._queue.qsize()
 
     @property
     def alive(self) -> bool:
@@ -328,6 +339,13 @@ class CommandWriter:
                 return
         self._commit(group, staged, records, answered, followers, attempt)
 
+    @staticmethod
+    def _observe(observe: GroupObserver, commands: int, started: float, outcome: str) -> None:
+        try:
+            observe(commands, time.perf_counter() - started, outcome)
+        except Exception as exc:  # metrics must never fail a write that happened
+            log.warning("group_observer_failed", error=repr(exc))
+
     def _abort(self, group: list[_Pending], staged: dict[str, _Staged], exc: BaseException) -> None:
         for stream_id in staged:
             self._cache.pop(stream_id, None)
@@ -364,12 +382,16 @@ class CommandWriter:
             ]
             batch = AppendBatch(appends=appends, commands=records)
             stored: list[StoredEvent] = []
+            observe = self.on_group
+            started = time.perf_counter()
             try:
                 if self._in_transaction:
                     self._store.append(batch, in_transaction=lambda tx, events: self._project(tx, events, changes))
                 else:
                     stored = self._store.append(batch)
             except (WrongExpectedVersion, DuplicateCommand) as exc:
+                if observe is not None:
+                    self._observe(observe, len(group), started, "conflict")
                 # Another replica wrote one of these members (or recorded one of these keys) since we loaded
                 # them: nothing of ours was written. Decide again from the log, a bounded number of times.
                 for stream_id in staged:
@@ -383,9 +405,13 @@ class CommandWriter:
                     self._abort(unanswered, {}, Contended(f"gave up after {attempt} conflicting attempts: {exc}"))
                 return
             except Exception as exc:
+                if observe is not None:
+                    self._observe(observe, len(group), started, "store_error")
                 log.error("group_not_committed", error=repr(exc), commands=len(group))
                 self._abort(group, staged, StoreUnavailable(f"the write was not committed: {exc}"))
                 return
+            if observe is not None:
+                self._observe(observe, len(group), started, "committed")
             if not self._in_transaction and stored:
                 # The events are committed: project them now (tx=None: in a read-model transaction of the
                 # hook's own), before answering, so a read after the answer sees them. If that fails the

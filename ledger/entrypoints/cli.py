@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--admin-key-file", metavar="PATH",
                    help="where a fresh store's first admin key is written (default: admin.key beside a SQLite "
                         "store; required on a fresh PostgreSQL store; $LEDGER_ADMIN_KEY_FILE)")
+    s.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: $LEDGER_METRICS_LISTEN;"
+                   " unset: none). With --processes N, the first process's own numbers. See docs/operations.md")
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         wired = build(settings)
         app = wired.app
         authenticator = _authenticator(wired, args)
+        metrics = _metrics(wired, args)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
         feed = None
@@ -133,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
-                interceptors=[AccessLog()],
+                interceptors=[AccessLog(metrics)],
             )  # fmt: skip
         finally:
+            if metrics is not None:
+                metrics.stop()
             if feed is not None:
                 feed.stop()
             scheduler.stop()
@@ -185,6 +191,20 @@ def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
         if written is not None:
             log.info("admin_key_created", path=str(written), message="the first admin key was written to this file (mode 0600)")
     return Authenticator(wired.keys, public_reflection=args.reflection)
+
+
+def _metrics(wired: Wired, args: argparse.Namespace) -> Any:
+    """The process's Prometheus metrics, served on ``--metrics-listen``; None when not asked for (or in a worker
+    process of ``--processes N``, which must not bind the first process's port)."""
+    listen = args.metrics_listen or os.environ.get("LEDGER_METRICS_LISTEN")
+    if not listen or args.worker_of is not None:
+        return None
+    from ledger.entrypoints.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_writer(wired.app.writer)
+    metrics.serve(listen)
+    return metrics
 
 
 def _processes(value: str) -> int:
