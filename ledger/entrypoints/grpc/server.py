@@ -55,6 +55,10 @@ SERVICE_NAMES: tuple[str, ...] = (
 )
 
 GRACE_SECONDS = 10.0
+"""After SIGTERM, how long calls already accepted have to finish before they are cancelled."""
+
+SHUTDOWN_SECONDS = GRACE_SECONDS + 10.0
+"""The documented bound from SIGTERM to exit: the calls' grace, then the writer, scheduler and feed stop."""
 
 WORKER_START_SECONDS = 120.0
 
