@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
                        description="Serve the gRPC API with the reference program 'little_sprout' loaded.")
-    s.add_argument("--listen", default="127.0.0.1:50051", help="host:port to listen on (port 0 picks a free one)")
+    s.add_argument("--listen", default=_listen(),
+                   help="host:port to listen on (port 0 picks a free one; default: $LEDGER_LISTEN, else 127.0.0.1:50051)")
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
     s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
@@ -87,8 +88,22 @@ def _parser() -> argparse.ArgumentParser:
 
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
-    h.add_argument("--target", default="127.0.0.1:50051")
+    h.add_argument("--target", default=_local_target(),
+                   help="host:port of the server (default: this host on the port of $LEDGER_LISTEN, else 127.0.0.1:50051)")
     return p
+
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def _listen() -> str:
+    return os.environ.get("LEDGER_LISTEN") or DEFAULT_LISTEN
+
+
+def _local_target() -> str:
+    """Where ``health`` asks by default: the port ``serve`` listens on by default, on this host (a container's
+    health check and its server then read the one setting, ``LEDGER_LISTEN``)."""
+    return f"127.0.0.1:{_listen().rsplit(':', 1)[-1]}"
 
 
 def main(argv: list[str] | None = None) -> int:
