@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: $LEDGER_METRICS_LISTEN;"
                    " unset: none). With --processes N, the first process's own numbers. See docs/operations.md")
+    s.add_argument("--drain-seconds", type=float, default=_drain_seconds(), metavar="S",
+                   help="on SIGTERM, answer health checks NOT_SERVING but keep taking calls for S seconds before"
+                   " closing the port and finishing the calls in flight (default: $LEDGER_SHUTDOWN_DRAIN_SECONDS, else 0)")
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
@@ -106,6 +109,17 @@ def _local_target() -> str:
     return f"127.0.0.1:{_listen().rsplit(':', 1)[-1]}"
 
 
+def _drain_seconds() -> float:
+    text = os.environ.get("LEDGER_SHUTDOWN_DRAIN_SECONDS") or "0"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise SystemExit(f"LEDGER_SHUTDOWN_DRAIN_SECONDS must be a number of seconds from 0 to 300, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
@@ -141,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return [
                 sys.executable, "-m", "ledger.entrypoints.cli", "--store", settings.store_url, "serve", "--listen", listen,
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
-                "--no-reference-program", "--worker-of", str(os.getpid()),
+                "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
-                interceptors=[AccessLog(metrics)],
+                interceptors=[AccessLog(metrics)], drain_seconds=args.drain_seconds,
             )  # fmt: skip
         finally:
             if metrics is not None:

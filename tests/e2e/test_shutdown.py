@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger.entrypoints.grpc.server import GRACE_SECONDS, SHUTDOWN_SECONDS
 from ledger.testing.server import RunningServer, start_server, stop_server
@@ -89,6 +90,7 @@ def test_sigterm_finishes_accepted_writes_and_refuses_the_rest(tmp_path: Path) -
     assert took < SHUTDOWN_SECONDS, f"exited {took:.1f} s after SIGTERM"
     assert not outcomes.other, f"calls cut off instead of finished or refused: {outcomes.other[:5]}"
     assert len(outcomes.refused) == CLIENTS  # each client ends with one refused call
+    assert any("shutting down" in details for _, details in outcomes.refused), outcomes.refused  # by the gate
     acked_before = len(outcomes.ok)
 
     # On a restart every acknowledged member is there, and no refused call left anything behind.
@@ -107,3 +109,32 @@ def test_sigterm_finishes_accepted_writes_and_refuses_the_rest(tmp_path: Path) -
         stop_server(again.process)
     assert acked_before >= 100
     assert GRACE_SECONDS < SHUTDOWN_SECONDS
+
+
+def test_during_the_drain_health_says_not_serving_while_calls_are_still_taken(tmp_path: Path) -> None:
+    drain = 5.0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
+    running = start_server(tmp_path, env=env, cwd=ROOT, extra_args=["--drain-seconds", str(drain)])
+    try:
+        with running.channel() as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            ledger = ledger_pb2_grpc.LedgerServiceStub(channel)
+            check = health_pb2.HealthCheckRequest(service="loyalty.v1.LedgerService")
+            assert health.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+            signalled = time.monotonic()
+            running.process.send_signal(signal.SIGTERM)
+            while health.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() - signalled < drain, "health still SERVING after the drain"
+                time.sleep(0.01)
+            # NOT_SERVING now, and a new write is still taken and answered.
+            ledger.EnrollMember(
+                ledger_pb2.EnrollMemberRequest(program_id=PROGRAM, idempotency_key="k-drain", member_id="m-drain"),
+                timeout=30,
+            )
+            assert time.monotonic() - signalled < drain, "the drain ended before the test could write: raise it"
+        returncode = running.process.wait(timeout=drain + SHUTDOWN_SECONDS + 10)
+        took = time.monotonic() - signalled
+    finally:
+        stop_server(running.process)
+    assert returncode == 0
+    assert drain <= took < drain + SHUTDOWN_SECONDS
