@@ -1,7 +1,9 @@
-"""The alert rules and the operations guide name only metrics the server exports, and the guide lists them all."""
+"""The alert rules, the dashboard and the operations guide name only metrics the server exports, and the guide
+lists them all."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -38,3 +40,13 @@ def test_the_guide_lists_every_exported_metric() -> None:
     guide = (ROOT / "docs" / "operations.md").read_text()
     listed = {base(n) for n in re.findall(r"^\| `(ledger_[a-z_]+)", guide, flags=re.MULTILINE)}
     assert listed == exported()
+
+
+def test_the_dashboard_uses_exported_metrics() -> None:
+    names = exported()
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "ledger-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    for expr in exprs:
+        used = re.findall(r"\bledger_[a-z_]+", expr)
+        assert used and all(base(u) in names for u in used), expr
