@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                         "store; required on a fresh PostgreSQL store; $LEDGER_ADMIN_KEY_FILE)")
     s.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: $LEDGER_METRICS_LISTEN;"
-                   " unset: none). With --processes N, the first process's own numbers. See docs/operations.md")
+                   " unset: none). With --processes N, process k (0 the first) serves its own on PORT+k. See docs/operations.md")
     s.add_argument("--drain-seconds", type=float, default=_drain_seconds(), metavar="S",
                    help="on SIGTERM, answer health checks NOT_SERVING but keep taking calls for S seconds before"
                    " closing the port and finishing the calls in flight (default: $LEDGER_SHUTDOWN_DRAIN_SECONDS, else 0)")
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         wired = build(settings)
         app = wired.app
         authenticator = _authenticator(wired, args)
-        metrics = _metrics(wired, args)
+        metrics_listen = args.metrics_listen or (os.environ.get("LEDGER_METRICS_LISTEN") if args.worker_of is None else None)
+        metrics = _metrics(wired, metrics_listen)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
         feed = None
@@ -151,12 +153,15 @@ def main(argv: list[str] | None = None) -> int:
 
             feed = feed_runner(wired, nats_url)
             feed.start()
+        worker_numbers = itertools.count(1)
+
         def worker_command(listen: str, port_file: str) -> list[str]:
             return [
                 sys.executable, "-m", "ledger.entrypoints.cli", "--store", settings.store_url, "serve", "--listen", listen,
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
             ]  # fmt: skip
@@ -222,11 +227,9 @@ def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
     return Authenticator(wired.keys, public_reflection=args.reflection)
 
 
-def _metrics(wired: Wired, args: argparse.Namespace) -> Any:
-    """The process's Prometheus metrics, served on ``--metrics-listen``; None when not asked for (or in a worker
-    process of ``--processes N``, which must not bind the first process's port)."""
-    listen = args.metrics_listen or os.environ.get("LEDGER_METRICS_LISTEN")
-    if not listen or args.worker_of is not None:
+def _metrics(wired: Wired, listen: str | None) -> Any:
+    """The process's Prometheus metrics, served on ``listen`` (``--metrics-listen``); None when not asked for."""
+    if not listen:
         return None
     from ledger.entrypoints.metrics import Metrics
 
@@ -234,6 +237,12 @@ def _metrics(wired: Wired, args: argparse.Namespace) -> Any:
     metrics.watch_writer(wired.app.writer)
     metrics.serve(listen)
     return metrics
+
+
+def _worker_metrics(listen: str, number: int) -> str:
+    """Where worker ``number`` of ``--processes N`` serves its metrics: the next port up (port 0: any free one)."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + number if port.isdigit() and int(port) else 0}"
 
 
 def _processes(value: str) -> int:

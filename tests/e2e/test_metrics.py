@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -82,3 +83,40 @@ def test_counters_move_with_the_calls(tmp_path: Path) -> None:
     assert value(after, "ledger_writer_commit_seconds_count") == committed
     assert value(after, "ledger_store_errors_total") == 0
     assert ("ledger_writer_queue_depth", ()) in after
+
+
+def two_free_ports() -> int:
+    """A port P such that P and P+1 are both free now."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_with_processes_each_serves_its_own_numbers_on_the_next_port(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
+    env.pop("LEDGER_METRICS_LISTEN", None)
+    port = two_free_ports()
+    running = start_server(
+        tmp_path, env=env, cwd=ROOT, extra_args=["--processes", "2", "--metrics-listen", f"127.0.0.1:{port}"]
+    )
+    calls = 12
+    try:
+        for n in range(calls):  # a channel (connection) each, so the kernel spreads them over both processes
+            with running.channel() as channel:
+                ledger_pb2_grpc.LedgerServiceStub(channel).EnrollMember(ledger_pb2.EnrollMemberRequest(
+                    program_id="little_sprout", idempotency_key=f"enroll-procs-{n}", member_id=f"m-procs-{n}",
+                ))  # fmt: skip
+        scraped = [scrape(f"http://127.0.0.1:{p}/metrics") for p in (port, port + 1)]
+    finally:
+        stop_server(running.process)
+    assert all(value(s, "ledger_writer_alive") == 1.0 for s in scraped)
+    counts = [value(s, "ledger_rpc_requests_total", method="LedgerService/EnrollMember", status="OK") for s in scraped]
+    assert sum(counts) == calls, counts
