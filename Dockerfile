@@ -1,15 +1,21 @@
 # syntax=docker/dockerfile:1
 #
-# The loyalty ledger on its embedded store, serving gRPC on port 50051 with its data in the volume /data.
+# The loyalty ledger on its embedded store, serving gRPC on port $PORT (50051) with its data in the volume /data,
+# as the unprivileged user ledger (uid 10001), which owns /data.
 #
 #   docker build -t loyalty-ledger .
 #   docker run -p 50051:50051 -v ledger-data:/data loyalty-ledger
+#   docker build --build-arg PORT=6000 . && docker run -p 6000:6000 ...   # one setting moves server and health check
+#
+# Stop it with `docker stop -t 30`: SIGTERM finishes the calls in flight (docs/operations.md, at most 20 s).
+# The base image is pinned to a patch release; pin it by digest too (PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:...)
+# for reproducible builds.
 #
 # Optional extras: docker build --build-arg EXTRAS=postgres,nats . adds the PostgreSQL store's driver and the
 # NATS JetStream event feed; then run it with -e LEDGER_STORE=postgresql://... (as many replicas as needed)
 # and -e LEDGER_FEED_NATS=nats://....
 
-ARG PYTHON_IMAGE=python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # ---- build: generate loyalty/ from proto/, build the wheel, install it into /opt/ledger ----------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -23,11 +29,10 @@ RUN python -m venv /opt/tools \
 WORKDIR /src
 COPY . .
 
-# Same generation step as `make gen`; then a wheel holding ledger, projections, policies (with its YAML
-# documents), clients and the generated loyalty package.
-RUN PYTHON=/opt/tools/bin/python bash scripts/gen_proto.sh \
- && test -f loyalty/v1/__init__.py \
- && /opt/tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+# A wheel holding ledger, projections, policies (with its YAML documents), clients and the generated loyalty
+# package (setup.py runs the same generation step as `make gen`).
+RUN /opt/tools/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && test -f loyalty/v1/__init__.py
 
 # The runtime gets the grpcio and protobuf versions the code was generated with (or newer within what the
 # generated code accepts): pin them to the generator's.
@@ -41,6 +46,8 @@ RUN /opt/tools/bin/pip freeze | grep -iE '^(grpcio|protobuf)==' > /tmp/constrain
 # ---- runtime ----------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG EXTRAS=""
+# The one setting of the port: the server listens on it, the health check asks it, the image exposes it.
+ARG PORT=50051
 
 # psycopg (the postgres extra) needs the client library at run time.
 RUN case ",${EXTRAS}," in \
@@ -57,16 +64,19 @@ COPY --from=build /opt/ledger /opt/ledger
 ENV PATH=/opt/ledger/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    LEDGER_STORE=sqlite:////data/ledger.db
+    LEDGER_STORE=sqlite:////data/ledger.db \
+    LEDGER_LISTEN=0.0.0.0:${PORT}
 
 USER ledger
 WORKDIR /data
 VOLUME /data
-EXPOSE 50051
+EXPOSE ${PORT}
+STOPSIGNAL SIGTERM
 
-# Standard gRPC health check against the server in this container.
+# Standard gRPC health check against the server in this container: `ledger health` asks 127.0.0.1 on the port
+# of LEDGER_LISTEN, the address `ledger serve` listens on.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "ledger.entrypoints.cli", "health"]
+    CMD ["ledger", "health"]
 
 ENTRYPOINT ["ledger"]
-CMD ["serve", "--listen", "0.0.0.0:50051"]
+CMD ["serve"]

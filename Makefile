@@ -3,7 +3,7 @@
 # code generation only when the .proto files change.
 #
 #   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
-#   make test             lint, type-check, proto lint, then the whole test suite
+#   make test             lint, type-check, proto lint, the whole test suite, then the installed wheel's check
 #   make test-deep        the model-based and property tests with many more and longer random histories
 #   make mutation         mutmut over policies/ and ledger/domain/ against tests/unit; writes docs/mutation.md
 #   make mutation-sample  a fixed sample of the rule code's mutants; fails if a non-equivalent one survives
@@ -30,11 +30,11 @@ PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
 RELEASED_PROTO ?= proto/released/loyalty-v1-0.1.0.binpb
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest bench mutation mutation-sample clean distclean
+.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest wheel-check bench mutation mutation-sample clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
-	@echo "make test       gen, ruff, mypy, buf lint, then pytest (extra pytest flags: PYTEST_ARGS=...)"
+	@echo "make test       gen, ruff, mypy, buf lint, pytest (extra pytest flags: PYTEST_ARGS=...), then wheel-check"
 	@echo "make test-deep  the model-based and property tests with many more examples (LEDGER_DEEP_TESTS=1; minutes)"
 	@echo "make venv       create $(VENV) and install the package with extras [$(EXTRAS)]"
 	@echo "make gen        generate the Python package loyalty/ from proto/"
@@ -42,6 +42,7 @@ help:
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
 	@echo "make buf-breaking  buf breaking of proto/ against the last released contract (needs npx)"
+	@echo "make wheel-check  build the wheel, install it in a fresh venv outside the tree, serve, health, stop"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
 	@echo "make mutation   mutmut over policies/ and ledger/domain/ (slow; one worker), report in docs/mutation.md"
 	@echo "make mutation-sample  mutants sampled by a fixed seed from the rule code; fails on a survivor"
@@ -81,6 +82,7 @@ test: gen
 	@$(MAKE) typecheck
 	@$(MAKE) buf-lint
 	@$(MAKE) pytest
+	@$(MAKE) wheel-check
 
 # The same tests as in `make test`, with budgets for a night run rather than CI (LEDGER_DEEP_TESTS=1; the
 # model-based test also takes LEDGER_MODEL_EXAMPLES and LEDGER_MODEL_STEPS).
@@ -123,6 +125,11 @@ buf-breaking:
 pytest: gen
 	@echo "$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)"; \
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The wheel as a user gets it: built from the tree (setup.py generates loyalty/), installed into a fresh venv in
+# a temporary folder, `ledger serve` on a temporary SQLite store, `ledger health`, SIGTERM (about 40 s).
+wheel-check: venv
+	PYTHON="$(PY)" VENV_PYTHON="$(PYTHON)" scripts/wheel_check.sh
 
 # --- mutation testing (docs/mutation.md) -------------------------------------------------------------------
 # mutmut works in mutants/ (kept between runs: only functions that changed are tested again; remove it to

@@ -155,6 +155,10 @@ class ProgramDirectory:
 
 ProjectionHook = Callable[[Any, list[StoredEvent], Sequence["MemberChange"]], None]
 
+GroupObserver = Callable[[int, float, str], None]
+"""Told once per group that went to the store: its commands, the seconds the append took, and the outcome:
+``committed``, ``conflict`` (another replica got there first; decided again) or ``store_error``."""
+
 
 AppliedEvent = tuple[ev.MemberEvent, NewEvent, Balances, Balances, str]
 """An event as the writer applied it: the event, as appended, the balances before and after, the tier after."""
@@ -216,6 +220,7 @@ class CommandWriter:
         new requests are refused at once and waiting callers answered, instead of waiting out their deadline."""
         self.lock = threading.RLock()  # held while a group is decided and committed
         self.restarts = 0
+        self.on_group: GroupObserver | None = None  # metrics; one call per group, never per command
         self._thread = self._start_thread()
 
     def _start_thread(self) -> threading.Thread:
@@ -369,6 +374,11 @@ class CommandWriter:
                     raise
 
     @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the writer (approximate, as queue sizes are)."""
+        return self._queue.qsize()
+
+    @property
     def alive(self) -> bool:
         """False once the writer thread has ended (stopped, or died): nothing more will be written."""
         return self._thread.is_alive()
@@ -445,6 +455,13 @@ class CommandWriter:
                 return
         self._commit(group, staged, records, answered, followers, attempt)
 
+    @staticmethod
+    def _observe(observe: GroupObserver, commands: int, started: float, outcome: str) -> None:
+        try:
+            observe(commands, time.perf_counter() - started, outcome)
+        except Exception as exc:  # metrics must never fail a write that happened
+            log.warning("group_observer_failed", error=repr(exc))
+
     def _abort(self, group: list[_Pending], staged: dict[str, _Staged], exc: BaseException) -> None:
         for stream_id in staged:
             self._cache.pop(stream_id, None)
@@ -481,12 +498,16 @@ class CommandWriter:
             ]
             batch = AppendBatch(appends=appends, commands=records)
             stored: list[StoredEvent] = []
+            observe = self.on_group
+            started = time.perf_counter()
             try:
                 if self._in_transaction:
                     self._store.append(batch, in_transaction=lambda tx, events: self._project(tx, events, changes))
                 else:
                     stored = self._store.append(batch)
             except (WrongExpectedVersion, DuplicateCommand) as exc:
+                if observe is not None:
+                    self._observe(observe, len(group), started, "conflict")
                 # Another replica wrote one of these members (or recorded one of these keys) since we loaded
                 # them: nothing of ours was written. Decide again from the log, a bounded number of times.
                 for stream_id in staged:
@@ -500,9 +521,13 @@ class CommandWriter:
                     self._abort(unanswered, {}, Contended(f"gave up after {attempt} conflicting attempts: {exc}"))
                 return
             except Exception as exc:
+                if observe is not None:
+                    self._observe(observe, len(group), started, "store_error")
                 log.error("group_not_committed", error=repr(exc), commands=len(group))
                 self._abort(group, staged, StoreUnavailable(f"the write was not committed: {exc}"))
                 return
+            if observe is not None:
+                self._observe(observe, len(group), started, "committed")
             if not self._in_transaction and stored:
                 # The events are committed: project them now (tx=None: in a read-model transaction of the
                 # hook's own), before answering, so a read after the answer sees them. If that fails the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from ledger.bootstrap import (
     migrate_store,
     store_kind,
 )
-from ledger.entrypoints import keys_cli
+from ledger.entrypoints import keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -59,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
                        description="Serve the gRPC API with the reference program 'little_sprout' loaded.",
                        epilog=SERVE_LIMITS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--listen", default="127.0.0.1:50051", help="host:port to listen on (port 0 picks a free one)")
+    s.add_argument("--listen", default=_listen(),
+                   help="host:port to listen on (port 0 picks a free one; default: $LEDGER_LISTEN, else 127.0.0.1:50051)")
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
     s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
@@ -73,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--admin-key-file", metavar="PATH",
                    help="where a fresh store's first admin key is written (default: admin.key beside a SQLite "
                         "store; required on a fresh PostgreSQL store; $LEDGER_ADMIN_KEY_FILE)")
+    s.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: $LEDGER_METRICS_LISTEN;"
+                   " unset: none). With --processes N, process k (0 the first) serves its own on PORT+k. See docs/operations.md")
+    s.add_argument("--drain-seconds", type=float, default=_drain_seconds(), metavar="S",
+                   help="on SIGTERM, answer health checks NOT_SERVING but keep taking calls for S seconds before"
+                   " closing the port and finishing the calls in flight (default: $LEDGER_SHUTDOWN_DRAIN_SECONDS, else 0)")
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
@@ -101,23 +109,48 @@ def _parser() -> argparse.ArgumentParser:
 
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
-    h.add_argument("--target", default="127.0.0.1:50051")
+    h.add_argument("--target", default=_local_target(),
+                   help="host:port of the server (default: this host on the port of $LEDGER_LISTEN, else 127.0.0.1:50051)")
     h.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA (a server run with --tls-cert)")
     h.add_argument("--tls-client-cert", metavar="PEM", help="with --tls-ca: the client certificate for mutual TLS")
     h.add_argument("--tls-client-key", metavar="PEM", help="the private key of --tls-client-cert")
     return p
 
 
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def _listen() -> str:
+    return os.environ.get("LEDGER_LISTEN") or DEFAULT_LISTEN
+
+
+def _local_target() -> str:
+    """Where ``health`` asks by default: the port ``serve`` listens on by default, on this host (a container's
+    health check and its server then read the one setting, ``LEDGER_LISTEN``)."""
+    return f"127.0.0.1:{_listen().rsplit(':', 1)[-1]}"
+
+
+def _drain_seconds() -> float:
+    text = os.environ.get("LEDGER_SHUTDOWN_DRAIN_SECONDS") or "0"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise SystemExit(f"LEDGER_SHUTDOWN_DRAIN_SECONDS must be a number of seconds from 0 to 300, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # One write per line (PrintLogger writes the newline apart): `serve --processes N` share one stderr.
-    structlog.configure(logger_factory=structlog.WriteLoggerFactory(sys.stderr))
+    log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
     if args.command == "health":
         return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "serve":
+        from ledger.entrypoints.grpc.access import AccessLog
         from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
 
@@ -131,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         app = wired.app
         tls_settings = tls.from_arguments(args)
         authenticator = _authenticator(wired, args)
+        metrics_listen = args.metrics_listen or (os.environ.get("LEDGER_METRICS_LISTEN") if args.worker_of is None else None)
+        metrics = _metrics(wired, metrics_listen)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
         feed = None
@@ -140,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
 
             feed = feed_runner(wired, nats_url)
             feed.start()
+        worker_numbers = itertools.count(1)
+
         def worker_command(listen: str, port_file: str) -> list[str]:
             return [
                 sys.executable, "-m", "ledger.entrypoints.cli", "--store", settings.store_url, "serve", "--listen", listen,
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
-                "--no-reference-program", "--worker-of", str(os.getpid()),
+                "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
                 *tls.worker_arguments(args), *rate_limit.worker_arguments(args),
@@ -160,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                                   max_streams_per_key=settings.max_streams_per_key,
                                   max_worker_wait=settings.max_worker_wait),
                 keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
+                interceptors=[AccessLog(metrics)], drain_seconds=args.drain_seconds,
             )  # fmt: skip
         finally:
+            if metrics is not None:
+                metrics.stop()
             if feed is not None:
                 feed.stop()
             scheduler.stop()
@@ -214,6 +255,24 @@ def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
         wired.keys, public_reflection=args.reflection, limits=rate_limit.from_arguments(args),
         store_from_cn=args.tls_store_from_cn,
     )  # fmt: skip
+
+
+def _metrics(wired: Wired, listen: str | None) -> Any:
+    """The process's Prometheus metrics, served on ``listen`` (``--metrics-listen``); None when not asked for."""
+    if not listen:
+        return None
+    from ledger.entrypoints.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.watch_writer(wired.app.writer)
+    metrics.serve(listen)
+    return metrics
+
+
+def _worker_metrics(listen: str, number: int) -> str:
+    """Where worker ``number`` of ``--processes N`` serves its metrics: the next port up (port 0: any free one)."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + number if port.isdigit() and int(port) else 0}"
 
 
 def _processes(value: str) -> int:

@@ -15,9 +15,9 @@ holds and commits, and retries of earlier requests through another channel, so o
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -54,7 +54,6 @@ OPS_PER_THREAD = 40
 POS = common_pb2.RequestContext(channel=common_pb2.CHANNEL_POS, store_id="S-1", terminal_id="T-1")
 CONSOLE = common_pb2.RequestContext(channel=common_pb2.CHANNEL_OPERATOR_CONSOLE, operator_id="op-1")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -206,9 +205,10 @@ def test_two_processes_on_one_sqlite_file(tmp_path: Path) -> None:
         stop_server(running.process, timeout=60)
         stopped = True
         assert running.process.returncode == 0
-        log = ANSI.sub("", running.log_path.read_text())
-        served = {int(pid) for pid in re.findall(r"\bserving\b[^\n]*?\bpid=(\d+)", log)}
-        calls = {int(pid): int(n) for n, pid in re.findall(r"\bstopped\b[^\n]*?\bcalls=(\d+) pid=(\d+)", log)}
+        log = running.log_path.read_text()
+        records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        served = {r["pid"] for r in records if r["event"] == "serving"}
+        calls = {r["pid"]: r["calls"] for r in records if r["event"] == "stopped"}
         assert len(served) == 2 and set(calls) == served, log
         assert all(n > 0 for n in calls.values()), f"a process served no calls: {calls}"
         assert "worker_exited" not in log

@@ -33,6 +33,7 @@ from ledger.application.keys import KeyRing
 from ledger.application.service import LedgerApp
 from ledger.application.supervisor import Supervisor
 from ledger.entrypoints.grpc.audit_service import AuditService
+from ledger.entrypoints.grpc.gate import Gate
 from ledger.entrypoints.grpc.key_service import KeyService
 from ledger.entrypoints.grpc.ledger_service import LedgerService
 from ledger.entrypoints.grpc.program_service import ProgramService
@@ -61,6 +62,11 @@ SERVICE_NAMES: tuple[str, ...] = (
 KEY_SERVICE_NAME: str = keys_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
 
 GRACE_SECONDS = 10.0
+"""After SIGTERM, how long calls already accepted have to finish before they are cancelled."""
+
+SHUTDOWN_SECONDS = GRACE_SECONDS + 10.0
+"""The documented bound from SIGTERM to exit (plus ``drain_seconds``): the calls' grace, then the writer,
+scheduler and feed stop."""
 
 WORKER_START_SECONDS = 120.0
 
@@ -189,18 +195,25 @@ def serve(
     limits: grpc.ServerInterceptor[Any, Any] | None = None,
     keys: KeyRing | None = None,
     credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
+    drain_seconds: float = 0.0,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
     With ``workers`` > 0 (and ``worker_command``), start that many worker processes on the bound port and stop
     them with this one. A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
-    is gone. ``keys`` and ``credentials`` are as in :func:`build_server`.
+    is gone. ``keys`` and ``credentials`` are as in :func:`build_server`. ``interceptors`` run before the
+    authenticator, the first outermost (the access log). ``drain_seconds``: after SIGTERM, health says
+    NOT_SERVING while calls are still taken for this long, so load balancers stop sending new ones before the
+    port closes.
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
-    interceptors = [i for i in (authenticator, limits, counter) if i is not None]  # limits read the key id
+    gate = Gate()
+    # limits read the key id the authenticator found
+    chain = [*interceptors, gate, *(i for i in (authenticator, limits, counter) if i is not None)]
     server, port = build_server(
-        app, listen, max_workers, reuse_port=multi, interceptors=interceptors, keys=keys, credentials=credentials
+        app, listen, max_workers, reuse_port=multi, interceptors=chain, keys=keys, credentials=credentials
     )
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
@@ -236,7 +249,7 @@ def serve(
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.error("parent_exited", parent_pid=parent_pid)
                 break
-        log.info("stopping", grace_seconds=GRACE_SECONDS, pid=pid)
+        log.info("stopping", grace_seconds=GRACE_SECONDS, drain_seconds=drain_seconds, pid=pid)
         supervisor.stop()
         for child in children:
             if child.poll() is None:
@@ -244,7 +257,15 @@ def serve(
         health_servicer = server_health.pop(server, None)
         if health_servicer is not None:
             health_servicer.enter_graceful_shutdown()
-        server.stop(GRACE_SECONDS).wait()
+        if drain_seconds > 0:
+            time.sleep(drain_seconds)  # NOT_SERVING yet still serving: balancers move new calls elsewhere first
+        # New calls get a clean UNAVAILABLE; those inside finish. Only then grpc stops, with nothing in flight
+        # (its stop would kill calls not yet handed to a handler: CANCELLED, with no way to tell what happened).
+        closed_at = time.monotonic()
+        gate.close()
+        if not gate.wait_idle(GRACE_SECONDS):
+            log.warning("calls_outlasted_grace", calls=gate.inside, grace_seconds=GRACE_SECONDS, pid=pid)
+        server.stop(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))).wait()
         _stop_workers(children)  # the workers' last lines come before this one's
         log.info("stopped", pid=pid, **({"calls": counter.calls} if counter is not None else {}))
     finally:

@@ -1,0 +1,65 @@
+"""The log's format and level, in a fresh interpreter configured as ``ledger`` configures itself: structlog and
+the standard library's logging (as grpc, psycopg and nats use it) come out as one stream of lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROGRAM = """
+import logging, structlog
+from ledger.entrypoints import log_output
+log_output.configure()
+structlog.get_logger("ledger.test").info("from_structlog", answer=42)
+structlog.get_logger("ledger.test").debug("hidden_debug")
+logging.getLogger("grpc._server").warning("from grpc %s", "core")
+logging.getLogger("psycopg.pool").info("pool chatter")
+try:
+    raise ValueError("boom")
+except ValueError:
+    logging.getLogger("nats.aio.client").exception("from nats")
+"""
+
+
+def run(**env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_LOG_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM], cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout == ""
+    return done.stderr.splitlines()
+
+
+def test_json_by_default_off_a_terminal_with_the_standard_library_routed_through_it() -> None:
+    records = [json.loads(line) for line in run()]
+    events = [r["event"] for r in records]
+    assert events == ["from_structlog", "from grpc core", "from nats"]  # debug and library INFO are not written
+    first, grpc_record, nats_record = records
+    assert first["answer"] == 42 and first["level"] == "info" and first["logger"] == "ledger.test"
+    assert first["timestamp"].endswith("Z")
+    assert grpc_record["logger"] == "grpc._server" and grpc_record["level"] == "warning"
+    assert nats_record["level"] == "error" and "ValueError: boom" in nats_record["exception"]
+
+
+def test_level_and_console_format_are_configurable() -> None:
+    lines = run(LEDGER_LOG_FORMAT="console", LEDGER_LOG_LEVEL="debug")
+    text = "\n".join(lines)
+    assert "from_structlog" in text and "hidden_debug" in text and "pool chatter" in text
+    assert not any(line.startswith("{") for line in lines)
+    quiet = [json.loads(line)["event"] for line in run(LEDGER_LOG_LEVEL="error")]
+    assert quiet == ["from nats"]
+
+
+def test_a_wrong_setting_is_refused_with_its_name() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_LOG_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM], cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT), "LEDGER_LOG_FORMAT": "xml"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "LEDGER_LOG_FORMAT" in done.stderr
