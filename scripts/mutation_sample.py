@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     killed = sum(1 for n in sample if found.get(n) in killed_codes)
     print(f"mutation sample: {killed} killed, {len(sample) - killed - len(bad)} equivalent, {len(bad)} survived, "
           f"in {elapsed:.0f} s")
-    if run.returncode != 0 and not found:
+    if run.returncode != 0 and (not found or all(found.get(n) is None for n in sample)):
+        # no mutant was run: the unmutated tests failed in mutants/ (see the output), not the tests' strength
         print(run.stdout[-4000:])
         print(f"mutation sample: mutmut failed with exit code {run.returncode}", file=sys.stderr)
         return 2
