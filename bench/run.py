@@ -390,6 +390,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) has used so far, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -479,10 +485,16 @@ class StoreFigures:
     replay_s: float
     replay_count: int
     rss: list[float]
+    cpu_us: list[float] = field(default_factory=list)
+    """Per throughput run: the servers' own CPU time (all replicas) divided by the commands answered OK."""
 
     @property
     def rate(self) -> float:
         return statistics.median(self.runs)
+
+    @property
+    def cpu_per_command_us(self) -> float:
+        return statistics.median(self.cpu_us) if self.cpu_us else float("nan")
 
 
 def bench_store(ctx: Any, tmp: Path, kind: str, plan: Plan) -> StoreFigures:
@@ -515,16 +527,20 @@ def bench_store(ctx: Any, tmp: Path, kind: str, plan: Plan) -> StoreFigures:
         )
 
         runs: list[float] = []
+        cpu_us: list[float] = []
         errors: dict[str, int] = {}
         for i in range(plan.repeats):
+            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
             rate, res = run_phase(
                 ctx, "ledger", targets, plan.members, plan.procs, plan.threads, plan.seconds
             )
+            cpu_us.append((sum(cpu_seconds(p.pid) for p in procs) - cpu_before) / max(res.ok, 1) * 1e6)
             runs.append(rate)
             for k, v in res.error_kinds.items():
                 errors[k] = errors.get(k, 0) + v
             print(
-                f"[{label}] ledger run {i + 1}: {rate:.0f} cmd/s ({res.ok} ok, {res.errors} errors {res.error_kinds})",
+                f"[{label}] ledger run {i + 1}: {rate:.0f} cmd/s, server CPU {cpu_us[-1]:.0f} us/cmd "
+                f"({res.ok} ok, {res.errors} errors {res.error_kinds})",
                 flush=True,
             )
 
@@ -555,10 +571,11 @@ def bench_store(ctx: Any, tmp: Path, kind: str, plan: Plan) -> StoreFigures:
         print(f"[{label}] server RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)}", flush=True)
     return StoreFigures(kind=kind, servers=len(procs), conditions=conditions, setup_s=setup_s, enrolled=enrolled,
                         runs=runs, errors=errors, paced_rate=paced_rate, paced_errors=paced.error_kinds, p50=p50,
-                        p99=p99, replay_s=replay_s, replay_count=replay_count, rss=rss)  # fmt: skip
+                        p99=p99, replay_s=replay_s, replay_count=replay_count, rss=rss, cpu_us=cpu_us)  # fmt: skip
 
 
-def bench_echo(ctx: Any, plan: Plan) -> list[float]:
+def bench_echo(ctx: Any, plan: Plan) -> tuple[list[float], list[float]]:
+    """The echo server's calls/s per run, and its own CPU time per call (microseconds) per run."""
     port_q = ctx.Queue()
     stop_ev = ctx.Event()
     echo_proc = ctx.Process(target=echo_server_main, args=(port_q, stop_ev))
@@ -566,18 +583,22 @@ def bench_echo(ctx: Any, plan: Plan) -> list[float]:
     try:
         echo_target = f"127.0.0.1:{port_q.get(timeout=30)}"
         echo_runs = []
+        echo_cpu: list[float] = []
         for i in range(plan.repeats):
-            rate, _ = run_phase(
+            assert echo_proc.pid is not None
+            before = cpu_seconds(echo_proc.pid)
+            rate, res = run_phase(
                 ctx, "echo", [echo_target], plan.members, plan.procs, plan.threads, plan.seconds
             )
+            echo_cpu.append((cpu_seconds(echo_proc.pid) - before) / max(res.ok, 1) * 1e6)
             echo_runs.append(rate)
-            print(f"echo run {i + 1}: {rate:.0f} calls/s", flush=True)
+            print(f"echo run {i + 1}: {rate:.0f} calls/s, server CPU {echo_cpu[-1]:.0f} us/call", flush=True)
     finally:
         stop_ev.set()
         echo_proc.join(10)
         if echo_proc.is_alive():
             echo_proc.terminate()
-    return echo_runs
+    return echo_runs, echo_cpu
 
 
 # -- projection rebuild / catch-up ------------------------------------------------------------------------
@@ -914,17 +935,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmpdir:
         tmp = Path(tmpdir)
         figures = [bench_store(ctx, tmp, kind, plan) for kind in plan.stores]
-        echo_runs = bench_echo(ctx, plan)
+        echo_runs, echo_cpu = bench_echo(ctx, plan)
         echo_rate = statistics.median(echo_runs)
+        echo_cpu_us = statistics.median(echo_cpu)
         for f in figures:
             print(
-                f"{LABELS[f.kind]}: {f.rate:.0f} cmd/s vs echo {echo_rate:.0f} calls/s: {f.rate / echo_rate:.1%}"
+                f"{LABELS[f.kind]}: {f.rate:.0f} cmd/s vs echo {echo_rate:.0f} calls/s: {f.rate / echo_rate:.1%}; "
+                f"server CPU {f.cpu_per_command_us:.0f} us/cmd vs echo {echo_cpu_us:.0f} us/call: "
+                f"{f.cpu_per_command_us / echo_cpu_us:.1f}x"
             )
         generated, rebuilds = bench_rebuild(ctx, tmp, plan) if plan.rebuild_events > 0 else (None, [])
 
     total_s = time.monotonic() - started
     print(f"total run time {total_s / 60:.1f} min")
-    write_report(Path(a.out), plan, figures=figures, echo_runs=echo_runs, generated=generated, rebuilds=rebuilds,
+    write_report(Path(a.out), plan, figures=figures, echo_runs=echo_runs, echo_cpu=echo_cpu, generated=generated, rebuilds=rebuilds,
                  total_s=total_s, load=(load_before, os.getloadavg()))  # fmt: skip
     print(f"wrote {a.out}")
     return 0
@@ -949,8 +973,15 @@ def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{k.removeprefix('StatusCode.')} {v:,}" for k, v in sorted(errors.items())) or "none"
 
 
-def _store_table(f: StoreFigures, plan: Plan, echo_rate: float, rebuild: RebuildFigures | None) -> list[str]:
+def _store_table(
+    f: StoreFigures, plan: Plan, echo_rate: float, rebuild: RebuildFigures | None, echo_cpu_us: float = float("nan")
+) -> list[str]:
     ratio = f.rate / echo_rate if echo_rate else float("nan")
+    cpu_ratio = f.cpu_per_command_us / echo_cpu_us if echo_cpu_us else float("nan")
+    cpu_row = (
+        f"| Server CPU time per command (median; runs: {_runs(f.cpu_us)} us) / echo's per call ({echo_cpu_us:,.0f} us) | "
+        f"{f.cpu_per_command_us:,.0f} us = {cpu_ratio:.1f}x | <= 2x | {_met(cpu_ratio <= 2)} |"
+    )
     rss = " / ".join(f"{r:.0f} MB" for r in f.rss)
     replay = f"ReplayMember of {f.replay_count:,} events (median of {plan.repeats})"
     lines = ["| Figure | Measured | Target | Result |", "|---|---|---|---|"]
@@ -958,6 +989,7 @@ def _store_table(f: StoreFigures, plan: Plan, echo_rate: float, rebuild: Rebuild
         lines += [
             f"| Sustained ledger commands/s (median; runs: {_runs(f.runs)}) | {f.rate:,.0f} | >= 1,500 | {_met(f.rate >= 1500)} |",
             f"| Ledger / echo | {ratio:.1%} | >= 50% | {_met(ratio >= 0.5)} |",
+            cpu_row,
             f"| Latency at paced 500 cmd/s ({plan.paced_seconds:g} s, achieved {f.paced_rate:.0f}/s): p50 / p99 | "
             f"{f.p50:.1f} ms / {f.p99:.1f} ms | p99 < 25 ms | {_met(f.p99 < 25 and f.paced_rate >= 475)} |",
             f"| {replay} | {f.replay_s * 1000:.0f} ms | 10,000 events < 0.5 s | "
@@ -993,6 +1025,7 @@ def _store_table(f: StoreFigures, plan: Plan, echo_rate: float, rebuild: Rebuild
         f"| Sustained ledger commands/s over {f.servers} replicas (median; runs: {_runs(f.runs)}) | {f.rate:,.0f} | "
         f">= 1,200 | {_met(f.rate >= 1200)}{two} |",
         f"| Ledger / echo | {ratio:.1%} | — | — |",
+        cpu_row,
         f"| Latency at paced 500 cmd/s ({plan.paced_seconds:g} s, achieved {f.paced_rate:.0f}/s): p50 / p99 | "
         f"{f.p50:.1f} ms / {f.p99:.1f} ms | p99 < 40 ms | {_met(f.p99 < 40 and f.paced_rate >= 475)}{two} |",
         f"| {replay}, through replica 1 | {f.replay_s * 1000:.0f} ms | — | — |",
@@ -1021,10 +1054,11 @@ def _catch_up_row(rebuild: RebuildFigures, target: str, threshold: float | None)
     )
 
 
-def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_runs: list[float],
+def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_runs: list[float], echo_cpu: list[float],
                  generated: Generated | None, rebuilds: list[RebuildFigures], total_s: float,
                  load: tuple[tuple[float, float, float], tuple[float, float, float]]) -> None:  # fmt: skip
     echo_rate = statistics.median(echo_runs)
+    echo_cpu_us = statistics.median(echo_cpu) if echo_cpu else float("nan")
     if plan.quick:
         mode = "QUICK MODE"
     elif plan.full_scale:
@@ -1052,7 +1086,8 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
         f"{plan.paced_seconds:g} s; ReplayMember of a {plan.replay_events:,}-event member.",
         "- Mix: 70% RecordPurchase, 15% HoldPoints+CommitHold (two commands), 10% GetBalance, 5% RefundPurchase of an earlier order.",
         f"- Echo baseline (generic-handler gRPC server, same {WORKERS}-thread pool), once: median "
-        f"{echo_rate:,.0f} calls/s (runs: {_runs(echo_runs)}).",
+        f"{echo_rate:,.0f} calls/s (runs: {_runs(echo_runs)}); its own CPU time per call, median "
+        f"{echo_cpu_us:,.0f} us (runs: {_runs(echo_cpu)}).",
         "",
     ]
     if not plan.full_scale:
@@ -1081,7 +1116,7 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
             + (", spread over the replicas." if f.servers > 1 else "."),
             f"- Errors (counted, not in the rates): throughput runs {_errors(f.errors)}; paced phase {_errors(f.paced_errors)}.",
             "",
-            *_store_table(f, plan, echo_rate, rebuild_by_kind.get(f.kind)),
+            *_store_table(f, plan, echo_rate, rebuild_by_kind.get(f.kind), echo_cpu_us),
             "",
         ]
     if generated is not None and rebuilds:
