@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import threading
-from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ledger.application.audit import MemberAudit, ProjectionCheck, ReplayEntry, VerifyReport
 from ledger.application.clock import Clock
 from ledger.application.deadline import CALL_DEADLINE
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
+from ledger.application.member_reads import HistoryEntry, HistoryPage, MemberReads, MemberView
 from ledger.application.personal import PersonalData, PersonalProfile
 from ledger.application.principal import actor_fields
 from ledger.application.results import CommandResult
@@ -30,29 +30,18 @@ from ledger.application.writer import (
     Quote,
 )
 from ledger.domain import commands as cmd
-from ledger.domain import events as ev
 from ledger.domain import program as prog
 from ledger.domain.decide import Context, next_due
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound
-from ledger.domain.evolve import evolve
 from ledger.domain.queries import (
-    BalanceFigures,
-    balance_figures,
-    growth_delta,
-    lot_status,
-    order_of,
-    summary,
     tier_in_effect,
 )
-from ledger.domain.state import Balances, MemberState
+from ledger.domain.state import MemberState
 from ledger.domain.streams import (
     PROGRAM_PREFIX,
-    member_stream,
-    member_streams_of,
     program_ids_of,
     program_stream,
 )
-from ledger.eventlog.chain import ChainBreak, verify_stream
 from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
@@ -64,131 +53,19 @@ from ledger.eventlog.port import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from policies import NoPolicyInForce, OrderEarning, Policy, PolicyHistory, PolicyVersion, dump_policy
+from policies import NoPolicyInForce, OrderEarning, PolicyVersion, dump_policy
 from projections.queries import BalanceNow, LotsPage
-from projections.rows import HistoryRow, LotRow, lot_row
+from projections.rows import HistoryRow
 
 TICK_CHUNK = 500
-REPLAY_CHUNK = 500
-"""Events a replay reads from the store at a time."""
+
+__all__ = ["HistoryEntry", "HistoryPage", "LedgerApp", "MemberView", "ReplayEntry", "VerifyReport"]
 
 
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    state: MemberState
-    now: datetime
-    policy: PolicyVersion
+class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
+    """The ledger's application: programs, member commands through the writer, time-driven work; the member
+    queries (:class:`MemberReads`) and audits (:class:`MemberAudit`)."""
 
-
-@dataclass(frozen=True, slots=True)
-class ReplayEntry:
-    stored: StoredEvent
-    event: ev.MemberEvent
-    before: Balances
-    after: Balances
-    tier_after: str = ""
-    """The tier in effect after the event, at its business time (the earned tier or an override)."""
-
-
-class _PolicyAt:
-    """The policy in force at a business time, for a fold: one bisect per policy version's time range, not per event.
-
-    A time before the first version has no policy (None).
-    """
-
-    __slots__ = ("_end", "_policy", "_start", "_starts", "_versions")
-
-    def __init__(self, policies: PolicyHistory) -> None:
-        self._versions = list(policies)
-        self._starts = [v.effective_from for v in self._versions]
-        self._policy: Policy | None = None
-        self._start: datetime | None = None
-        self._end: datetime | None = None
-
-    def __call__(self, at: datetime) -> Policy | None:
-        start, end = self._start, self._end
-        if start is not None and start <= at and (end is None or at < end):
-            return self._policy
-        index = bisect_right(self._starts, at)
-        if index == 0:
-            return None
-        self._policy = self._versions[index - 1].policy
-        self._start = self._starts[index - 1]
-        self._end = self._starts[index] if index < len(self._starts) else None
-        return self._policy
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One line of a member's history as ListHistory shows it."""
-
-    version: int
-    event_id: str
-    event_type: str
-    summary: str
-    points_delta: int
-    """Change of active + pending - arrears."""
-    growth_delta: int
-    after: Balances
-    tier_after: str
-    order_id: str
-    policy_version: int
-    actor: dict[str, str]
-    occurred_at: datetime
-    recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    entries: list[HistoryEntry]
-    """Newest first."""
-    next_through: int
-    """Where the next (older) page ends: the versions at or before it (0: this page was the oldest)."""
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    program_id: str
-    member_id: str
-    ok: bool
-    events: int
-    head_hash: bytes
-    chain_break: ChainBreak | None = None
-    mismatches: list[str] = field(default_factory=list)
-
-
-ProjectionCheck = Callable[[MemberState, list[ReplayEntry]], list[str]]
-
-
-def _tier_after(state: MemberState, policy_at: _PolicyAt, at: datetime) -> str:
-    """The tier in effect at ``at`` for the folded ``state``; its stored tier when no policy was in force then."""
-    return tier_in_effect(state, policy_at(at), at)
-
-
-def _net(b: Balances) -> int:
-    return b.active + b.pending - b.arrears
-
-
-def _entry_of(r: HistoryRow) -> HistoryEntry:
-    assert r.event_id is not None and r.tier_after is not None
-    return HistoryEntry(
-        version=r.version,
-        event_id=r.event_id,
-        event_type=r.event_type,
-        summary=r.summary,
-        points_delta=r.points_delta,
-        growth_delta=r.growth_delta,
-        after=Balances(active=r.active_after, pending=r.pending_after, held=r.held_after, arrears=r.arrears_after),
-        tier_after=r.tier_after,
-        order_id=r.order_id or "",
-        policy_version=r.policy_version or 0,
-        actor=json.loads(r.actor_json),
-        occurred_at=r.occurred_at,
-        recorded_at=r.recorded_at,
-    )
-
-
-class LedgerApp(ProgramDirectory):
     def __init__(
         self,
         store: EventStore[Any],
@@ -543,165 +420,3 @@ class LedgerApp(ProgramDirectory):
         peeked: PeekResult = self.writer.execute(Peek(program_id, member_id))
         return MemberView(peeked.state, peeked.now, program.policies.in_force_at(peeked.now))
 
-    def balance(self, program_id: str, member_id: str, min_version: int = 0) -> BalanceFigures:
-        """The member's balance now, from the read models when they can answer for now: the member has no
-        time-driven work due (activation, expiry, a hold timing out) and its row has reached ``min_version`` (a
-        version a write of the caller returned). Otherwise from the writer, which applies due work first, so
-        points that have expired are never shown as spendable."""
-        self.program(program_id)
-        if self._balance_now is not None:
-            now = self.now(program_id)
-            found = self._balance_now(program_id, member_id, now)
-            if found is not None and found.row.version >= min_version and (found.due_at is None or found.due_at > now):
-                r = found.row
-                return BalanceFigures(
-                    member_id=member_id,
-                    active=r.active,
-                    pending=r.pending,
-                    held=r.held,
-                    available=max(r.available, 0),
-                    arrears=r.arrears,
-                    expiring_soon=found.expiring_soon,
-                    next_expiry_at=found.next_expiry_at,
-                    next_expiry_points=found.next_expiry_points,
-                    lifetime_earned=r.lifetime_earned,
-                    lifetime_redeemed=r.lifetime_redeemed,
-                    lifetime_expired=r.lifetime_expired,
-                    version=r.version,
-                    as_of=now,
-                )
-        view = self.view(program_id, member_id)
-        return balance_figures(view.state, view.now)
-
-    def lots(
-        self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, size: int
-    ) -> tuple[list[LotRow], int, int]:
-        """Up to ``size`` of the member's lots after the first ``offset``, in the order debits consume them, with
-        one of ``statuses`` (all when empty): the page, how many match in all, and the member's version. From
-        the read models when nothing is due for the member (so every status is current), else from the writer."""
-        self.program(program_id)
-        if self._lots_in_debit_order is not None:
-            now = self.now(program_id)
-            page = self._lots_in_debit_order(program_id, member_id, statuses, offset, size)
-            if page is not None and page.ordered and (page.due_at is None or page.due_at > now):
-                return page.lots, page.total, page.version
-        view = self.view(program_id, member_id)
-        wanted = set(statuses)
-        rows = [
-            lot_row(view.state, lot)
-            for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
-            if not wanted or lot_status(lot) in wanted
-        ]
-        return rows[offset : offset + size], len(rows), view.state.version
-
-    def history(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
-        """A page of the member's history, newest first, of the events at or before ``through_version`` (None:
-        from the newest). Read from the history read model by version; a stream whose rows predate the columns
-        this needs (written before them, until ``ledger rebuild-projections``) is replayed instead."""
-        self.program(program_id)
-        if through_version is not None and through_version < 1:
-            raise InvalidCommand("page_token", "is not a token this listing returned")
-        if self._history_through is not None:
-            rows, head = self._history_through(program_id, member_id, through_version, size)
-            if through_version is not None and through_version > head and head:
-                raise InvalidCommand("page_token", "is not a token this listing returned")
-            if rows and all(r.event_id is not None and r.tier_after is not None for r in rows):
-                oldest = rows[-1].version
-                return HistoryPage([_entry_of(r) for r in rows], oldest - 1 if oldest > 1 else 0)
-        return self._history_replayed(program_id, member_id, through_version, size)
-
-    def _history_replayed(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
-        entries = list(self.replay(program_id, member_id))
-        end = len(entries) if through_version is None else through_version
-        if end > len(entries):
-            raise InvalidCommand("page_token", "is not a token this listing returned")
-        start = max(0, end - size)
-        tz = self.time_zone(program_id)
-        page = [
-            HistoryEntry(
-                version=e.stored.version,
-                event_id=e.stored.event_id,
-                event_type=e.stored.type,
-                summary=summary(e.event, tz),
-                points_delta=_net(e.after) - _net(e.before),
-                growth_delta=growth_delta(e.event),
-                after=e.after,
-                tier_after=e.tier_after,
-                order_id=order_of(e.event),
-                policy_version=e.stored.policy_version or 0,
-                actor=dict(e.stored.actor),
-                occurred_at=e.stored.occurred_at,
-                recorded_at=e.stored.recorded_at,
-            )
-            for e in reversed(entries[start:end])
-        ]
-        return HistoryPage(page, start)
-
-    # -- audit ----------------------------------------------------------------------------------------------
-
-    def replay(self, program_id: str, member_id: str, after_version: int = 0) -> Iterator[ReplayEntry]:
-        """The member's events in stream order, each with the balances around it and the tier in effect after it.
-
-        One fold of the stream computes all three. Events at or before ``after_version`` are folded (the later
-        balances and tiers depend on them) but not yielded. The events are those stored when the call starts.
-        """
-        policy_at = _PolicyAt(self.program(program_id).policies)
-        stream = member_stream(program_id, member_id)
-        head = self.store.stream_version(stream)
-        if head == 0:
-            raise NotFound("member", member_id)
-        state = MemberState(program_id=program_id, member_id=member_id)
-        decode = ev.decode
-        before: Balances | None = None
-        version = 0
-        while version < head:
-            # Read in chunks, so a long stream's events do not all stay in memory for the whole replay.
-            chunk = self.store.read_stream(stream, after_version=version, limit=min(REPLAY_CHUNK, head - version))
-            if not chunk:
-                break
-            for stored in chunk:
-                version = stored.version
-                event = decode(stored.payload)
-                if version <= after_version:
-                    evolve(state, event)
-                    continue
-                if before is None:
-                    before = Balances.of(state)
-                evolve(state, event)
-                after = Balances.of(state)
-                yield ReplayEntry(stored, event, before, after, _tier_after(state, policy_at, stored.occurred_at))
-                before = after
-
-    def verify_member(self, program_id: str, member_id: str) -> VerifyReport:
-        self.program(program_id)
-        stored_events = self.store.read_stream(member_stream(program_id, member_id))
-        if not stored_events:
-            raise NotFound("member", member_id)
-        report = VerifyReport(program_id, member_id, True, len(stored_events), stored_events[-1].hash)
-        try:
-            report.chain_break = verify_stream(stored_events)
-        except Exception as exc:  # a row altered into something unreadable is a finding too
-            first = stored_events[0]
-            report.chain_break = ChainBreak(first.stream_id, first.version, first.position, f"unreadable event: {exc}")
-        if report.chain_break is not None:
-            report.ok = False
-            return report
-        try:
-            entries = list(self.replay(program_id, member_id))
-            state = MemberState(program_id=program_id, member_id=member_id)
-            for e in entries:
-                evolve(state, e.event)
-        except Exception as exc:  # a log that cannot be folded is a finding, not a crash
-            report.ok = False
-            report.mismatches.append(f"replay failed: {exc}")
-            return report
-        if self._check_projection is not None:
-            report.mismatches = self._check_projection(state, entries)
-            report.ok = not report.mismatches
-        return report
-
-    def verify_program(self, program_id: str) -> Iterator[VerifyReport]:
-        self.program(program_id)
-        prefix = member_streams_of(program_id)
-        for stream_id in self.store.list_streams(prefix):
-            yield self.verify_member(program_id, stream_id.removeprefix(prefix))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.application import service
+from ledger.application import audit
 from ledger.application.clock import ManualClock
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import Settings, build_app, reference_document
@@ -24,7 +24,7 @@ START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LedgerApp]:
-    monkeypatch.setattr(service, "REPLAY_CHUNK", 3)  # many chunk boundaries in a short stream
+    monkeypatch.setattr(audit, "REPLAY_CHUNK", 3)  # many chunk boundaries in a short stream
     clock = ManualClock(START)
     app = build_app(
         Settings(store_url=f"sqlite:///{tmp_path}/ledger.db", reference_program=False), clock=clock

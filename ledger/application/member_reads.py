@@ -1,0 +1,198 @@
+"""Answering the member queries: balance, lots and history pages from the read models, or the writer's state.
+
+:class:`MemberReads` is a part of :class:`~ledger.application.service.LedgerApp`. The read models answer when
+they can answer for now (nothing due for the member, the caller's ``min_version`` reached, the columns a page
+needs present); otherwise the member's state from the writer (due work applied first) or a replay answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from ledger.domain import program as prog
+from ledger.domain.errors import InvalidCommand
+from ledger.domain.queries import BalanceFigures, balance_figures, growth_delta, lot_status, order_of, summary
+from ledger.domain.state import Balances, MemberState
+from policies import PolicyVersion
+from projections.queries import BalanceNow, LotsPage
+from projections.rows import HistoryRow, LotRow, lot_row
+
+if TYPE_CHECKING:
+    from ledger.application.audit import ReplayEntry
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    state: MemberState
+    now: datetime
+    policy: PolicyVersion
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a member's history as ListHistory shows it."""
+
+    version: int
+    event_id: str
+    event_type: str
+    summary: str
+    points_delta: int
+    """Change of active + pending - arrears."""
+    growth_delta: int
+    after: Balances
+    tier_after: str
+    order_id: str
+    policy_version: int
+    actor: dict[str, str]
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    """Newest first."""
+    next_through: int
+    """Where the next (older) page ends: the versions at or before it (0: this page was the oldest)."""
+
+
+def _net(b: Balances) -> int:
+    return b.active + b.pending - b.arrears
+
+
+def _entry_of(r: HistoryRow) -> HistoryEntry:
+    assert r.event_id is not None and r.tier_after is not None
+    return HistoryEntry(
+        version=r.version,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        summary=r.summary,
+        points_delta=r.points_delta,
+        growth_delta=r.growth_delta,
+        after=Balances(active=r.active_after, pending=r.pending_after, held=r.held_after, arrears=r.arrears_after),
+        tier_after=r.tier_after,
+        order_id=r.order_id or "",
+        policy_version=r.policy_version or 0,
+        actor=json.loads(r.actor_json),
+        occurred_at=r.occurred_at,
+        recorded_at=r.recorded_at,
+    )
+
+
+class MemberReads:
+    """The member queries (a part of ``LedgerApp``)."""
+
+    if TYPE_CHECKING:
+        _balance_now: Callable[[str, str, datetime], BalanceNow | None] | None
+        _history_through: Callable[[str, str, int | None, int], tuple[list[HistoryRow], int]] | None
+        _lots_in_debit_order: Callable[[str, str, Sequence[str], int, int], LotsPage | None] | None
+
+        def program(self, program_id: str) -> prog.ProgramState: ...
+
+        def now(self, program_id: str) -> datetime: ...
+
+        def time_zone(self, program_id: str) -> ZoneInfo: ...
+
+        def view(self, program_id: str, member_id: str) -> MemberView: ...
+
+        def replay(self, program_id: str, member_id: str, after_version: int = 0) -> Iterator[ReplayEntry]: ...
+
+    def balance(self, program_id: str, member_id: str, min_version: int = 0) -> BalanceFigures:
+        """The member's balance now, from the read models when they can answer for now: the member has no
+        time-driven work due (activation, expiry, a hold timing out) and its row has reached ``min_version`` (a
+        version a write of the caller returned). Otherwise from the writer, which applies due work first, so
+        points that have expired are never shown as spendable."""
+        self.program(program_id)
+        if self._balance_now is not None:
+            now = self.now(program_id)
+            found = self._balance_now(program_id, member_id, now)
+            if found is not None and found.row.version >= min_version and (found.due_at is None or found.due_at > now):
+                r = found.row
+                return BalanceFigures(
+                    member_id=member_id,
+                    active=r.active,
+                    pending=r.pending,
+                    held=r.held,
+                    available=max(r.available, 0),
+                    arrears=r.arrears,
+                    expiring_soon=found.expiring_soon,
+                    next_expiry_at=found.next_expiry_at,
+                    next_expiry_points=found.next_expiry_points,
+                    lifetime_earned=r.lifetime_earned,
+                    lifetime_redeemed=r.lifetime_redeemed,
+                    lifetime_expired=r.lifetime_expired,
+                    version=r.version,
+                    as_of=now,
+                )
+        view = self.view(program_id, member_id)
+        return balance_figures(view.state, view.now)
+
+    def lots(
+        self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, size: int
+    ) -> tuple[list[LotRow], int, int]:
+        """Up to ``size`` of the member's lots after the first ``offset``, in the order debits consume them, with
+        one of ``statuses`` (all when empty): the page, how many match in all, and the member's version. From
+        the read models when nothing is due for the member (so every status is current), else from the writer."""
+        self.program(program_id)
+        if self._lots_in_debit_order is not None:
+            now = self.now(program_id)
+            page = self._lots_in_debit_order(program_id, member_id, statuses, offset, size)
+            if page is not None and page.ordered and (page.due_at is None or page.due_at > now):
+                return page.lots, page.total, page.version
+        view = self.view(program_id, member_id)
+        wanted = set(statuses)
+        rows = [
+            lot_row(view.state, lot)
+            for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
+            if not wanted or lot_status(lot) in wanted
+        ]
+        return rows[offset : offset + size], len(rows), view.state.version
+
+    def history(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
+        """A page of the member's history, newest first, of the events at or before ``through_version`` (None:
+        from the newest). Read from the history read model by version; a stream whose rows predate the columns
+        this needs (written before them, until ``ledger rebuild-projections``) is replayed instead."""
+        self.program(program_id)
+        if through_version is not None and through_version < 1:
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        if self._history_through is not None:
+            rows, head = self._history_through(program_id, member_id, through_version, size)
+            if through_version is not None and through_version > head and head:
+                raise InvalidCommand("page_token", "is not a token this listing returned")
+            if rows and all(r.event_id is not None and r.tier_after is not None for r in rows):
+                oldest = rows[-1].version
+                return HistoryPage([_entry_of(r) for r in rows], oldest - 1 if oldest > 1 else 0)
+        return self._history_replayed(program_id, member_id, through_version, size)
+
+    def _history_replayed(self, program_id: str, member_id: str, through_version: int | None, size: int) -> HistoryPage:
+        entries = list(self.replay(program_id, member_id))
+        end = len(entries) if through_version is None else through_version
+        if end > len(entries):
+            raise InvalidCommand("page_token", "is not a token this listing returned")
+        start = max(0, end - size)
+        tz = self.time_zone(program_id)
+        page = [
+            HistoryEntry(
+                version=e.stored.version,
+                event_id=e.stored.event_id,
+                event_type=e.stored.type,
+                summary=summary(e.event, tz),
+                points_delta=_net(e.after) - _net(e.before),
+                growth_delta=growth_delta(e.event),
+                after=e.after,
+                tier_after=e.tier_after,
+                order_id=order_of(e.event),
+                policy_version=e.stored.policy_version or 0,
+                actor=dict(e.stored.actor),
+                occurred_at=e.stored.occurred_at,
+                recorded_at=e.stored.recorded_at,
+            )
+            for e in reversed(entries[start:end])
+        ]
+        return HistoryPage(page, start)
+
