@@ -134,8 +134,9 @@ def start_ledgers(
         stack.callback(stop_server, running.process)
         procs.append(running.process)
         targets.append(running.target)
-        if running.api_key and not os.environ.get("LEDGER_API_KEY"):
-            # Every replica shares the store and so its keys; client processes inherit the environment.
+        if r == 0 and running.api_key:
+            # Every replica shares the store and so its keys; client processes inherit the environment. Each
+            # store has its own first admin key, so the key of the store measured before is replaced.
             os.environ["LEDGER_API_KEY"] = running.api_key
     return procs, targets, conditions
 
