@@ -32,6 +32,7 @@ from typing import Any
 from ledger.adapters.backend import Backend
 from ledger.application.clock import Clock, SystemClock
 from ledger.application.keys import ALL_PROGRAMS, KeyRing
+from ledger.application.ports import CheckpointStore
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
 from ledger.domain.state import MemberState
@@ -161,22 +162,28 @@ def history_fold(app: LedgerApp) -> Fold:
     return fold
 
 
-def feed_runner(wired: Wired, nats_url: str) -> Any:
-    """The relay of the log (and lifecycle signals) to NATS JetStream at ``nats_url``, under the ``feed`` lease."""
+def checkpoint_store(backend: Backend) -> CheckpointStore:
+    """Where the backend keeps named positions (the feed's): beside its read models."""
+    from ledger.adapters.memory.checkpoint import MemoryCheckpoints
     from ledger.adapters.postgres.checkpoint import PostgresCheckpoints
     from ledger.adapters.sqlite.checkpoint import SqliteCheckpoints
-    from ledger.application.ports import CheckpointStore
+
+    if backend.kind == "memory":
+        return MemoryCheckpoints()
+    if store_kind(backend.read_models_url) == "postgresql":
+        return PostgresCheckpoints(backend.read_connection)
+    return SqliteCheckpoints.at(sqlite_path(backend.read_models_url))
+
+
+def feed_runner(wired: Wired, nats_url: str) -> Any:
+    """The relay of the log (and lifecycle signals) to NATS JetStream at ``nats_url``, under the ``feed`` lease."""
     from ledger.feed.publisher import JetStreamPublisher
     from ledger.feed.relay import FeedRelay
     from ledger.feed.runner import FeedRunner
+    from ledger.feed.signals import scan
 
     backend = wired.backend
-    checkpoints: CheckpointStore
-    if store_kind(backend.read_models_url) == "postgresql":
-        checkpoints = PostgresCheckpoints(backend.read_connection)
-    else:
-        checkpoints = SqliteCheckpoints.at(sqlite_path(backend.read_models_url))
-    from ledger.feed.signals import scan
+    checkpoints = checkpoint_store(backend)
 
     app = wired.app
     relay = FeedRelay(backend.store, checkpoints, JetStreamPublisher(nats_url))
