@@ -155,3 +155,73 @@ def test_hostile_requests_never_fail_internally(served: tuple[Wired, grpc.Channe
     except grpc.RpcError as err:
         assert err.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (method, err.details())
         assert log_size(path) == before, f"{method} was refused with {err.code()} but wrote"
+
+
+# -- the same requests with valid, foreign, revoked and garbage credentials, through the authenticator ----------
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[grpc.Channel, Path, dict[str, str | None]]]:
+    from ledger.entrypoints.grpc.auth import Authenticator
+
+    path = tmp_path_factory.mktemp("fuzz-auth") / "ledger.db"
+    wired = build(Settings(store_url=f"sqlite:///{path}", reference_program=False), clock=ManualClock(START))
+    wired.app.create_program(PROGRAM, "Fuzz", reference_document(), "test", START, "c")
+    wired.app.create_program("other", "Other", reference_document(), "test", START, "c2")
+    wired.app.enroll(PROGRAM, "m1", [], None, "e1")
+    revoked, revoked_token = wired.keys.issue(PROGRAM, "admin", name="revoked")
+    wired.keys.revoke(revoked.key_id)
+    tokens: dict[str, str | None] = {
+        "none": None,
+        "admin": wired.keys.issue("*", "admin")[1],
+        "pos": wired.keys.issue(PROGRAM, "pos", store_id="S-1")[1],
+        "auditor": wired.keys.issue(PROGRAM, "auditor")[1],
+        "other program": wired.keys.issue("other", "operator")[1],
+        "revoked": revoked_token,
+        "garbage": "lk_notakey_" + "x" * 40,
+        "malformed": "not a key at all",
+    }
+    server, port = build_server(
+        wired.app, "127.0.0.1:0", max_workers=4, interceptors=[Authenticator(wired.keys)]
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel, path, tokens
+    finally:
+        channel.close()
+        server_health.pop(server, None)
+        server.stop(None)
+        wired.app.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(REQUESTS, st.sampled_from(["none", "admin", "pos", "auditor", "other program", "revoked", "garbage", "malformed"]))
+def test_hostile_requests_with_any_credential_never_fail_internally_nor_write_when_refused(
+    guarded: tuple[grpc.Channel, Path, dict[str, str | None]], named: tuple[str, Any], who: str
+) -> None:
+    channel, path, tokens = guarded
+    method, request = named
+    stubs: dict[str, Any] = {
+        "RecordPurchase": ledger_pb2_grpc.LedgerServiceStub(channel).RecordPurchase,
+        "AdjustPoints": ledger_pb2_grpc.LedgerServiceStub(channel).AdjustPoints,
+        "EnrollMember": ledger_pb2_grpc.LedgerServiceStub(channel).EnrollMember,
+        "QuotePurchase": query_pb2_grpc.MemberQueryServiceStub(channel).QuotePurchase,
+        "AdvanceClock": program_pb2_grpc.ProgramServiceStub(channel).AdvanceClock,
+    }
+    token = tokens[who]
+    metadata = [("authorization", f"Bearer {token}")] if token is not None else []
+    before = log_size(path)
+    try:
+        stubs[method](request, timeout=30, metadata=metadata)
+    except grpc.RpcError as err:
+        assert err.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (method, who, err.details())
+        assert log_size(path) == before, f"{method} by {who} was refused with {err.code()} but wrote"
+        if who in ("none", "revoked", "garbage", "malformed"):
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (method, who, err.code())
+        if who == "auditor" and method != "QuotePurchase" and err.code() != grpc.StatusCode.NOT_FOUND:
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED, (method, err.code())
+    else:
+        assert who in ("admin", "pos", "other program"), f"{method} answered OK to {who}"
+        if who == "pos":
+            assert method not in ("AdjustPoints", "AdvanceClock"), f"a pos key was allowed {method}"
