@@ -138,10 +138,14 @@ class Load:
             with self.lock:
                 first = self.acked.setdefault(request.idempotency_key, Acked(method, member_id, request, response))
             if first.response is not response:
-                again = type(response)()
+                # `replayed` is the only field a retry may change: it says it is one. The first answer a client
+                # got may itself be a replay (its first try reached a replica that committed and was killed
+                # before it answered), so it is set aside on both sides.
+                was, again = type(response)(), type(response)()
+                was.CopyFrom(first.response)
                 again.CopyFrom(response)
-                again.replayed = False  # the only field a retry may change: it says it is one
-                assert first.response == again, f"a retry of {request.idempotency_key}: {first.response} then {response}"
+                was.replayed = again.replayed = False
+                assert was == again, f"a retry of {request.idempotency_key}: {first.response} then {response}"
             return response
         raise AssertionError(f"{method} {request.idempotency_key} never got an answer")
 
