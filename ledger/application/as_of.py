@@ -7,7 +7,7 @@ time, so every member answer (balance, lots, tier state, entitlements) is built 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +15,7 @@ from ledger.application.service import LedgerApp, MemberView
 from ledger.domain import events as ev
 from ledger.domain.as_of import AsOf, Recorded, fold_as_of
 from ledger.domain.errors import InvalidCommand, NotFound
+from ledger.domain.state import MemberState
 from ledger.domain.streams import member_stream, member_streams_of
 from policies import NoPolicyInForce
 
@@ -46,7 +47,14 @@ def recorded_events(app: LedgerApp, program_id: str, member_id: str) -> list[Rec
     return [Recorded(s.event_id, s.occurred_at, s.recorded_at, ev.decode(s.payload)) for s in stored]
 
 
-def fold_member(app: LedgerApp, program_id: str, member_id: str, times: Times, recorded: list[Recorded] | None = None) -> AsOf:
+def fold_member(
+    app: LedgerApp,
+    program_id: str,
+    member_id: str,
+    times: Times,
+    recorded: list[Recorded] | None = None,
+    observe: Callable[[MemberState, ev.MemberEvent], None] | None = None,
+) -> AsOf:
     """The member's fold as of ``times`` (its personal-data profile read when enrolment stored one: a birthday
     grant due by then needs the birth month)."""
     events = recorded if recorded is not None else recorded_events(app, program_id, member_id)
@@ -56,7 +64,7 @@ def fold_member(app: LedgerApp, program_id: str, member_id: str, times: Times, r
     policies = app.program(program_id).policies
     return fold_as_of(
         program_id, member_id, events, times.as_of, times.as_known_at, policies,
-        profile.rule_inputs() if profile else None,
+        profile.rule_inputs() if profile else None, observe,
     )  # fmt: skip
 
 

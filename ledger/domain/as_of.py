@@ -16,7 +16,7 @@ counts before the member's enrolment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -147,18 +147,24 @@ def fold_as_of(
     as_known_at: datetime,
     policies: PolicyHistory,
     profile: Profile | None = None,
+    observe: Callable[[MemberState, ev.MemberEvent], None] | None = None,
 ) -> AsOf:
-    """The member as of ``as_of``, as known at ``as_known_at``, from its stored events (in stream order)."""
+    """The member as of ``as_of``, as known at ``as_known_at``, from its stored events (in stream order).
+    ``observe`` is told of each event folded, with the state it is about to be applied to."""
     known = known_at(recorded, as_known_at)
     state = MemberState(program_id=program_id, member_id=member_id)
     folded: list[Counted] = []
     for r, at in zip(known, counted_times(known), strict=True):
         if at <= as_of:
+            if observe is not None:
+                observe(state, r.event)
             evolve(state, r.event)
             folded.append(Counted(r.event_id, at, r.event))
     if state.enrolled:
         ctx = Context(now=as_of, at=as_of, policies=policies, profile=profile or Profile())
         for event in tick(state, ctx):
+            if observe is not None:
+                observe(state, event)
             evolve(state, event)
             folded.append(Counted("", event.at, event))
     return AsOf(state, folded, as_of, as_known_at)
