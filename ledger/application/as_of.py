@@ -7,7 +7,7 @@ time, so every member answer (balance, lots, tier state, entitlements) is built 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,9 +15,11 @@ from ledger.application.service import LedgerApp, MemberView
 from ledger.domain import events as ev
 from ledger.domain.as_of import AsOf, Recorded, fold_as_of
 from ledger.domain.errors import InvalidCommand, NotFound
+from ledger.domain.queries import lot_status
 from ledger.domain.state import MemberState
 from ledger.domain.streams import member_stream, member_streams_of
 from policies import NoPolicyInForce
+from projections.rows import LotRow, lot_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +93,14 @@ def program_members(app: LedgerApp, program_id: str) -> Iterator[str]:
     prefix = member_streams_of(program_id)
     for stream_id in app.store.list_streams(prefix):
         yield stream_id.removeprefix(prefix)
+
+
+def lot_page(view: MemberView, statuses: Sequence[str], offset: int, size: int) -> tuple[list[LotRow], int, int]:
+    """A page of the view's lots in the order debits consume them, as :meth:`LedgerApp.lots` answers."""
+    wanted = set(statuses)
+    rows = [
+        lot_row(view.state, lot)
+        for lot in sorted(view.state.lots.values(), key=lambda lot: lot.order_key())
+        if not wanted or lot_status(lot) in wanted
+    ]
+    return rows[offset : offset + size], len(rows), view.state.version
