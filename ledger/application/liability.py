@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ledger.application.as_of import Times, fold_member, program_members, recorded_events, resolve_times
 from ledger.application.service import LedgerApp
 from ledger.domain.errors import InvalidCommand
-from ledger.domain.liability import Liability, Tally
+from ledger.domain.liability import CATEGORIES, Liability, Tally
 from policies import NoPolicyInForce, Policy
 
 
@@ -77,3 +78,40 @@ def program_liability(
     return LiabilityReport(
         program_id, times.as_of, times.as_known_at, policy.redemption.point_value_fen, closing, since, opening
     )
+
+
+def report_lines(report: LiabilityReport) -> list[tuple[str, str, int, int]]:
+    """The report as ``(section, name, points, value_fen)`` lines, in the order a CSV shows them."""
+    closing = report.closing
+    fen = report.fen
+    lines = [("outstanding", s, p, fen(p)) for s, p in (
+        ("pending", closing.pending), ("active", closing.active), ("held", closing.held), ("total", closing.total))]  # fmt: skip
+    lines += [("expiry_month", month, p, fen(p)) for month, p in sorted(closing.by_month.items())]
+    lines.append(("arrears", "owed_by_members", closing.arrears, fen(closing.arrears)))
+    ratio = closing.breakage
+    lines.append(("breakage", "settled_points_credited", closing.settled_credited, fen(closing.settled_credited)))
+    lines.append(("breakage", "settled_points_expired", closing.settled_expired, fen(closing.settled_expired)))
+    expected = closing.total * ratio.numerator // ratio.denominator
+    lines.append(("breakage", "expected_on_outstanding", expected, fen(expected)))
+    if report.opening is not None:
+        lines.append(("movement", "opening", report.opening.total, fen(report.opening.total)))
+        period = report.period()
+        lines += [("movement", c, period.get(c, 0), fen(period.get(c, 0))) for c in CATEGORIES]
+        lines.append(("movement", "closing", closing.total, fen(closing.total)))
+    return lines
+
+
+def report_document(report: LiabilityReport) -> dict[str, Any]:
+    """The report as a JSON-ready document (integers; the breakage as an exact ratio string and basis points)."""
+    ratio = report.closing.breakage
+    return {
+        "program_id": report.program_id,
+        "as_of": report.as_of.isoformat(),
+        "as_known_at": report.as_known_at.isoformat(),
+        "since": report.since.isoformat() if report.since else None,
+        "point_value_fen": report.point_value_fen,
+        "members": report.closing.members,
+        "breakage_ratio": f"{ratio.numerator}/{ratio.denominator}",
+        "breakage_basis_points": ratio.numerator * 10_000 // ratio.denominator,
+        "lines": [{"section": s, "name": n, "points": p, "value_fen": f} for s, n, p, f in report_lines(report)],
+    }
