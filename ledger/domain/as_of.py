@@ -167,4 +167,7 @@ def fold_as_of(
                 observe(state, event)
             evolve(state, event)
             folded.append(Counted("", event.at, event))
+    # The state's version is the stream version of the log it was folded from (as known at ``as_known_at``), as
+    # the answers' ``version`` fields say, not the number of events applied.
+    state.version = len(known)
     return AsOf(state, folded, as_of, as_known_at)

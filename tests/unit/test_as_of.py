@@ -183,6 +183,7 @@ class AsOfMachine(RuleBasedStateMachine):
         view = self.w.app.view(P, "m1")
         folded = member_as_of(self.w.app, P, "m1", None, None)
         assert _figures(folded.state, folded.now) == _figures(view.state, view.now)
+        assert folded.state.version == view.state.version  # the stream version the answer reflects
         assert {lot.lot_id: lot.remaining for lot in folded.state.lots.values()} == {
             lot.lot_id: lot.remaining for lot in view.state.lots.values()
         }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from ledger.application.clock import ManualClock
 from ledger.bootstrap import Settings, build, reference_document
@@ -33,6 +35,14 @@ def store(tmp_path: Path) -> str:
     app.execute(cmd.Envelope(P, cmd.RecordPurchase("m1", "O1", (line,), 250_00), "s1", START + timedelta(days=2)))
     app.close()
     return url
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """``main`` points structlog at the captured stderr; put the configuration back for the tests after."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
