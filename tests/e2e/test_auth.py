@@ -45,10 +45,10 @@ TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "
 ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,
-    "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership"},
-    "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram"},
+    "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "GetLiability"},
+    "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram", "GetLiability"},
     "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "ReplayMember",
-                     "VerifyMember", "VerifyProgram", "CreateProgram", "PublishPolicy", "AdvanceClock",
+                     "VerifyMember", "VerifyProgram", "GetLiability", "CreateProgram", "PublishPolicy", "AdvanceClock",
                      "CreateKey", "ListKeys", "RevokeKey"},
 }
 """Who may call what, written out from the security model (docs/security.md), not read from the code."""

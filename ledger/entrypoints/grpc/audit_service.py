@@ -1,4 +1,4 @@
-"""``loyalty.v1.AuditService``: replay a member's events with running balances, and verify the log and projections."""
+"""``loyalty.v1.AuditService``: replay a member's events with running balances, verify the log, the points liability."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 
 import grpc
 
+from ledger.application.liability import LiabilityReport, program_liability
 from ledger.application.service import LedgerApp
 from ledger.domain import events as ev
 from ledger.domain import queries
+from ledger.domain.liability import CATEGORIES
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.errors import rpc
 from ledger.entrypoints.grpc.validation import (
@@ -191,3 +193,55 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
                     member.first_problem.CopyFrom(problem)
                 yield audit_pb2.VerifyProgramResponse(member=member)
         yield audit_pb2.VerifyProgramResponse(summary=summary)
+
+    @rpc
+    def GetLiability(self, request: audit_pb2.GetLiabilityRequest, context: grpc.ServicerContext) -> audit_pb2.GetLiabilityResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.done()
+        report = program_liability(
+            self.app, request.program_id, cv.optional_datetime(request, "as_of"),
+            cv.optional_datetime(request, "as_known_at"), cv.optional_datetime(request, "since"),
+        )  # fmt: skip
+        return liability_message(report)
+
+
+def _amount(report: LiabilityReport, points: int) -> audit_pb2.LiabilityAmount:
+    return audit_pb2.LiabilityAmount(points=points, value_fen=report.fen(points))
+
+
+def liability_message(report: LiabilityReport) -> audit_pb2.GetLiabilityResponse:
+    """The response of GetLiability for a report (all amounts at the report's point value)."""
+    closing = report.closing
+    ratio = closing.breakage
+    response = audit_pb2.GetLiabilityResponse(
+        program_id=report.program_id,
+        point_value_fen=report.point_value_fen,
+        pending=_amount(report, closing.pending),
+        active=_amount(report, closing.active),
+        held=_amount(report, closing.held),
+        total=_amount(report, closing.total),
+        by_expiry_month=[
+            audit_pb2.LiabilityMonth(month=month, outstanding=_amount(report, points))
+            for month, points in sorted(closing.by_month.items())
+        ],
+        arrears_points=closing.arrears,
+        breakage_ratio=f"{ratio.numerator}/{ratio.denominator}",
+        breakage_basis_points=ratio.numerator * 10_000 // ratio.denominator,
+        settled_points_expired=closing.settled_expired,
+        settled_points_credited=closing.settled_credited,
+        expected_breakage=_amount(report, closing.total * ratio.numerator // ratio.denominator),
+        members=closing.members,
+    )
+    cv.stamp(response.as_of, report.as_of)
+    cv.stamp(response.as_known_at, report.as_known_at)
+    if report.opening is not None and report.since is not None:
+        period = report.period()
+        movements = audit_pb2.LiabilityMovements(
+            opening=_amount(report, report.opening.total), closing=_amount(report, closing.total)
+        )
+        for category in CATEGORIES:
+            getattr(movements, category).CopyFrom(_amount(report, period.get(category, 0)))
+        cv.stamp(movements.since, report.since)
+        response.movements.CopyFrom(movements)
+    return response

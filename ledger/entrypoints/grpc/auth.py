@@ -34,6 +34,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     )},
     **{m: "member.manage" for m in ("AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership")},
     **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
+    "GetLiability": "finance.read",
     **{m: "program.read" for m in ("GetPolicy", "GetClock")},
     **{m: "program.manage" for m in ("PublishPolicy", "AdvanceClock")},
     "CreateProgram": "deployment.manage",
@@ -44,9 +45,9 @@ PERMISSIONS: Final[Mapping[str, str]] = {
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[str]]] = {
     "pos": frozenset({"member.read", "member.write", "program.read"}),
     "checkout": frozenset({"member.read", "member.write", "program.read"}),
-    "operator": frozenset({"member.read", "member.write", "member.manage", "program.read"}),
-    "auditor": frozenset({"member.read", "audit.read", "program.read"}),
-    "admin": frozenset({"member.read", "member.write", "member.manage", "audit.read", "program.read",
+    "operator": frozenset({"member.read", "member.write", "member.manage", "program.read", "finance.read"}),
+    "auditor": frozenset({"member.read", "audit.read", "program.read", "finance.read"}),
+    "admin": frozenset({"member.read", "member.write", "member.manage", "audit.read", "program.read", "finance.read",
                         "program.manage", "deployment.manage", "keys.manage"}),
 }  # fmt: skip
 

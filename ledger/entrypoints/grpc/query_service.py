@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 
+from ledger.application.as_of import lot_page, member_as_of
+from ledger.application.service import MemberView
 from ledger.domain import commands as cmd
 from ledger.domain import queries
 from ledger.domain.errors import InvalidCommand, Refusal
@@ -25,7 +27,21 @@ from loyalty.v1 import (
 )
 
 
+def _times(request: Any) -> tuple[datetime | None, datetime | None] | None:
+    """The request's ``as_of`` and ``as_known_at`` (None: neither is set, the live answer is asked for)."""
+    as_of = cv.optional_datetime(request, "as_of")
+    as_known_at = cv.optional_datetime(request, "as_known_at")
+    return None if as_of is None and as_known_at is None else (as_of, as_known_at)
+
+
 class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
+    def _view_at(self, request: Any) -> MemberView:
+        """The member now, or folded from the log as of ``as_of`` as known at ``as_known_at`` when either is set."""
+        times = _times(request)
+        if times is None:
+            return self._view(request.program_id, request.member_id)
+        return member_as_of(self.app, request.program_id, request.member_id, *times)
+
     @staticmethod
     def _member(request: Any) -> None:
         c = Checks()
@@ -140,6 +156,10 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         c.caller_id("member_id", request.member_id)
         c.between("min_version", request.min_version, 0, 2**62)
         c.done()
+        times = _times(request)
+        if times is not None:
+            view = member_as_of(self.app, request.program_id, request.member_id, *times)
+            return query_pb2.GetBalanceResponse(balance=cv.balance_message(queries.balance_figures(view.state, view.now)))
         figures = self.app.balance(request.program_id, request.member_id, request.min_version)
         return query_pb2.GetBalanceResponse(balance=cv.balance_message(figures))
 
@@ -159,7 +179,12 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
             raise InvalidCommand("page_token", "is not a token this listing returned")
         start = int(token) if token else 0
         statuses = sorted({cv.LOT_STATUS_NAMES[s] for s in request.statuses if s in cv.LOT_STATUS_NAMES})
-        lots, total, version = self.app.lots(request.program_id, request.member_id, statuses, start, size)
+        times = _times(request)
+        if times is not None:
+            view = member_as_of(self.app, request.program_id, request.member_id, *times)
+            lots, total, version = lot_page(view, statuses, start, size)
+        else:
+            lots, total, version = self.app.lots(request.program_id, request.member_id, statuses, start, size)
         if start > total:
             raise InvalidCommand("page_token", "is not a token this listing returned")
         end = start + len(lots)
@@ -172,7 +197,7 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         self, request: query_pb2.GetTierStateRequest, context: grpc.ServicerContext
     ) -> query_pb2.GetTierStateResponse:
         self._member(request)
-        view = self._view(request.program_id, request.member_id)
+        view = self._view_at(request)
         return query_pb2.GetTierStateResponse(
             tier_state=cv.tier_state(view.state, view.policy.policy, view.now)
         )
@@ -188,7 +213,7 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         for i, s in enumerate(request.statuses):
             c.enum(f"statuses[{i}]", s, member_pb2.EntitlementStatus)
         c.done()
-        view = self._view(request.program_id, request.member_id)
+        view = self._view_at(request)
         wanted = set(request.statuses)
         items = [
             cv.entitlement(ent, view.policy.policy, view.now)
