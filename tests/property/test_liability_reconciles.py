@@ -36,6 +36,7 @@ step = st.one_of(
     st.tuples(st.just("redeem"), member, st.integers(1, 3_000), st.integers(0, 2)),
     st.tuples(st.just("paid_sale"), member, st.integers(1, 3_000), st.integers(100_00, 3_000_00)),
     st.tuples(st.just("spend_all"), member, st.just(0), st.just(0)),
+    st.tuples(st.just("into_arrears"), member, st.integers(100_00, 1_000_00), st.integers(0, 1)),
     st.tuples(st.just("merge"), member, st.just(0), st.just(0)),
     st.tuples(st.just("clock"), member, st.sampled_from([1, 6, 24 * 3, 24 * 8, 24 * 40, 24 * 380]), st.just(0)),
 )
@@ -80,6 +81,19 @@ def _history(steps: list[tuple[str, str, int, int]]) -> tuple[object, list[datet
                 if available > 0:
                     app.execute(cmd.Envelope(P, cmd.HoldPoints(m, f"H{n}", f"OH{n}", available, 100_000_00), key))
                     app.execute(cmd.Envelope(P, cmd.CommitHold(m, f"H{n}", None), key + "c"))
+            elif kind == "into_arrears":  # a sale, spent, then refunded: arrears, repaid by later points
+                line = OrderLine("l0", "S", "toys", 1, a)
+                app.execute(cmd.Envelope(P, cmd.RecordPurchase(m, f"O{n}", (line,), a), key))
+                app.advance_clock(P, now + timedelta(days=8), key + "t")
+                moments.append(app.now(P))
+                available = app.view(P, m).state.available
+                app.execute(cmd.Envelope(P, cmd.HoldPoints(m, f"H{n}", f"OH{n}", available, 100_000_00), key + "h"))
+                app.execute(cmd.Envelope(P, cmd.CommitHold(m, f"H{n}", None), key + "c"))
+                app.execute(cmd.Envelope(P, cmd.RefundPurchase(m, f"O{n}", f"R{n}", ()), key + "r"))
+                line = OrderLine("l0", "S", "toys", 1, a // 3)
+                app.execute(cmd.Envelope(P, cmd.RecordPurchase(m, f"O{n}b", (line,), a // 3), key + "b"))
+                if b:
+                    app.execute(cmd.Envelope(P, cmd.AdjustPoints(m, 50, "GOODWILL", "repay", "op1"), key + "a"))
             elif kind == "merge":
                 other = MEMBERS[(MEMBERS.index(m) + 1) % len(MEMBERS)]
                 app.execute(cmd.Envelope(P, cmd.MergeMembers(other, m, "duplicate"), key))
