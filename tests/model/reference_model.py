@@ -1,9 +1,9 @@
 """A second, deliberately plain implementation of the reference program "Little Sprout", for model-based tests.
 
-It follows the brief's "exact arithmetic" section literally and shares no rule code with the ledger: no
+It follows Little Sprout's exact arithmetic literally and shares no rule code with the ledger: no
 ``policies.rules``, no ``ledger.domain.decide``. Lots are a plain list, every balance is summed from them when
 asked, nothing is cached, and every rule is written out where it is used. Little Sprout's numbers are written
-here as the brief gives them.
+here as the program's rules give them.
 
 Covered (one member at a time, on a test clock):
 
@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 
 TZ = ZoneInfo("Asia/Shanghai")
 
-# -- Little Sprout's numbers, from the brief -----------------------------------------------------------------
+# -- Little Sprout's numbers -----------------------------------------------------------------------------
 
 POINTS_PER_CNY = Fraction(1)
 CATEGORY_RATES = {"infant_formula": Fraction(1, 2)}

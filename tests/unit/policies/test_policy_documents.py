@@ -1,4 +1,4 @@
-"""Policy documents: Little Sprout as the brief gives it, round trips, and refusals that name the field."""
+"""Policy documents: Little Sprout as its rules give it, round trips, and refusals that name the field."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_lot_expiry_follows_the_shanghai_month_not_the_utc_month(policy: Policy,
     # 1 March 00:30 in Shanghai is still 28 February in UTC: the lot belongs to March
     assert lot_expiry(policy, sh(2026, 3, 1, 0, 30)) == sh(2027, 4, 1)
     assert lot_expiry(policy, sh(2026, 2, 28, 23, 59)) == sh(2027, 3, 1)
-    # the brief's example: active 2026-03-10, expires at the end of 2027-03-31
+    # the reference example: active 2026-03-10, expires at the end of 2027-03-31
     assert lot_expiry(policy, sh(2026, 3, 10)) == sh(2027, 4, 1)
     assert lot_expiry(policy, sh(2026, 12, 31, 23, 59)).astimezone(UTC) == datetime(2027, 12, 31, 16, tzinfo=UTC)
 
