@@ -70,6 +70,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Wired, gr
         wired.app.close()
 
 
+def _stubs(channel: grpc.Channel) -> dict[str, Any]:
+    """The RPCs the fuzz requests are sent to, by method name."""
+    return {
+        "RecordPurchase": ledger_pb2_grpc.LedgerServiceStub(channel).RecordPurchase,
+        "AdjustPoints": ledger_pb2_grpc.LedgerServiceStub(channel).AdjustPoints,
+        "EnrollMember": ledger_pb2_grpc.LedgerServiceStub(channel).EnrollMember,
+        "QuotePurchase": query_pb2_grpc.MemberQueryServiceStub(channel).QuotePurchase,
+        "AdvanceClock": program_pb2_grpc.ProgramServiceStub(channel).AdvanceClock,
+    }
+
+
 def log_size(path: Path) -> tuple[int, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -142,13 +153,7 @@ REQUESTS = st.one_of(
 def test_hostile_requests_never_fail_internally(served: tuple[Wired, grpc.Channel, Path], named: tuple[str, Any]) -> None:
     _, channel, path = served
     method, request = named
-    stubs: dict[str, Any] = {
-        "RecordPurchase": ledger_pb2_grpc.LedgerServiceStub(channel).RecordPurchase,
-        "AdjustPoints": ledger_pb2_grpc.LedgerServiceStub(channel).AdjustPoints,
-        "EnrollMember": ledger_pb2_grpc.LedgerServiceStub(channel).EnrollMember,
-        "QuotePurchase": query_pb2_grpc.MemberQueryServiceStub(channel).QuotePurchase,
-        "AdvanceClock": program_pb2_grpc.ProgramServiceStub(channel).AdvanceClock,
-    }
+    stubs = _stubs(channel)
     before = log_size(path)
     try:
         stubs[method](request, timeout=30)
@@ -202,13 +207,7 @@ def test_hostile_requests_with_any_credential_never_fail_internally_nor_write_wh
 ) -> None:
     channel, path, tokens = guarded
     method, request = named
-    stubs: dict[str, Any] = {
-        "RecordPurchase": ledger_pb2_grpc.LedgerServiceStub(channel).RecordPurchase,
-        "AdjustPoints": ledger_pb2_grpc.LedgerServiceStub(channel).AdjustPoints,
-        "EnrollMember": ledger_pb2_grpc.LedgerServiceStub(channel).EnrollMember,
-        "QuotePurchase": query_pb2_grpc.MemberQueryServiceStub(channel).QuotePurchase,
-        "AdvanceClock": program_pb2_grpc.ProgramServiceStub(channel).AdvanceClock,
-    }
+    stubs = _stubs(channel)
     token = tokens[who]
     metadata = [("authorization", f"Bearer {token}")] if token is not None else []
     before = log_size(path)
