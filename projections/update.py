@@ -43,6 +43,11 @@ class MemberUpdate:
     identities_added: Sequence[str] = ()
 
 
+def erases(update: MemberUpdate) -> bool:
+    """Whether the update records the member's erasure: its identity rows are then deleted (none resolve to it)."""
+    return any(row.event_type == "MemberErased" for row in update.history)
+
+
 def encode_history(row: HistoryRow) -> Encoded:
     """``HISTORY.encode`` unrolled (a rebuild encodes one row per event)."""
     return (*row[:5], (row[5] - EPOCH) // MICROSECOND, (row[6] - EPOCH) // MICROSECOND, *row[7:])

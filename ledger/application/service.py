@@ -32,7 +32,7 @@ from ledger.application.writer import (
 from ledger.domain import commands as cmd
 from ledger.domain import program as prog
 from ledger.domain.decide import Context, next_due
-from ledger.domain.errors import Conflict, InvalidCommand, NotFound
+from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from ledger.domain.queries import (
     tier_in_effect,
 )
@@ -357,7 +357,23 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
         """Run one member command through the writer. ``with_state``: the result also carries a copy of the
         member's state after the command, for an answer that needs more than its events and balance."""
         self.program(envelope.program_id)
+        if isinstance(envelope.command, cmd.EraseMember):
+            return self._erase(envelope, with_state=with_state)
         result: CommandResult = self.writer.execute(envelope, with_state=with_state)
+        return result
+
+    def _erase(self, envelope: cmd.Envelope, *, with_state: bool) -> CommandResult:
+        """Record ``MemberErased`` (which also removes the member's identities from the read models), then destroy
+        the vault entry. The vault is erased again on every retry and on MEMBER_ERASED, so an erasure whose
+        vault step did not happen (a crash between the two) is completed by asking again."""
+        member_id = envelope.command.member_id
+        try:
+            result: CommandResult = self.writer.execute(envelope, with_state=with_state)
+        except Refusal as refusal:
+            if refusal.reason == "MEMBER_ERASED":
+                self.personal.erase(envelope.program_id, member_id)
+            raise
+        self.personal.erase(envelope.program_id, member_id)
         return result
 
     def after(self, result: CommandResult) -> MemberView:
@@ -392,9 +408,13 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
             actor or cmd.Actor(),
         )
         result: CommandResult = self.writer.execute(envelope)
-        if profile is not None:
+        # A retried enrolment saves the profile again (the first save may not have happened), unless it was erased.
+        if profile is not None and not (result.replayed and self._erased(program_id, member_id)):
             self.personal.save(program_id, member_id, profile)
         return result
+
+    def _erased(self, program_id: str, member_id: str) -> bool:
+        return self.view(program_id, member_id).state.erased_at is not None
 
     def lookup(self, program_id: str, kind: str, value: str) -> str:
         self.program(program_id)

@@ -153,6 +153,19 @@ class MergeMembers:
 
 
 @dataclass(frozen=True, slots=True)
+class EraseMember:
+    """Erase the member's personal data on a data-subject request; points, history and pseudonymous ids stay.
+
+    ``reason`` is free text typed by an operator and must not contain personal data; ``request_reference`` is
+    the ticket id of the data-subject request.
+    """
+
+    member_id: str
+    reason: str
+    request_reference: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Run everything due for the member up to the program's current time."""
 
@@ -173,6 +186,7 @@ MemberCommand = (
     | OverrideTier
     | ConsumeEntitlement
     | MergeMembers
+    | EraseMember
     | Tick
 )
 

@@ -345,6 +345,19 @@ class MemberAbsorbed(_Event):
     """Why the operator merged them (None in events written before it was required)."""
 
 
+class MemberErased(_Event):
+    """The member's personal data was erased on a data-subject request: its profile and the channel identities
+    that found it are gone; its points, history and pseudonymous id stay (the books stay whole)."""
+
+    type: Literal["MemberErased"] = "MemberErased"
+    reason: str
+    """Why, as the operator typed it: must not contain personal data (the feed leaves it out)."""
+    request_reference: str
+    """The ticket id of the data-subject request."""
+    identities_removed: int
+    """How many channel identities stopped resolving to the member."""
+
+
 MemberEvent = Annotated[
     MemberEnrolled
     | PurchaseRecorded
@@ -368,7 +381,8 @@ MemberEvent = Annotated[
     | EntitlementRevoked
     | GrantsChecked
     | MemberMerged
-    | MemberAbsorbed,
+    | MemberAbsorbed
+    | MemberErased,
     Field(discriminator="type"),
 ]
 

@@ -422,6 +422,12 @@ def _absorbed(s: MemberState, e: ev.MemberAbsorbed) -> None:
     s.identities.extend(e.identities)
 
 
+def _erased(s: MemberState, e: ev.MemberErased) -> None:
+    s.erased_at = e.at
+    s.identities = []
+    s.no_profile = True  # the profile is destroyed: the rules have nothing to look up any more
+
+
 _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberEnrolled": _enrolled,
     "PurchaseRecorded": _purchase,
@@ -446,4 +452,5 @@ _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "GrantsChecked": _grants_checked,
     "MemberMerged": _merged,
     "MemberAbsorbed": _absorbed,
+    "MemberErased": _erased,
 }

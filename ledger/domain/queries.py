@@ -218,6 +218,9 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
         points = sum(t.points for t in e.lots)
         arrears = f" and {e.arrears} arrears" if e.arrears else ""
         return f"absorbed member {e.from_member_id}: {_points(points)} in {len(e.lots)} lots{arrears}"
+    if isinstance(e, ev.MemberErased):
+        n = e.identities_removed
+        return f"personal data erased (request {e.request_reference}): {n} identit{'y' if n == 1 else 'ies'} removed"
     raise TypeError(f"no summary for {type(event).__name__}")  # pragma: no cover - the union is exhaustive
 
 

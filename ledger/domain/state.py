@@ -181,6 +181,8 @@ class MemberState:
     """True when enrolment recorded that no personal-data profile was stored (so there is none to look up)."""
     identities: list[str] = field(default_factory=list)
     merged_into: str | None = None
+    erased_at: datetime | None = None
+    """When the member's personal data was erased (None: never); its identities are gone since."""
     lots: dict[str, Lot] = field(default_factory=dict)
     arrears: int = 0
     holds: dict[str, Hold] = field(default_factory=dict)

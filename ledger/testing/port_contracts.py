@@ -82,6 +82,18 @@ class PersonalDataContract(PortContract):
             assert backend.personal.load("p", "m1") is None
             assert backend.personal.load("p", "m2") == PROFILE
 
+    def test_an_erased_profile_stays_gone_after_a_reopen_and_a_new_save_gets_a_new_key(self) -> None:
+        if not self.reopens:
+            return
+        with self.open_backend() as backend:
+            backend.personal.save("p", "m1", PROFILE)
+            backend.personal.erase("p", "m1")
+        with self.open_backend() as backend:
+            assert backend.personal.load("p", "m1") is None
+            changed = PersonalProfile(birth_month=3, consent=True)
+            backend.personal.save("p", "m1", changed)
+            assert backend.personal.load("p", "m1") == changed
+
     def test_a_profile_survives_a_reopen(self) -> None:
         if not self.reopens:
             return

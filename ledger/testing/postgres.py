@@ -60,7 +60,8 @@ def with_search_path(base_url: str, schema: str) -> str:
 
 @contextmanager
 def fresh_schema(base_url: str | None = None) -> Iterator[str]:
-    """Create a uniquely named schema, yield a URL whose connections use it, then drop it with its tables."""
+    """Create a uniquely named schema, yield a URL whose connections use it, then drop it (and the vault's keys
+    schema beside it) with its tables."""
     base = base_url or postgres_url()
     schema = f"ledger_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(base, autocommit=True) as conn:
@@ -69,7 +70,8 @@ def fresh_schema(base_url: str | None = None) -> Iterator[str]:
         yield with_search_path(base, schema)
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            for name in (schema, f"{schema}_keys"):  # the vault keeps its keys in a schema of their own
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def _redacted(url: str) -> str:

@@ -45,9 +45,11 @@ TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "
 ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,
-    "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "GetLiability"},
+    "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "GetLiability",
+                        "EraseMember", "ExportMemberData"},
     "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram", "GetLiability"},
-    "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "ReplayMember",
+    "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember",
+                     "ExportMemberData", "ReplayMember",
                      "VerifyMember", "VerifyProgram", "GetLiability", "CreateProgram", "PublishPolicy", "AdvanceClock",
                      "CreateKey", "ListKeys", "RevokeKey"},
 }

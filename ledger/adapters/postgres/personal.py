@@ -1,8 +1,18 @@
 """Personal data on PostgreSQL, for replicas that share one database: the same sealing as the embedded store.
 
+The ciphertexts are in ``personal_data`` of the ledger's schema; the members' data keys in ``member_key`` of a
+schema of their own, the ledger's schema name with ``_keys`` appended (``public_keys`` for ``public``), so the
+two can be granted, dumped and backed up apart. The keys schema is created when missing (or create it
+beforehand, for a role without CREATE on the database). Keys kept in the ledger's schema before they moved out
+are moved on open.
+
 Every replica reads the same rows, so a profile saved through one replica is seen by the others. Only
 profiles that exist are cached (a member enrolled through another replica may get one a moment later), and
 erasing through one replica is seen by the others once their cache entry ages out (``cache_seconds``).
+
+What a DELETE leaves: the deleted rows stay as dead tuples in their pages until VACUUM reclaims them (and in
+the WAL and in backups until those age out); see docs/security.md. Destroying the key is what makes the
+ciphertext useless.
 """
 
 from __future__ import annotations
@@ -11,18 +21,24 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Final
 
 from ledger.application.personal import PersonalProfile, new_key, seal, unseal
 
 ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS member_key (program_id TEXT NOT NULL, member_id TEXT NOT NULL,"
-    " key BYTEA NOT NULL, PRIMARY KEY (program_id, member_id))",
-    "CREATE TABLE IF NOT EXISTS personal_data (program_id TEXT NOT NULL, member_id TEXT NOT NULL,"
-    " nonce BYTEA NOT NULL, ciphertext BYTEA NOT NULL, PRIMARY KEY (program_id, member_id))",
+_SCHEMA_LOCK: Final = (
+    0x6C65_6B65  # an advisory lock of the vault's schema changes (replicas starting together)
 )
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def keys_schema(schema: str) -> str:
+    """The schema of the members' data keys beside the ledger's schema ``schema``."""
+    return f"{schema}_keys"
 
 
 class PostgresPersonalDataStore:
@@ -32,20 +48,41 @@ class PostgresPersonalDataStore:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[float, PersonalProfile]] = {}
         with self._connection() as conn, conn.transaction():
-            for ddl in SCHEMA:
-                conn.execute(ddl)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+            keys = keys_schema(schema)
+            self._data = f"{_quoted(schema)}.personal_data"
+            self._keys = f"{_quoted(keys)}.member_key"
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (keys,)).fetchone() is None:
+                conn.execute(f"CREATE SCHEMA {_quoted(keys)}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._keys} (program_id TEXT NOT NULL, member_id TEXT NOT NULL,"
+                " key BYTEA NOT NULL, PRIMARY KEY (program_id, member_id))"
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._data} (program_id TEXT NOT NULL, member_id TEXT NOT NULL,"
+                " nonce BYTEA NOT NULL, ciphertext BYTEA NOT NULL, PRIMARY KEY (program_id, member_id))"
+            )
+            old = f"{_quoted(schema)}.member_key"
+            if conn.execute("SELECT to_regclass(%s)", (old,)).fetchone()[0] is not None:
+                conn.execute(
+                    f"INSERT INTO {self._keys} SELECT program_id, member_id, key FROM {old} ON CONFLICT DO NOTHING"
+                )
+                conn.execute(f"DROP TABLE {old}")
 
     def save(self, program_id: str, member_id: str, profile: PersonalProfile) -> None:
         with self._connection() as conn, conn.transaction():
             conn.execute(
-                "INSERT INTO member_key VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (program_id, member_id, new_key())
+                f"INSERT INTO {self._keys} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (program_id, member_id, new_key()),
             )
             row = conn.execute(
-                "SELECT key FROM member_key WHERE program_id = %s AND member_id = %s", (program_id, member_id)
+                f"SELECT key FROM {self._keys} WHERE program_id = %s AND member_id = %s",
+                (program_id, member_id),
             ).fetchone()
             nonce, ciphertext = seal(bytes(row[0]), program_id, member_id, profile)
             conn.execute(
-                "INSERT INTO personal_data VALUES (%s, %s, %s, %s) ON CONFLICT (program_id, member_id)"
+                f"INSERT INTO {self._data} VALUES (%s, %s, %s, %s) ON CONFLICT (program_id, member_id)"
                 " DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext",
                 (program_id, member_id, nonce, ciphertext),
             )
@@ -60,7 +97,7 @@ class PostgresPersonalDataStore:
             return hit[1]
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT k.key, p.nonce, p.ciphertext FROM personal_data p JOIN member_key k"
+                f"SELECT k.key, p.nonce, p.ciphertext FROM {self._data} p JOIN {self._keys} k"
                 " USING (program_id, member_id) WHERE program_id = %s AND member_id = %s",
                 key,
             ).fetchone()
@@ -74,10 +111,11 @@ class PostgresPersonalDataStore:
         return profile
 
     def erase(self, program_id: str, member_id: str) -> None:
-        """Destroy the member's key (crypto-shredding); the ciphertext left behind is unreadable."""
+        """Destroy the member's key (crypto-shredding) and its ciphertext."""
         with self._connection() as conn, conn.transaction():
-            conn.execute("DELETE FROM member_key WHERE program_id = %s AND member_id = %s", (program_id, member_id))
-            conn.execute("DELETE FROM personal_data WHERE program_id = %s AND member_id = %s", (program_id, member_id))
+            member = (program_id, member_id)
+            conn.execute(f"DELETE FROM {self._keys} WHERE program_id = %s AND member_id = %s", member)
+            conn.execute(f"DELETE FROM {self._data} WHERE program_id = %s AND member_id = %s", member)
         with self._lock:
             self._cache.pop((program_id, member_id), None)
 

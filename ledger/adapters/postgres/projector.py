@@ -41,7 +41,7 @@ from projections.codec import (
     opt_micros,
 )
 from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
-from projections.update import DEFAULT_CHECKPOINT, MemberUpdate, encode_history
+from projections.update import DEFAULT_CHECKPOINT, MemberUpdate, encode_history, erases
 
 __all__ = ["DEFAULT_CHECKPOINT", "MemberUpdate", "PgProjector"]
 
@@ -122,6 +122,7 @@ class PgProjector:
         self._sql_due = DUE.upsert(p + DUE.table)
         self._sql_history = HISTORY.upsert(p + HISTORY.table)
         self._sql_identity = IDENTITY.upsert(p + IDENTITY.table)
+        self._sql_forget_identities = f"DELETE FROM {p}identity WHERE program_id = %s AND member_id = %s"
         table = p + "projection_checkpoint"
         self._sql_checkpoint = (
             f"INSERT INTO {table} (name, position) VALUES (%s, %s) "
@@ -188,6 +189,9 @@ class PgProjector:
             later = self._write_members(conn, [latest[k] for k in sorted(latest)], fresh=False)
             if history:
                 later.append((self._sql_history, history))
+            erased = sorted({(u.program_id, u.member_id) for u in updates if erases(u)})
+            if erased:
+                later.append((self._sql_forget_identities, erased))
             if identities:
                 later.append((self._sql_identity, [(p, i, m) for (p, i), m in identities]))
             if position:

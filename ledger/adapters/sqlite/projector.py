@@ -37,7 +37,7 @@ from projections.codec import (
     opt_micros,
 )
 from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
-from projections.update import DEFAULT_CHECKPOINT, Encoded, MemberKey, MemberUpdate, encode_history
+from projections.update import DEFAULT_CHECKPOINT, Encoded, MemberKey, MemberUpdate, encode_history, erases
 
 _CHUNK: Final = 400  # member ids per IN (...) list
 
@@ -54,6 +54,7 @@ class SqliteProjector:
         self._sql_history = HISTORY.insert(p + HISTORY.table, replace=True)
         self._sql_history_fresh = HISTORY.insert(p + HISTORY.table)
         self._sql_due = f"INSERT OR REPLACE INTO {p}due (program_id, member_id, due_at) VALUES (?, ?, ?)"
+        self._sql_forget_identities = f"DELETE FROM {prefix}identity WHERE program_id = ? AND member_id = ?"
         self._sql_identity = (
             f"INSERT OR REPLACE INTO {p}identity (program_id, identity, member_id) VALUES (?, ?, ?)"
         )
@@ -125,6 +126,9 @@ class SqliteProjector:
         self._write_members(conn, latest.values(), fresh=False)
         if history:
             conn.executemany(self._sql_history, history)
+        erased = [(u.program_id, u.member_id) for u in updates if erases(u)]
+        if erased:
+            conn.executemany(self._sql_forget_identities, erased)
         identities = [(u.program_id, i, u.member_id) for u in updates for i in u.identities_added]
         if identities:
             conn.executemany(self._sql_identity, identities)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from ledger.domain import commands as cmd
 from ledger.domain.decide import adjust, benefits, earning, holds, lots_due, memberships, refunds, tiers
 from ledger.domain.decide.context import Context, effective_tier, next_id, require_member
-from ledger.domain.decide.members import enroll
+from ledger.domain.decide.members import enroll, erase
 from ledger.domain.events import MemberEvent
 from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
@@ -90,6 +90,8 @@ def decide(command: cmd.MemberCommand, state: MemberState, ctx: Context) -> list
     """Decide one command against a state that is already ticked up to ``ctx.now``."""
     if isinstance(command, cmd.EnrollMember):
         return enroll(command, state, ctx)
+    if isinstance(command, cmd.EraseMember):
+        return erase(command, state, ctx)
     if isinstance(command, cmd.Tick):
         require_member(state)
         return tick(state, ctx)

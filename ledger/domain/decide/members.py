@@ -1,12 +1,12 @@
-"""Enrolment and merging of members."""
+"""Enrolment, merging and erasure of members."""
 
 from __future__ import annotations
 
 from ledger.domain import events as ev
-from ledger.domain.commands import EnrollMember, MergeMembers
+from ledger.domain.commands import EnrollMember, EraseMember, MergeMembers
 from ledger.domain.decide import tiers
 from ledger.domain.decide.context import Context, require_member
-from ledger.domain.errors import InvalidCommand, Refusal
+from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
 from policies import window_start
 
@@ -78,3 +78,27 @@ def merge(
         )
     ]
     return target_events, source_events
+
+
+def erase(command: EraseMember, state: MemberState, ctx: Context) -> list[ev.MemberEvent]:
+    """Record the erasure of the member's personal data (the vault entry is destroyed beside the log).
+
+    A member merged into another may be erased too: its own profile is kept under its own id. A member erased
+    once is refused with MEMBER_ERASED (the same request again gets its stored answer instead).
+    """
+    if not state.enrolled:
+        raise NotFound("member", state.member_id)
+    if state.erased_at is not None:
+        raise Refusal(
+            "MEMBER_ERASED",
+            f"the personal data of member {state.member_id} was already erased",
+            {"member_id": state.member_id, "erased_at": state.erased_at.isoformat()},
+        )
+    return [
+        ev.MemberErased(
+            at=ctx.now,
+            reason=command.reason,
+            request_reference=command.request_reference,
+            identities_removed=len(set(state.identities)),
+        )
+    ]

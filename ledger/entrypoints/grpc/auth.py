@@ -32,7 +32,9 @@ PERMISSIONS: Final[Mapping[str, str]] = {
         "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
         "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership",
     )},
-    **{m: "member.manage" for m in ("AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership")},
+    **{m: "member.manage" for m in (
+        "AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember", "ExportMemberData",
+    )},
     **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
     "GetLiability": "finance.read",
     **{m: "program.read" for m in ("GetPolicy", "GetClock")},

@@ -146,6 +146,33 @@ class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     @rpc
+    def EraseMember(
+        self, request: ledger_pb2.EraseMemberRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.EraseMemberResponse:
+        c = Checks()
+        self._common(c, request)
+        c.text("reason", request.reason, required=True, max_len=MAX_NOTE)
+        c.text("request_reference", request.request_reference, required=True)
+        c.done()
+        result = self._run(
+            request,
+            cmd.EraseMember(
+                member_id=request.member_id,
+                reason=request.reason,
+                request_reference=request.request_reference,
+            ),
+            business_time=False,
+        )
+        response = ledger_pb2.EraseMemberResponse(
+            member_id=request.member_id, replayed=result.replayed, member_version=result.version
+        )
+        erased = cv.first(result.events, ev.MemberErased)
+        if erased is not None:
+            response.identities_removed = erased.identities_removed
+            cv.stamp(response.erased_at, erased.at)
+        return response
+
+    @rpc
     def RecordPurchase(
         self, request: ledger_pb2.RecordPurchaseRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.RecordPurchaseResponse:

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from ledger.application.as_of import lot_page, member_as_of
+from ledger.application.member_export import export_document
 from ledger.application.service import MemberView
 from ledger.domain import commands as cmd
 from ledger.domain import queries
@@ -48,6 +49,15 @@ class MemberQueryService(MemberBase, query_pb2_grpc.MemberQueryServiceServicer):
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
         c.done()
+
+    @rpc
+    def ExportMemberData(
+        self, request: query_pb2.ExportMemberDataRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ExportMemberDataResponse:
+        self._member(request)
+        return query_pb2.ExportMemberDataResponse(
+            document=export_document(self.app, request.program_id, request.member_id)
+        )
 
     @rpc
     def LookupMember(

@@ -316,7 +316,9 @@ def test_every_event_type_has_a_summary():
         ev.GrantsChecked(at=at),
         merged(at, "m2", 3),
         absorbed(at, "m3", [("B", 3, at)], []),
+        ev.MemberErased(at=at, reason="subject request", request_reference="DSR-1", identities_removed=2),
     ]
+    assert summary(others[-1]) == "personal data erased (request DSR-1): 2 identities removed"
     assert summary(others[1], SHANGHAI) == (
         "refund R of order O (12.34 refunded): -12 points taken back, 12 into arrears"
     )
