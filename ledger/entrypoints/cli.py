@@ -26,7 +26,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import keys_cli, log_output
+from ledger.entrypoints import export_cli, keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                    " `serve` does this too; run it alone before rolling out a new version.")
 
     keys_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default=_local_target(),
                    help="host:port of the server (default: this host on the port of $LEDGER_LISTEN, else 127.0.0.1:50051)")
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "keys":
             return keys_cli.run(args, wired.keys, lambda d: app.clock.now() + d)
+        if args.command == "export-member":
+            return export_cli.run(args, app)
         if args.command == "verify":
             return _verify(app, args.program, args.member)
         if args.command == "rebuild-projections":
