@@ -92,7 +92,7 @@ def erase(command: EraseMember, state: MemberState, ctx: Context) -> list[ev.Mem
         raise Refusal(
             "MEMBER_ERASED",
             f"the personal data of member {state.member_id} was already erased",
-            {"member_id": state.member_id, "erased_at": state.erased_at.isoformat()},
+            {"member_id": state.member_id, "erased_at": state.erased_at},
         )
     return [
         ev.MemberErased(
