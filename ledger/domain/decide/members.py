@@ -99,6 +99,7 @@ def erase(command: EraseMember, state: MemberState, ctx: Context) -> list[ev.Mem
             at=ctx.now,
             reason=command.reason,
             request_reference=command.request_reference,
-            identities_removed=len(set(state.identities)),
+            # a member merged away has none that resolve to it: its identities moved to the survivor
+            identities_removed=0 if state.merged_into is not None else len(set(state.identities)),
         )
     ]
