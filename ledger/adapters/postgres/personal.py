@@ -27,9 +27,8 @@ from ledger.application.personal import PersonalProfile, new_key, seal, unseal
 
 ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 
-_SCHEMA_LOCK: Final = (
-    0x6C65_6B65  # an advisory lock of the vault's schema changes (replicas starting together)
-)
+# The advisory lock the vault's schema changes take (replicas starting together).
+_SCHEMA_LOCK: Final = 0x6C65_6B65
 
 
 def _quoted(name: str) -> str:
