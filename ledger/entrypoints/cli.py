@@ -26,7 +26,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import keys_cli, log_output
+from ledger.entrypoints import journal_cli, keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -132,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                    description="Apply the store's missing schema migrations (in order, under a lock, each once)."
                    " `serve` does this too; run it alone before rolling out a new version.")
 
+    journal_cli.add_parser(sub)
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default=_local_target(),
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _replay_as_of(app, args)
             if args.command == "liability":
                 return _liability(app, args)
+            if args.command == "journal":
+                return journal_cli.run(app, args)
         except (InvalidCommand, NotFound) as exc:
             print(f"ledger: {exc}", file=sys.stderr)
             return 2
