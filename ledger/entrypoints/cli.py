@@ -26,7 +26,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import journal_cli, keys_cli, log_output
+from ledger.entrypoints import evidence_cli, journal_cli, keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                    " `serve` does this too; run it alone before rolling out a new version.")
 
     journal_cli.add_parser(sub)
+    evidence_cli.add_parsers(sub)
     keys_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target", default=_local_target(),
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
     if args.command == "health":
         return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
+    if args.command == "verify-bundle":
+        return evidence_cli.run_verify(args)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _liability(app, args)
             if args.command == "journal":
                 return journal_cli.run(app, args)
+            if args.command == "export-audit":
+                return evidence_cli.run_export(app, args)
         except (InvalidCommand, NotFound) as exc:
             print(f"ledger: {exc}", file=sys.stderr)
             return 2
