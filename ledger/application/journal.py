@@ -28,12 +28,17 @@ def member_log(app: LedgerApp, program_id: str, member_id: str) -> MemberLog:
 
 
 def journal_of(
-    app: LedgerApp, program_id: str, start: datetime, end: datetime, member_ids: Iterable[str] | None = None
+    app: LedgerApp,
+    program_id: str,
+    start: datetime,
+    end: datetime,
+    member_ids: Iterable[str] | None = None,
+    as_known_at: datetime | None = None,
 ) -> Journal:
-    """The journal of ``[start, end)`` as known now, of every member of the program (or of ``member_ids``).
-    ``end`` may be at most an instant after the program's clock (the log does not know the future)."""
+    """The journal of ``[start, end)`` as known now (or at ``as_known_at``), of every member of the program (or
+    of ``member_ids``). ``end`` may be at most an instant after that time (the log does not know the future)."""
     app.program(program_id)
-    now = app.now(program_id)
+    now = as_known_at if as_known_at is not None else app.now(program_id)
     if end - INSTANT > now:
         raise InvalidCommand("to", f"is after the program's clock ({now.isoformat()})")
     if start > end:

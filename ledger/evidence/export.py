@@ -42,7 +42,7 @@ def export_bundle(
         raise BundleRefused(f"{out} exists and is not empty")
     ids = list(member_ids) if member_ids is not None else list(program_members(app, program_id))
     known_at = app.now(program_id)
-    journal = journal_of(app, program_id, start, end, ids)
+    journal = journal_of(app, program_id, start, end, ids, known_at)
     tz = app.time_zone(program_id)
     out.mkdir(parents=True, exist_ok=True)
     program_events = app.store.read_stream(program_stream(program_id))
