@@ -127,6 +127,8 @@ def check_bundle(root: Path, signature_check: Callable[[bytes, Path], str | None
         _recompute(root, manifest, findings)
     except _Stop:
         pass
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:  # a file altered into nonsense
+        findings.failures.append(f"the bundle cannot be read: {type(exc).__name__}: {exc}")
     return findings
 
 

@@ -200,3 +200,14 @@ def test_a_signed_manifest_altered_fails_the_signature(
     assert code == 1 and "FAIL: signature invalid" in text
     code, text = ledger(capsys, "verify-bundle", str(out))  # without the key the count still gives it away
     assert code == 1
+
+
+def test_a_manifest_altered_into_nonsense_is_a_finding(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (bundle / "manifest.json").write_text('{"format": "loyalty-ledger-audit-bundle", "format_version": 1}')
+    code, text = ledger(capsys, "verify-bundle", str(bundle))
+    assert code == 1 and "FAIL: the bundle cannot be read: KeyError" in text
+    (bundle / "manifest.json").unlink()
+    code, text = ledger(capsys, "verify-bundle", str(bundle))
+    assert code == 1 and "FAIL: no manifest" in text
