@@ -42,7 +42,7 @@ help:
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
 	@echo "make buf-breaking  buf breaking of proto/ against the last released contract (needs npx)"
-	@echo "make wheel-check  build the wheel, install it in a fresh venv outside the tree, serve, health, stop"
+	@echo "make wheel-check  build the wheel, install it in a fresh venv outside the tree, serve, health, stop, a bundle round trip"
 	@echo "make bench      run bench/run.py, which writes BENCHMARKS.md (extra flags: ARGS=...)"
 	@echo "make mutation   mutmut over policies/ and ledger/domain/ (slow; one worker), report in docs/mutation.md"
 	@echo "make mutation-sample  mutants sampled by a fixed seed from the rule code; fails on a survivor"
@@ -127,7 +127,8 @@ pytest: gen
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The wheel as a user gets it: built from the tree (setup.py generates loyalty/), installed into a fresh venv in
-# a temporary folder, `ledger serve` on a temporary SQLite store, `ledger health`, SIGTERM (about 40 s).
+# a temporary folder, `ledger serve` on a temporary SQLite store, `ledger health`, SIGTERM, then an evidence bundle
+# exported and checked by `ledger verify-bundle` with no store, and once altered (about 40 s).
 wheel-check: venv
 	PYTHON="$(PY)" VENV_PYTHON="$(PYTHON)" scripts/wheel_check.sh
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the wheel from the working tree and check that it runs on its own: installed into a fresh virtual
 # environment outside the repository, `ledger serve` starts on a temporary SQLite store, `ledger health` says
-# SERVING, and SIGTERM stops it with exit code 0. Used by `make wheel-check` (part of `make test`).
+# SERVING, and SIGTERM stops it with exit code 0; then `ledger export-audit` writes an evidence bundle of that store
+# and `ledger verify-bundle` checks it with no store (its checker importing nothing that needs one), and fails it
+# once a byte is altered. Used by `make wheel-check` (part of `make test`).
 #
 #   PYTHON=.venv/bin/python scripts/wheel_check.sh
 #
@@ -81,4 +83,20 @@ rc=0
 wait "$server_pid" || rc=$?
 server_pid=""
 if [ "$rc" -ne 0 ]; then echo "wheel-check: ledger serve exited with $rc after SIGTERM:" >&2; cat "$tmp/serve.log" >&2; exit 1; fi
-echo "wheel-check: OK (installed wheel served, answered SERVING, stopped cleanly)"
+echo "wheel-check: ledger export-audit, then ledger verify-bundle with no store, and a bundle altered by one byte"
+env -u PYTHONPATH "$ledger" --store "sqlite:///$tmp/data/ledger.db" export-audit --program little_sprout "$tmp/bundle" >/dev/null
+env -u PYTHONPATH -u LEDGER_STORE "$tmp/venv/bin/python" - <<'PY'
+import sys
+import ledger.evidence.check, ledger.evidence.signature  # noqa: E401
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "psycopg_pool", "kurrentdbclient", "sqlite3")
+                or m.startswith(("ledger.adapters", "ledger.application", "ledger.bootstrap")))
+if loaded:
+    sys.exit(f"wheel-check: the bundle checker imports what needs a store: {loaded}")
+PY
+(cd "$tmp/bundle" && env -u PYTHONPATH -u LEDGER_STORE "$ledger" verify-bundle . >/dev/null)
+sed -i '1s/"type"/"tYpe"/' "$tmp/bundle/program.jsonl"
+if env -u PYTHONPATH -u LEDGER_STORE "$ledger" verify-bundle "$tmp/bundle" >"$tmp/verify.out"; then
+    echo "wheel-check: an altered bundle verified:" >&2; cat "$tmp/verify.out" >&2; exit 1
+fi
+grep -q "FAIL: file program.jsonl" "$tmp/verify.out"
+echo "wheel-check: OK (installed wheel served, answered SERVING, stopped cleanly; a bundle round trip verified)"

@@ -41,7 +41,8 @@ class LiabilityReport:
         return {c: end.get(c, 0) - start.get(c, 0) for c in sorted(set(start) | set(end))}
 
 
-def _policy_at(app: LedgerApp, program_id: str, at: datetime) -> Policy:
+def policy_at(app: LedgerApp, program_id: str, at: datetime) -> Policy:
+    """The policy in force at ``at`` (the first version for a time before it)."""
     policies = app.program(program_id).policies
     try:
         return policies.in_force_at(at).policy
@@ -62,7 +63,7 @@ def program_liability(
     times = resolve_times(app, program_id, as_of, as_known_at)
     if since is not None and since > times.as_of:
         raise InvalidCommand("since", "is after as_of")
-    policy = _policy_at(app, program_id, times.as_of)
+    policy = policy_at(app, program_id, times.as_of)
     tz = ZoneInfo(policy.timezone)
     closing = Liability()
     opening = Liability() if since is not None else None

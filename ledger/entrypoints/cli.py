@@ -26,7 +26,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import export_cli, keys_cli, log_output
+from ledger.entrypoints import evidence_cli, export_cli, journal_cli, keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -132,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
                    description="Apply the store's missing schema migrations (in order, under a lock, each once)."
                    " `serve` does this too; run it alone before rolling out a new version.")
 
+    journal_cli.add_parser(sub)
+    evidence_cli.add_parsers(sub)
     keys_cli.add_parser(sub)
     export_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
     if args.command == "health":
         return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
+    if args.command == "verify-bundle":
+        return evidence_cli.run_verify(args)
     settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
@@ -242,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _replay_as_of(app, args)
             if args.command == "liability":
                 return _liability(app, args)
+            if args.command == "journal":
+                return journal_cli.run(app, args)
+            if args.command == "export-audit":
+                return evidence_cli.run_export(app, args)
         except (InvalidCommand, NotFound) as exc:
             print(f"ledger: {exc}", file=sys.stderr)
             return 2
