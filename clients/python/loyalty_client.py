@@ -195,7 +195,7 @@ def retry_delay(err: grpc.RpcError, retry: int, backoff: float, jitter: float) -
     asked = _retry_delay(err)
     if code not in RETRYABLE and not (code == grpc.StatusCode.RESOURCE_EXHAUSTED and asked > 0):
         return None
-    return min(MAX_RETRY_DELAY, max(asked, jitter * backoff * (2**retry)))
+    return float(min(MAX_RETRY_DELAY, max(asked, jitter * backoff * (2**retry))))
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:

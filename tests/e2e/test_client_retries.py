@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 LINES = [ledger_pb2.OrderLine(line_id="1", sku="LS-WIPES-80", category="wipes", quantity=1, paid_fen=5_000)]
 
 
-class FlakyProxy(grpc.GenericRpcHandler):
+class FlakyProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """Forwards every call to ``upstream`` unless the next step of ``script`` says otherwise."""
 
     def __init__(self, upstream: grpc.Channel) -> None:
@@ -47,9 +47,9 @@ class FlakyProxy(grpc.GenericRpcHandler):
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "no RetryInfo")
             if step == "rate_limited":
                 context.abort_with_status(rpc_status.to_status(limited_status(0.25, "slow down")))
-            metadata = [(k, v) for k, v in context.invocation_metadata() if k == "authorization"]
+            metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
             try:
-                answer: bytes = self.upstream.unary_unary(method)(
+                answer: bytes = self.upstream.unary_unary(method, None, None)(
                     request, metadata=metadata, timeout=context.time_remaining()
                 )
             except grpc.RpcError as err:
