@@ -38,7 +38,8 @@ Every change to a member is an immutable event; balances, lots, tiers and entitl
 rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db):
 sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
 of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in KurrentDB with the read
-models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db).
+models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db). Every setting is a LEDGER_* variable
+(a flag wins over it; a secret may come from a file named by <NAME>_FILE): `ledger config` shows them all.
 """
 
 SERVE_LIMITS = """\
@@ -50,6 +51,8 @@ limits (environment; beyond them a call is refused at once, see docs/errors.md):
   LEDGER_MAX_STREAMS=16            streams open at once in one process (keep it well below --workers)
   LEDGER_MAX_WORKER_WAIT=2         seconds a call may wait for a free worker; one more: RESOURCE_EXHAUSTED
                                    (SERVER_BUSY), nothing done
+identity pepper: a durable store needs a secret one (LEDGER_IDENTITY_PEPPER or LEDGER_IDENTITY_PEPPER_FILE);
+the public default is refused unless --sandbox (LEDGER_SANDBOX=1) says the store is a throwaway one.
 health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
 UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
 """
