@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         processes = settings.processes
         wired = build(settings)
         app = wired.app
+        if args.worker_of is None:
+            _same_pepper(wired)
         tls_settings = tls.from_arguments(args)
         authenticator = _authenticator(wired, args)
         metrics_listen = settings.metrics_listen if args.worker_of is None else args.metrics_listen
@@ -354,6 +356,18 @@ def _check_pepper(settings: Settings, first: bool) -> None:
             message="THE IDENTITY PEPPER IS THE PUBLIC DEVELOPMENT DEFAULT: identity digests in this store can be "
             "linked to card numbers and phones by anyone. Sandbox use only; a real store needs LEDGER_IDENTITY_PEPPER.",
         )
+
+
+def _same_pepper(wired: Wired) -> None:
+    """Record the pepper's fingerprint on a new store; refuse to serve an existing one with another pepper."""
+    from ledger.application.pepper import PepperChanged, check_pepper
+
+    try:
+        if check_pepper(wired.backend.store, wired.settings.pepper, wired.app.clock.now()):
+            log.info("identity_pepper_recorded", message="the identity pepper's fingerprint is now kept in the store")
+    except PepperChanged as exc:
+        wired.app.close()
+        raise SystemExit(f"ledger serve: {exc}") from None
 
 
 def _settings_into(args: argparse.Namespace, settings: Settings) -> None:

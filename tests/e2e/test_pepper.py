@@ -80,3 +80,26 @@ def test_serve_runs_with_a_secret_pepper_that_never_reaches_the_log(tmp_path: Pa
     assert "LEDGER_IDENTITY_PEPPER='**********'  # file" in shown.stdout
     for text in (log, shown.stdout, shown.stderr):
         assert pepper not in text and pepper[:8] not in text
+
+
+def test_serve_refuses_a_store_first_served_with_another_pepper(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    first, second = secrets.token_hex(32), secrets.token_hex(32)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "again").mkdir()
+    running = start_server(
+        tmp_path / "first", store_url=store, env=_env(LEDGER_IDENTITY_PEPPER=first), cwd=ROOT
+    )
+    stop_server(running.process)
+    assert "identity_pepper_recorded" in running.log_path.read_text()
+    refused = subprocess.run(
+        [*CLI, "--store", store, "serve", "--listen", "127.0.0.1:0"],
+        env=_env(LEDGER_IDENTITY_PEPPER=second), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "first served with another identity pepper" in refused.stderr
+    assert first not in refused.stderr and second not in refused.stderr
+    again = start_server(
+        tmp_path / "again", store_url=store, env=_env(LEDGER_IDENTITY_PEPPER=first), cwd=ROOT
+    )
+    stop_server(again.process)
+    assert "identity_pepper_recorded" not in again.log_path.read_text()
