@@ -4,7 +4,9 @@
 # as the unprivileged user ledger (uid 10001), which owns /data.
 #
 #   docker build -t loyalty-ledger .
-#   docker run -p 50051:50051 -v ledger-data:/data loyalty-ledger
+#   docker run -p 50051:50051 -v ledger-data:/data -e LEDGER_IDENTITY_PEPPER_FILE=/run/secrets/ledger_pepper \
+#       -v "$PWD/ledger_pepper:/run/secrets/ledger_pepper:ro" loyalty-ledger    # a secret pepper: `serve` refuses the default
+#   docker run -p 50051:50051 -e LEDGER_SANDBOX=1 loyalty-ledger                  # a throwaway try-out, public dev pepper
 #   docker build --build-arg PORT=6000 . && docker run -p 6000:6000 ...   # one setting moves server and health check
 #
 # Stop it with `docker stop -t 30`: SIGTERM finishes the calls in flight (docs/operations.md, at most 20 s).

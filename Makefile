@@ -2,7 +2,7 @@
 # code generation) and is cheap to repeat: the install is redone only when pyproject.toml changes and the
 # code generation only when the .proto files change.
 #
-#   make serve            start the service on the embedded store (./var/ledger.db), reference program loaded
+#   make serve            start the service on the embedded store (./var/ledger.db) as a sandbox, reference program loaded
 #   make test             lint, type-check, proto lint, the whole test suite, then the installed wheel's check
 #   make test-deep        the model-based and property tests with many more and longer random histories
 #   make mutation         mutmut over policies/ and ledger/domain/ against tests/unit; writes docs/mutation.md
@@ -18,6 +18,8 @@ VENV         ?= .venv
 EXTRAS       ?= dev,postgres,kurrentdb,nats
 BUF_VERSION  ?= 1.75.0
 LEDGER_STORE ?= sqlite:///$(CURDIR)/var/ledger.db
+# `make serve` is a sandbox: the public development identity pepper is allowed (LEDGER_SANDBOX=0 to refuse it).
+LEDGER_SANDBOX ?= 1
 ARGS         ?=
 PYTEST_ARGS  ?=
 
@@ -69,7 +71,7 @@ gen: venv
 
 serve: gen
 	@mkdir -p var
-	LEDGER_STORE='$(LEDGER_STORE)' $(VENV)/bin/ledger serve $(ARGS)
+	LEDGER_STORE='$(LEDGER_STORE)' LEDGER_SANDBOX='$(LEDGER_SANDBOX)' $(VENV)/bin/ledger serve $(ARGS)
 
 bench: gen
 	@test -f bench/run.py || { echo "bench: bench/run.py does not exist" >&2; exit 1; }

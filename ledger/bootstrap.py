@@ -238,7 +238,7 @@ ADMIN_KEY_FILE = "admin.key"
 def admin_key_path(settings: Settings, configured: str | None = None) -> Path | None:
     """Where a fresh store's first admin key is written: ``configured`` (``--admin-key-file``,
     ``$LEDGER_ADMIN_KEY_FILE``), else beside the SQLite file; None for a server store with none configured."""
-    chosen = configured or os.environ.get("LEDGER_ADMIN_KEY_FILE")
+    chosen = configured or settings.admin_key_file
     if chosen:
         return Path(chosen)
     if store_kind(settings.store_url) == "sqlite":

@@ -1,64 +1,315 @@
-"""Configuration: which store, how durable, and the secrets, read from the environment or the command line."""
+"""Configuration: one model of every ``LEDGER_*`` setting, read from the command line, the environment or files.
+
+:class:`Settings` is a pydantic-settings model: each field is the environment variable ``LEDGER_<FIELD>`` (the
+store is ``LEDGER_STORE``), typed and bounded, with its default and a description (``ledger config`` prints
+them with where each value came from; the README's configuration table lists them). Precedence: a command-line
+flag, then the environment, then a secret's file, then the default. Each secret (:data:`SECRET_FIELDS`) may
+instead be given as ``LEDGER_<FIELD>_FILE``, the path of a file holding the value (a trailing newline is
+dropped), as Docker and Kubernetes mount secrets; giving both is an error. Secrets are ``SecretStr`` /
+``SecretBytes``: they print as ``**********``.
+
+:func:`load` turns any mistake into ``SystemExit`` with a message naming the variable (or flag) and the problem.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_STORE = "sqlite:///var/ledger.db"
+DEFAULT_READ_MODELS = "sqlite:///var/read-models.db"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+PREFIX = "LEDGER_"
+KNOWN_SCHEMES = ("postgresql", "postgres", "kurrentdb", "esdb", "kdb")
+
+DEV_PEPPER = b"little-sprout-dev-pepper"
+"""The identity pepper's default: public, so fit only for a sandbox (``ledger serve`` refuses it elsewhere)."""
+
+SECRET_FIELDS = ("store", "read_models", "identity_pepper", "feed_nats")
+"""Fields that may carry a secret (a pepper, a password in a URL): never printed, also read from ``*_FILE``."""
+
+FLAGS: Mapping[str, str] = {
+    "store": "--store", "listen": "--listen", "shutdown_drain_seconds": "--drain-seconds",
+    "metrics_listen": "--metrics-listen", "feed_nats": "--feed-nats", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
+    "tls_client_ca": "--tls-client-ca", "rate_limit": "--rate-limit", "failed_auth_limit": "--failed-auth-limit",
+    "admin_key_file": "--admin-key-file", "processes": "--processes", "reference_program": "--no-reference-program",
+    "sandbox": "--sandbox",
+}  # fmt: skip
+"""The command-line flag of each field that has one (``ledger serve``; ``--store`` for every command)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    store_url: str = DEFAULT_STORE
-    pepper: bytes = b"little-sprout-dev-pepper"
-    synchronous: str = "FULL"
-    reference_program: bool = True
-    pool_size: int = 8
-    #: server processes sharing the store (``ledger serve --processes N``); above 1 the embedded store runs
-    #: shared (checked appends, file leases), as PostgreSQL replicas do.
-    processes: int = 1
-    #: requests that may wait for the writer; beyond it a write is refused with RESOURCE_EXHAUSTED at once.
-    write_queue: int = 1_000
-    #: the longest a call may wait for the writer, in seconds (a client's shorter deadline wins).
-    call_timeout: float = 30.0
-    #: streaming calls (ReplayMember, VerifyProgram) served at once in one process, and by one API key.
-    max_streams: int = 16
-    max_streams_per_key: int = 4
-    #: seconds a call may wait for a free worker thread; one that waited longer is refused (RESOURCE_EXHAUSTED).
-    max_worker_wait: float = 2.0
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the variable or flag."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the server and the ``ledger`` commands (environment variable: ``LEDGER_`` + the name)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, extra="forbid", frozen=True, validate_default=True,
+        case_sensitive=False,
+    )  # fmt: skip
+
+    store: SecretStr = Field(
+        SecretStr(DEFAULT_STORE),
+        description="event store URL: sqlite:///path, postgresql://user:password@host:port/db, "
+        "kurrentdb://host:2113?Tls=false or memory:// (a secret: a PostgreSQL URL may hold a password)",
+    )
+    read_models: SecretStr = Field(
+        SecretStr(DEFAULT_READ_MODELS),
+        description="where a KurrentDB store keeps its read models: sqlite:///path or postgresql://...",
+    )
+    identity_pepper: SecretBytes = Field(
+        SecretBytes(DEV_PEPPER),
+        description="secret mixed into every identity digest (card numbers, phones); the default is public: "
+        "`ledger serve` refuses it on a durable store without --sandbox. Never change it for an existing store",
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL", description="SQLite durability (PRAGMA synchronous); FULL survives a power cut"
+    )
+    pool_size: PositiveInt = Field(8, description="PostgreSQL connections per server process")
+    write_queue: PositiveInt = Field(
+        1_000,
+        description="requests that may wait for the writer; one more: RESOURCE_EXHAUSTED (WRITE_QUEUE_FULL)",
+    )
+    call_timeout: PositiveFloat = Field(
+        30.0, description="seconds a call may take at most (a client's shorter deadline wins)"
+    )
+    max_streams: PositiveInt = Field(
+        16, description="ReplayMember/VerifyProgram streams open at once per process"
+    )
+    max_streams_per_key: PositiveInt = Field(4, description="streams open at once per API key")
+    max_worker_wait: PositiveFloat = Field(
+        2.0,
+        description="seconds a call may wait for a free worker thread; longer: RESOURCE_EXHAUSTED (SERVER_BUSY)",
+    )
+    listen: str = Field(
+        DEFAULT_LISTEN, pattern=r"^.+:[0-9]{1,5}$",
+        description="host:port `ledger serve` listens on (port 0: any free one); `ledger health` asks its port",
+    )  # fmt: skip
+    shutdown_drain_seconds: float = Field(
+        0.0, ge=0, le=300,
+        description="on SIGTERM, seconds of answering health NOT_SERVING while still taking calls, before closing",
+    )  # fmt: skip
+    metrics_listen: str | None = Field(
+        None, pattern=r"^.+:[0-9]{1,5}$", description="host:port to serve Prometheus metrics on (unset: none)"
+    )
+    feed_nats: SecretStr | None = Field(
+        None,
+        description="NATS JetStream URL to publish the event feed to (unset: no feed; may hold credentials)",
+    )
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) to serve TLS with; needs LEDGER_TLS_KEY"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of LEDGER_TLS_CERT")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA whose client certificates are required (mutual TLS)"
+    )
+    rate_limit: str = Field(
+        "1000:2000",
+        description="calls per second of one API key per process, PER_SECOND[:BURST]; 0: no limit",
+    )
+    failed_auth_limit: str = Field(
+        "10:100",
+        description="failed key checks per second of one peer address, PER_SECOND[:BURST]; 0: no limit",
+    )
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="json or console (unset: console on a terminal, JSON otherwise)"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="lowest level logged"
+    )
+    admin_key_file: Path | None = Field(
+        None,
+        description="where a fresh store's first admin key is written (unset: admin.key beside a SQLite store)",
+    )
+    sandbox: bool = Field(
+        False,
+        description="a throwaway store: allows the public development identity pepper (warned in the log)",
+    )
+    processes: PositiveInt = Field(1, description="server processes sharing the port and the store")
+    reference_program: bool = Field(
+        True, description="create the reference program 'little_sprout' when missing"
+    )
+
+    @field_validator("sqlite_synchronous", "log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return text.upper() if text.upper() in ("OFF", "NORMAL", "FULL", "EXTRA") else text.lower()
+        return value
+
+    @field_validator("store", "read_models")
+    @classmethod
+    def _store_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        scheme = url.split(":", 1)[0].lower()
+        known = url == "memory://" or url.startswith("sqlite:///") or scheme in KNOWN_SCHEMES
+        if not known:  # the URL itself is not repeated: it may hold a password
+            raise ValueError(f"unsupported store URL: {STORE_FORMS}")
+        return value
+
+    @field_validator("rate_limit", "failed_auth_limit")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        rate_text, _, burst_text = value.strip().partition(":")
+        try:
+            rate = float(rate_text)
+            burst = float(burst_text) if burst_text else max(1.0, 2 * rate)
+        except ValueError:
+            raise ValueError("give PER_SECOND[:BURST], e.g. 100:200, or 0 for no limit") from None
+        if not (math.isfinite(rate) and math.isfinite(burst)) or rate < 0 or (rate > 0 and burst < 1):
+            raise ValueError("the rate must be 0 or more and the burst at least 1")
+        return value.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+        return init_settings, env_settings, SecretFiles(settings_cls)
+
+    def __init__(self, **values: Any) -> None:
+        # The names other code has always passed: store_url, pepper, synchronous.
+        for old, new in (
+            ("store_url", "store"),
+            ("pepper", "identity_pepper"),
+            ("synchronous", "sqlite_synchronous"),
+        ):
+            if old in values:
+                values[new] = values.pop(old)
+        super().__init__(**values)
+
+    # -- what the rest of the ledger reads -------------------------------------------------------------------------
+
+    @property
+    def store_url(self) -> str:
+        return self.store.get_secret_value()
+
+    @property
+    def read_models_url(self) -> str:
+        return self.read_models.get_secret_value()
+
+    @property
+    def pepper(self) -> bytes:
+        return self.identity_pepper.get_secret_value()
+
+    @property
+    def synchronous(self) -> str:
+        return self.sqlite_synchronous
+
+    @property
+    def dev_pepper(self) -> bool:
+        """The identity pepper is the public default."""
+        return self.pepper == DEV_PEPPER
 
     @classmethod
     def from_env(cls, store_url: str | None = None) -> Settings:
-        return cls(
-            store_url=store_url or os.environ.get("LEDGER_STORE", DEFAULT_STORE),
-            pepper=os.environ.get("LEDGER_IDENTITY_PEPPER", "little-sprout-dev-pepper").encode(),
-            synchronous=os.environ.get("LEDGER_SQLITE_SYNCHRONOUS", "FULL"),
-            pool_size=int(os.environ.get("LEDGER_POOL_SIZE", "8")),
-            write_queue=_positive(int, "LEDGER_WRITE_QUEUE", 1_000),
-            call_timeout=_positive(float, "LEDGER_CALL_TIMEOUT", 30.0),
-            max_streams=_positive(int, "LEDGER_MAX_STREAMS", 16),
-            max_streams_per_key=_positive(int, "LEDGER_MAX_STREAMS_PER_KEY", 4),
-            max_worker_wait=_positive(float, "LEDGER_MAX_WORKER_WAIT", 2.0),
-        )
+        """The environment's settings (``store_url``, when given, as ``--store``); exits on a mistake."""
+        return load({"store": store_url} if store_url else {})
 
     def without_reference_program(self) -> Settings:
-        return replace(self, reference_program=False)
+        return self.model_copy(update={"reference_program": False})
 
 
-def _positive(kind: type[int] | type[float], name: str, default: int | float) -> Any:
-    """A positive number from the environment variable ``name`` (``default`` when unset)."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+def env_name(field: str) -> str:
+    return f"{PREFIX}{field.upper()}"
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``LEDGER_<SECRET>_FILE``: the secret is the content of that file, trailing newline dropped."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            variable = env_name(name)
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SettingsError(
+                    f"{variable} and {variable}_FILE are both set: give the value one way only"
+                )
+            try:
+                content = Path(path).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise SettingsError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
+            if not content:
+                raise SettingsError(f"{variable}_FILE: {path} is empty")
+            values[name] = content if name == "identity_pepper" else content.decode("utf-8", "replace")
+        return values
+
+
+def load(flags: Mapping[str, Any] | None = None) -> Settings:
+    """The settings from ``flags`` (field name to a flag's value; None: not given), the environment and files.
+
+    Exits with one line per problem, each naming the variable (or flag) and what is wrong, never the value of a
+    secret."""
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
     try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise SystemExit(f"{name} must be a positive number, got {raw!r}")
-    return value
+        return Settings(**given)
+    except SettingsError as exc:
+        raise SystemExit(f"ledger: configuration: {exc}") from None
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            where = FLAGS[field] if field in given and field in FLAGS else env_name(field)
+            shown = "" if field in SECRET_FIELDS or "input" not in error else f" (got {error['input']!r})"
+            lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}{shown}")
+        raise SystemExit("ledger: configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def sources(flags: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Where each field's value comes from: ``flag``, ``environment``, ``file`` or ``default``."""
+    given = {k for k, v in (flags or {}).items() if v is not None}
+    found = {}
+    for name in Settings.model_fields:
+        variable = env_name(name)
+        if name in given:
+            found[name] = "flag"
+        elif name in SECRET_FIELDS and os.environ.get(f"{variable}_FILE"):
+            found[name] = "file"
+        elif os.environ.get(variable):
+            found[name] = "environment"
+        else:
+            found[name] = "default"
+    return found
+
+
+def dev_pepper_refusal(settings: Settings) -> str | None:
+    """Why ``ledger serve`` must not start with these settings' pepper, or None when it may."""
+    if not settings.dev_pepper or settings.sandbox or store_kind(settings.store_url) == "memory":
+        return None
+    return (
+        "LEDGER_IDENTITY_PEPPER is the public development pepper, so anyone could link identity digests to card "
+        "numbers and phones. Set a secret one before the store's first start (e.g. `python -c 'import secrets; "
+        "print(secrets.token_hex(32))'` into LEDGER_IDENTITY_PEPPER or a file named by LEDGER_IDENTITY_PEPPER_FILE), "
+        "or pass --sandbox (LEDGER_SANDBOX=1) for a throwaway store"
+    )
+
+
+STORE_FORMS = "use sqlite:///path, postgresql://..., kurrentdb://... or memory://"
 
 
 def store_kind(store_url: str) -> str:
@@ -72,9 +323,7 @@ def store_kind(store_url: str) -> str:
         return "postgresql"
     if scheme in ("kurrentdb", "esdb", "kdb"):
         return "kurrentdb"
-    raise SystemExit(
-        f"unsupported LEDGER_STORE {store_url!r}: use sqlite:///path, postgresql://..., kurrentdb://... or memory://"
-    )
+    raise SystemExit(f"unsupported LEDGER_STORE: {STORE_FORMS}")
 
 
 def sqlite_path(store_url: str) -> str:

@@ -65,7 +65,9 @@ esac
 
 echo "wheel-check: ledger serve on a temporary SQLite store"
 mkdir -p "$tmp/data"
-env -u PYTHONPATH LEDGER_LOG_FORMAT=json "$ledger" --store "sqlite:///$tmp/data/ledger.db" serve \
+# A secret identity pepper in a file, as a deployment gives one (`serve` refuses the public default).
+(umask 077 && "$tmp/venv/bin/python" -c 'import secrets; print(secrets.token_hex(32))' >"$tmp/pepper")
+env -u PYTHONPATH LEDGER_LOG_FORMAT=json LEDGER_IDENTITY_PEPPER_FILE="$tmp/pepper" "$ledger" --store "sqlite:///$tmp/data/ledger.db" serve \
     --listen 127.0.0.1:0 --port-file "$tmp/port" >"$tmp/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 $((START_SECONDS * 10))); do

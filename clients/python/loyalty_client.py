@@ -1,15 +1,19 @@
 """A small typed client for the loyalty.v1 gRPC API.
 
-Every write generates one idempotency key (uuid4) per call and reuses it across retries, so a retried
-command is applied at most once. Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
-are retried with exponential backoff (or after the delay the server's ``google.rpc.RetryInfo`` asks for, as a
-rate limit does); any other failure is raised as :class:`LedgerRefusal`. :func:`tls_credentials` connects with
+Every write generates one idempotency key (uuid4, the command's id) per call and sends it unchanged on every
+attempt, so a retried command is applied at most once. Reads and writes are retried on UNAVAILABLE and ABORTED,
+and on RESOURCE_EXHAUSTED only when the server sent ``google.rpc.RetryInfo`` (a rate limit, a full write
+queue): at most ``retries`` more attempts, each after a delay drawn with full jitter from ``[0, backoff * 2**n]``
+(at least what RetryInfo asks, at most :data:`MAX_RETRY_DELAY`), all within the call's one deadline
+(``timeout``): an attempt gets only the time left, and no retry starts that could not finish before it. Any
+other failure is raised as :class:`LedgerRefusal`. :func:`tls_credentials` connects with
 TLS or mutual TLS.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,9 +42,8 @@ T = TypeVar("T")
 MAX_RETRY_DELAY = 10.0
 """The longest a client waits before one retry, whatever the server's RetryInfo says."""
 
-RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-)
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+"""Codes retried always; RESOURCE_EXHAUSTED is retried only with the server's RetryInfo."""
 
 
 if TYPE_CHECKING:
@@ -61,8 +64,14 @@ class BearerKey(_UnaryUnary, _UnaryStream, _StreamStream):
 
     def _details(self, details: Any) -> Any:
         metadata = [*(details.metadata or ()), self._metadata]
-        return _Details(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready,
-                        getattr(details, "compression", None))
+        return _Details(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            getattr(details, "compression", None),
+        )
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
@@ -116,7 +125,6 @@ def keyed_channel(
     return grpc.intercept_channel(channel, BearerKey(key)) if key else channel
 
 
-
 class LedgerRefusal(Exception):
     """The server refused a call: gRPC status code, ErrorInfo reason and metadata, and the message."""
 
@@ -166,13 +174,28 @@ class LedgerRefusal(Exception):
 
 def _retry_delay(err: grpc.RpcError) -> float:
     """The seconds the server asked the caller to wait (``google.rpc.RetryInfo``, e.g. a rate limit), else 0."""
-    status = rpc_status.from_call(cast(grpc.Call, err)) if callable(getattr(err, "trailing_metadata", None)) else None
+    status = (
+        rpc_status.from_call(cast(grpc.Call, err))
+        if callable(getattr(err, "trailing_metadata", None))
+        else None
+    )
     for detail in list(status.details) if status is not None else []:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
             return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
     return 0.0
+
+
+def retry_delay(err: grpc.RpcError, retry: int, backoff: float, jitter: float) -> float | None:
+    """Seconds to wait before retry number ``retry`` (0 the first) of a call that failed with ``err``, or None
+    when it must not be retried: full jitter (``jitter`` in [0, 1) times ``backoff * 2**retry``), at least the
+    server's RetryInfo, at most :data:`MAX_RETRY_DELAY`."""
+    code = _code(err)
+    asked = _retry_delay(err)
+    if code not in RETRYABLE and not (code == grpc.StatusCode.RESOURCE_EXHAUSTED and asked > 0):
+        return None
+    return float(min(MAX_RETRY_DELAY, max(asked, jitter * backoff * (2**retry))))
 
 
 def _code(err: grpc.RpcError) -> grpc.StatusCode | None:
@@ -201,8 +224,15 @@ class LoyaltyClient:
         channel: grpc.Channel | None = None,
         api_key: str | None = None,
         tls: grpc.ChannelCredentials | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``api_key``: sent as ``authorization: Bearer <key>`` on every call (default ``$LEDGER_API_KEY``).
+
+        ``timeout``: each call's deadline in seconds, for all its attempts together; ``retries``: attempts after
+        the first; ``backoff``: the first retry's longest delay, doubled for each next one. ``sleep``, ``jitter``
+        (a number in [0, 1)) and ``clock`` (monotonic seconds) are replaceable, e.g. by tests.
 
         ``tls``: connect with TLS, e.g. ``tls=tls_credentials("ca.pem")`` or, for mutual TLS,
         ``tls_credentials("ca.pem", "till.pem", "till.key")``; default plaintext.
@@ -211,6 +241,11 @@ class LoyaltyClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.sleep = sleep
+        self.jitter = jitter
+        self.clock = clock
+        self.attempts = 0
+        """How many attempts the last call made."""
         self._own_channel = channel is None
         key = api_key if api_key is not None else os.environ.get("LEDGER_API_KEY")
         self.channel = channel if channel is not None else keyed_channel(target, key, credentials=tls)
@@ -230,18 +265,20 @@ class LoyaltyClient:
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        attempt = 0
+    def _call(self, fn: Callable[[float], T]) -> T:
+        """``fn(seconds_left)`` until it answers, retrying what :func:`retry_delay` allows within the deadline."""
+        deadline = self.clock() + self.timeout
+        self.attempts = 0
         while True:
+            self.attempts += 1
             try:
-                return fn()
+                return fn(max(0.0, deadline - self.clock()))
             except grpc.RpcError as err:
-                code = _code(err)
-                if code in RETRYABLE and attempt < self.retries:
-                    time.sleep(min(MAX_RETRY_DELAY, max(self.backoff * (2**attempt), _retry_delay(err))))
-                    attempt += 1
-                    continue
-                raise LedgerRefusal.from_error(err) from err
+                delay = retry_delay(err, self.attempts - 1, self.backoff, self.jitter())
+                left = deadline - self.clock()
+                if delay is None or self.attempts > self.retries or delay >= left:
+                    raise LedgerRefusal.from_error(err) from err
+                self.sleep(delay)
 
     @staticmethod
     def new_key() -> str:
@@ -278,7 +315,7 @@ class LoyaltyClient:
             member_id=member_id,
             identities=identities,
         )
-        return self._call(lambda: self.ledger.EnrollMember(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.EnrollMember(req, timeout=t))
 
     def lookup(
         self, value: str, kind: common_pb2.IdentityKind.ValueType = common_pb2.IDENTITY_KIND_CARD_NUMBER
@@ -286,11 +323,11 @@ class LoyaltyClient:
         req = query_pb2.LookupMemberRequest(
             program_id=self.program_id, identity=common_pb2.ChannelIdentity(kind=kind, value=value)
         )
-        return self._call(lambda: self.query.LookupMember(req, timeout=self.timeout))
+        return self._call(lambda t: self.query.LookupMember(req, timeout=t))
 
     def get_balance(self, member_id: str) -> member_pb2.Balance:
         req = query_pb2.GetBalanceRequest(program_id=self.program_id, member_id=member_id)
-        return self._call(lambda: self.query.GetBalance(req, timeout=self.timeout)).balance
+        return self._call(lambda t: self.query.GetBalance(req, timeout=t)).balance
 
     # -- earning and spending ------------------------------------------------------------------------------
 
@@ -320,7 +357,7 @@ class LoyaltyClient:
             points_paid=points_paid,
             hold_id=hold_id,
         )
-        return self._call(lambda: self.ledger.RecordPurchase(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.RecordPurchase(req, timeout=t))
 
     def award(
         self,
@@ -339,7 +376,7 @@ class LoyaltyClient:
             behaviour=behaviour,
             reference=reference,
         )
-        return self._call(lambda: self.ledger.AwardPoints(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.AwardPoints(req, timeout=t))
 
     def adjust_points(
         self,
@@ -360,7 +397,7 @@ class LoyaltyClient:
             reason_code=reason_code,
             note=note,
         )
-        return self._call(lambda: self.ledger.AdjustPoints(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.AdjustPoints(req, timeout=t))
 
     def hold_points(
         self,
@@ -387,7 +424,7 @@ class LoyaltyClient:
             order_total_fen=order_total_fen,
             ttl_seconds=ttl_seconds,
         )
-        return self._call(lambda: self.ledger.HoldPoints(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.HoldPoints(req, timeout=t))
 
     def commit_hold(
         self,
@@ -406,7 +443,7 @@ class LoyaltyClient:
             hold_id=hold_id,
             points=points,
         )
-        return self._call(lambda: self.ledger.CommitHold(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.CommitHold(req, timeout=t))
 
     def release_hold(
         self,
@@ -423,7 +460,7 @@ class LoyaltyClient:
             member_id=member_id,
             hold_id=hold_id,
         )
-        return self._call(lambda: self.ledger.ReleaseHold(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.ReleaseHold(req, timeout=t))
 
     def refund_purchase(
         self,
@@ -446,7 +483,7 @@ class LoyaltyClient:
             whole_order=whole_order,
             lines=list(lines),
         )
-        return self._call(lambda: self.ledger.RefundPurchase(req, timeout=self.timeout))
+        return self._call(lambda t: self.ledger.RefundPurchase(req, timeout=t))
 
     # -- audit ---------------------------------------------------------------------------------------------
 
@@ -458,7 +495,5 @@ class LoyaltyClient:
             program_id=self.program_id, member_id=member_id, after_version=after_version, page_size=page_size
         )
         return self._call(
-            lambda: [
-                event for page in self.audit.ReplayMember(req, timeout=self.timeout) for event in page.events
-            ]
+            lambda t: [event for page in self.audit.ReplayMember(req, timeout=t) for event in page.events]
         )

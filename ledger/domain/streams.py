@@ -13,6 +13,8 @@ PROGRAM_PREFIX: Final = "program-"
 SIGNAL_PREFIX: Final = "signal-"
 KEYS_STREAM: Final = "keys"
 """The deployment's API keys (issued, revoked): no program's stream, never projected or fed."""
+PEPPER_STREAM: Final = "identity-pepper"
+"""The fingerprint of the identity pepper the store was first served with: no program's stream either."""
 
 StreamKind = Literal["member", "program", "signal"]
 

@@ -8,12 +8,12 @@ import itertools
 import json
 import os
 import sys
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import structlog
 
+from ledger import settings as configuration
 from ledger.application.service import LedgerApp
 from ledger.bootstrap import (
     REFERENCE_PROGRAM_ID,
@@ -26,7 +26,7 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import evidence_cli, export_cli, journal_cli, keys_cli, log_output
+from ledger.entrypoints import config_cli, evidence_cli, export_cli, journal_cli, keys_cli, log_output
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -38,7 +38,8 @@ Every change to a member is an immutable event; balances, lots, tiers and entitl
 rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sqlite:///var/ledger.db):
 sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
 of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in KurrentDB with the read
-models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db).
+models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db). Every setting is a LEDGER_* variable
+(a flag wins over it; a secret may come from a file named by <NAME>_FILE): `ledger config` shows them all.
 """
 
 SERVE_LIMITS = """\
@@ -50,6 +51,8 @@ limits (environment; beyond them a call is refused at once, see docs/errors.md):
   LEDGER_MAX_STREAMS=16            streams open at once in one process (keep it well below --workers)
   LEDGER_MAX_WORKER_WAIT=2         seconds a call may wait for a free worker; one more: RESOURCE_EXHAUSTED
                                    (SERVER_BUSY), nothing done
+identity pepper: a durable store needs a secret one (LEDGER_IDENTITY_PEPPER or LEDGER_IDENTITY_PEPPER_FILE);
+the public default is refused unless --sandbox (LEDGER_SANDBOX=1) says the store is a throwaway one.
 health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
 UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
 """
@@ -69,16 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
                        description="Serve the gRPC API with the reference program 'little_sprout' loaded.",
                        epilog=SERVE_LIMITS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--listen", default=_listen(),
+    s.add_argument("--listen",
                    help="host:port to listen on (port 0 picks a free one; default: $LEDGER_LISTEN, else 127.0.0.1:50051)")
     s.add_argument("--port-file", help="write the bound port to this file once listening")
     s.add_argument("--workers", type=int, default=64, help="gRPC worker threads (default 64)")
     s.add_argument("--no-reference-program", action="store_true", help="do not create the reference program")
-    s.add_argument("--processes", default="1", metavar="N",
+    s.add_argument("--processes", metavar="N",
                    help="server processes sharing the port (SO_REUSEPORT) and the store, to use more than one core"
-                   " (default 1; 'auto': one per CPU); SIGTERM to this process stops them all")
+                   " (default: $LEDGER_PROCESSES, else 1; 'auto': one per CPU); SIGTERM to this process stops them all")
     s.add_argument("--insecure-no-auth", action="store_true",
-                   help="serve without authentication: anyone reaching the port may do anything (local tests only)")
+                   help="serve without authentication: anyone reaching the port may do anything (local tests only;"
+                   " implies --sandbox)")
+    s.add_argument("--sandbox", action="store_true", default=None,
+                   help="a throwaway store: allow the public development identity pepper, with a warning in the log"
+                   " ($LEDGER_SANDBOX=1). Without it `serve` refuses that pepper on any store but memory://")
     s.add_argument("--reflection", action="store_true",
                    help="serve reflection to callers without a key (by default only authenticated callers get it)")
     s.add_argument("--admin-key-file", metavar="PATH",
@@ -87,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics over HTTP at HOST:PORT/metrics (default: $LEDGER_METRICS_LISTEN;"
                    " unset: none). With --processes N, process k (0 the first) serves its own on PORT+k. See docs/operations.md")
-    s.add_argument("--drain-seconds", type=float, default=_drain_seconds(), metavar="S",
+    s.add_argument("--drain-seconds", metavar="S",
                    help="on SIGTERM, answer health checks NOT_SERVING but keep taking calls for S seconds before"
                    " closing the port and finishing the calls in flight (default: $LEDGER_SHUTDOWN_DRAIN_SECONDS, else 0)")
     s.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set on the processes `--processes` starts
@@ -136,8 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     evidence_cli.add_parsers(sub)
     keys_cli.add_parser(sub)
     export_cli.add_parser(sub)
+    config_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
-    h.add_argument("--target", default=_local_target(),
+    h.add_argument("--target",
                    help="host:port of the server (default: this host on the port of $LEDGER_LISTEN, else 127.0.0.1:50051)")
     h.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA (a server run with --tls-cert)")
     h.add_argument("--tls-client-cert", metavar="PEM", help="with --tls-ca: the client certificate for mutual TLS")
@@ -145,61 +153,62 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
+def _local_target(settings: Settings) -> str:
+    """Where ``health`` asks by default: the port ``serve`` listens on, on this host (a container's health check
+    and its server then read the one setting, ``LEDGER_LISTEN``)."""
+    return f"127.0.0.1:{settings.listen.rsplit(':', 1)[-1]}"
 
 
-def _listen() -> str:
-    return os.environ.get("LEDGER_LISTEN") or DEFAULT_LISTEN
-
-
-def _local_target() -> str:
-    """Where ``health`` asks by default: the port ``serve`` listens on by default, on this host (a container's
-    health check and its server then read the one setting, ``LEDGER_LISTEN``)."""
-    return f"127.0.0.1:{_listen().rsplit(':', 1)[-1]}"
-
-
-def _drain_seconds() -> float:
-    text = os.environ.get("LEDGER_SHUTDOWN_DRAIN_SECONDS") or "0"
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 300:
-        raise SystemExit(f"LEDGER_SHUTDOWN_DRAIN_SECONDS must be a number of seconds from 0 to 300, got {text!r}")
-    return value
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None: not given, the environment or the default decides)."""
+    flags: dict[str, Any] = {"store": args.store}
+    if args.command != "serve":
+        return flags
+    return flags | {
+        "listen": args.listen, "shutdown_drain_seconds": args.drain_seconds, "metrics_listen": args.metrics_listen,
+        "feed_nats": args.feed_nats, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca, "admin_key_file": args.admin_key_file,
+        "rate_limit": None if args.rate_limit is None else str(args.rate_limit),
+        "failed_auth_limit": None if args.failed_auth_limit is None else str(args.failed_auth_limit),
+        "processes": None if args.processes is None else _processes(args.processes),
+        "reference_program": False if args.no_reference_program else None,
+        "sandbox": True if args.sandbox or args.insecure_no_auth else None,
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    log_output.configure(sys.stderr)  # LEDGER_LOG_FORMAT, LEDGER_LOG_LEVEL
+    if args.command == "config":
+        return config_cli.run(args, _flags(args))
+    settings = configuration.load(_flags(args))
+    log_output.configure(sys.stderr, fmt=settings.log_format, level=settings.log_level)
     if args.command == "health":
-        return _health(args.target, args.tls_ca, args.tls_client_cert, args.tls_client_key)
+        return _health(args.target or _local_target(settings), args.tls_ca, args.tls_client_cert, args.tls_client_key)
     if args.command == "verify-bundle":
         return evidence_cli.run_verify(args)
-    settings = Settings.from_env(args.store)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "serve":
+        from ledger.application.scheduler import Scheduler
         from ledger.entrypoints.grpc.access import AccessLog
         from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
 
-        if args.no_reference_program:
-            settings = settings.without_reference_program()
-        from ledger.application.scheduler import Scheduler
-
-        processes = _processes(args.processes)
-        settings = replace(settings, processes=processes)
+        _check_pepper(settings, args.worker_of is None)
+        _settings_into(args, settings)
+        processes = settings.processes
         wired = build(settings)
         app = wired.app
+        if args.worker_of is None:
+            _same_pepper(wired)
         tls_settings = tls.from_arguments(args)
         authenticator = _authenticator(wired, args)
-        metrics_listen = args.metrics_listen or (os.environ.get("LEDGER_METRICS_LISTEN") if args.worker_of is None else None)
+        metrics_listen = settings.metrics_listen if args.worker_of is None else args.metrics_listen
         metrics = _metrics(wired, metrics_listen)
         scheduler = Scheduler(app, lease=wired.backend.lease("scheduler"))
         scheduler.start()
         feed = None
-        nats_url = args.feed_nats or os.environ.get("LEDGER_FEED_NATS")
+        nats_url = settings.feed_nats.get_secret_value() if settings.feed_nats else None
         if nats_url:
             from ledger.bootstrap import feed_runner
 
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--sandbox"] if settings.sandbox else []),
                 *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
                 *(["--reflection"] if args.reflection else []),
@@ -346,6 +356,43 @@ def _liability(app: LedgerApp, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_pepper(settings: Settings, first: bool) -> None:
+    """Refuse the public development pepper outside a sandbox; in one, say loudly that it is in use."""
+    refusal = configuration.dev_pepper_refusal(settings)
+    if refusal is not None:
+        raise SystemExit(f"ledger serve: {refusal}")
+    if settings.dev_pepper and first:
+        log.warning(
+            "development_pepper",
+            message="THE IDENTITY PEPPER IS THE PUBLIC DEVELOPMENT DEFAULT: identity digests in this store can be "
+            "linked to card numbers and phones by anyone. Sandbox use only; a real store needs LEDGER_IDENTITY_PEPPER.",
+        )
+
+
+def _same_pepper(wired: Wired) -> None:
+    """Record the pepper's fingerprint on a new store; refuse to serve an existing one with another pepper."""
+    from ledger.application.pepper import PepperChanged, check_pepper
+
+    try:
+        if check_pepper(wired.backend.store, wired.settings.pepper, wired.app.clock.now()):
+            log.info("identity_pepper_recorded", message="the identity pepper's fingerprint is now kept in the store")
+    except PepperChanged as exc:
+        wired.app.close()
+        raise SystemExit(f"ledger serve: {exc}") from None
+
+
+def _settings_into(args: argparse.Namespace, settings: Settings) -> None:
+    """The serve options the other modules read from ``args`` (TLS, rate limits), as the settings resolved them."""
+    args.listen = settings.listen
+    args.drain_seconds = settings.shutdown_drain_seconds
+    args.admin_key_file = str(settings.admin_key_file) if settings.admin_key_file else None
+    args.tls_cert = str(settings.tls_cert) if settings.tls_cert else None
+    args.tls_key = str(settings.tls_key) if settings.tls_key else None
+    args.tls_client_ca = str(settings.tls_client_ca) if settings.tls_client_ca else None
+    args.rate_limit = rate_limit.parse_limit(settings.rate_limit)
+    args.failed_auth_limit = rate_limit.parse_limit(settings.failed_auth_limit)
+
+
 def _authenticator(wired: Wired, args: argparse.Namespace) -> Any:
     """The key check every call passes, or None with ``--insecure-no-auth`` (said loudly in the log)."""
     if args.insecure_no_auth:
@@ -385,16 +432,14 @@ def _worker_metrics(listen: str, number: int) -> str:
     return f"{host}:{int(port) + number if port.isdigit() and int(port) else 0}"
 
 
-def _processes(value: str) -> int:
+def _processes(value: str) -> int | str:
     if value == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         n = int(value)
     except ValueError:
         n = 0
-    if n < 1:
-        raise SystemExit(f"--processes must be a positive number or 'auto', got {value!r}")
-    return n
+    return n if n >= 1 else value  # the settings model names the flag and what is wrong
 
 
 def _migrate(settings: Settings) -> int:

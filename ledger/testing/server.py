@@ -3,11 +3,17 @@
 ``start_server`` launches ``ledger serve`` as a subprocess on a free port, waits until it has written its port
 file and its health service answers SERVING, and returns where to reach it with an admin key: the first admin
 key the server wrote on a fresh store, or one made with ``ledger keys create`` as a user would.
+Unless the caller chose (``LEDGER_IDENTITY_PEPPER``, ``LEDGER_IDENTITY_PEPPER_FILE``, ``LEDGER_SANDBOX`` in ``env``,
+or ``--sandbox`` / ``--insecure-no-auth``), the server gets a secret identity pepper the way a user gives one: a
+``secrets.token_hex(32)`` in a file named by ``LEDGER_IDENTITY_PEPPER_FILE``, the same for every server this
+process starts on one store (replicas and restarts resolve the same identities).
 ``stop_server`` sends SIGTERM (the server shuts down gracefully) and kills it only if it does not stop in time.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,9 +28,33 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.python.loyalty_client import keyed_channel
 
+_PEPPERS: dict[str, str] = {}
+"""The identity pepper of each store this process started a server on."""
 
-def create_key(store_url: str, program: str, role: str, *extra: str, cwd: Path | None = None,
-               env: Mapping[str, str] | None = None) -> str:
+PEPPER_CHOICES = ("LEDGER_IDENTITY_PEPPER", "LEDGER_IDENTITY_PEPPER_FILE", "LEDGER_SANDBOX")
+
+
+def with_pepper(workdir: Path, store_url: str, env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` (default: this process's) with ``LEDGER_IDENTITY_PEPPER_FILE`` naming a file in ``workdir`` that
+    holds the store's pepper (made with :func:`secrets.token_hex` on first use), unless ``env`` chose already."""
+    out = dict(os.environ if env is None else env)
+    if any(out.get(name) for name in PEPPER_CHOICES):
+        return out
+    pepper_file = workdir / "identity.pepper"
+    pepper_file.write_text(_PEPPERS.setdefault(store_url, secrets.token_hex(32)) + "\n")
+    pepper_file.chmod(0o600)
+    out["LEDGER_IDENTITY_PEPPER_FILE"] = str(pepper_file)
+    return out
+
+
+def create_key(
+    store_url: str,
+    program: str,
+    role: str,
+    *extra: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """``ledger keys create`` as a user runs it; the key (the last line of its output)."""
     out = subprocess.run(
         [sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url, "keys", "create",
@@ -72,6 +102,8 @@ def start_server(
         "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--admin-key-file", str(key_file),
         *extra_args,
     ]  # fmt: skip
+    if not {"--sandbox", "--insecure-no-auth"} & set(extra_args):
+        env = with_pepper(workdir, store_url, env)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -98,7 +130,8 @@ def start_server(
         api_key: str | None = None
         if "--insecure-no-auth" not in extra_args:
             api_key = (
-                key_file.read_text().strip() if key_file.exists()
+                key_file.read_text().strip()
+                if key_file.exists()
                 else create_key(store_url, "*", "admin", "--name", "test harness", cwd=cwd, env=env)
             )
     except BaseException:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.testing.server import stop_server
+from ledger.testing.server import stop_server, with_pepper
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +28,18 @@ def free_port() -> int:
 
 def test_serve_and_health_read_the_one_listen_setting(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_LISTEN": f"0.0.0.0:{port}", "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LEDGER_LISTEN": f"0.0.0.0:{port}",
+        "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL",
+    }
+    env = with_pepper(tmp_path, store, env)
     port_file = tmp_path / "port"
     with (tmp_path / "server.log").open("wb") as log:
         server = subprocess.Popen(
-            [*CLI, "--store", f"sqlite:///{tmp_path / 'ledger.db'}", "serve", "--port-file", str(port_file)],
+            [*CLI, "--store", store, "serve", "--port-file", str(port_file)],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -42,10 +49,14 @@ def test_serve_and_health_read_the_one_listen_setting(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no port file in 60 s"
             time.sleep(0.05)
         assert int(port_file.read_text()) == port
-        health = subprocess.run([*CLI, "health"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+        health = subprocess.run(
+            [*CLI, "health"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+        )
         assert health.returncode == 0 and health.stdout.strip() == "SERVING", health.stdout + health.stderr
         elsewhere = {**env, "LEDGER_LISTEN": f"0.0.0.0:{free_port()}"}
-        refused = subprocess.run([*CLI, "health"], cwd=tmp_path, env=elsewhere, capture_output=True, text=True, timeout=30)
+        refused = subprocess.run(
+            [*CLI, "health"], cwd=tmp_path, env=elsewhere, capture_output=True, text=True, timeout=30
+        )
         assert refused.returncode == 1 and "UNAVAILABLE" in refused.stdout
     finally:
         stop_server(server)

@@ -98,7 +98,11 @@ def test_a_refusal_says_when_to_retry() -> None:
     assert found.code == RpcCode.RESOURCE_EXHAUSTED
     info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
     assert found.details[0].Unpack(info) and found.details[1].Unpack(retry)
-    assert (info.reason, info.metadata["retry_after_ms"], info.metadata["key_id"]) == ("RATE_LIMITED", "251", "k1")
+    assert (info.reason, info.metadata["retry_after_ms"], info.metadata["key_id"]) == (
+        "RATE_LIMITED",
+        "251",
+        "k1",
+    )
     assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (0, 251_000_000)
 
 
@@ -140,15 +144,20 @@ class _Refused(grpc.RpcError):
         return self._status.trailing_metadata
 
 
-def test_the_client_waits_as_long_as_retry_info_says(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_client_waits_as_long_as_retry_info_says() -> None:
     import clients.python.loyalty_client as client_module
 
     slept: list[float] = []
-    monkeypatch.setattr("clients.python.loyalty_client.time.sleep", slept.append)
-    client = client_module.LoyaltyClient("127.0.0.1:1", "p1", api_key="", retries=2, backoff=0.01)
-    answers: list[Any] = [_Refused(limited_status(0.75, "slow down")), _Refused(limited_status(60, "slow down")), "ok"]
+    client = client_module.LoyaltyClient(
+        "127.0.0.1:1", "p1", api_key="", retries=2, backoff=0.01, timeout=60, sleep=slept.append
+    )
+    answers: list[Any] = [
+        _Refused(limited_status(0.75, "slow down")),
+        _Refused(limited_status(60, "slow down")),
+        "ok",
+    ]
 
-    def call() -> Any:
+    def call(seconds_left: float) -> Any:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer

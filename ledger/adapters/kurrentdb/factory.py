@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -12,8 +11,6 @@ from ledger.adapters.sqlite.factory import sqlite_beside
 from ledger.domain.state import MemberState
 from ledger.settings import Settings, sqlite_path, store_kind
 from projections.rebuild import Fold
-
-DEFAULT_READ_MODELS = "sqlite:///var/read-models.db"
 
 
 def kurrentdb_backend(
@@ -26,10 +23,10 @@ def kurrentdb_backend(
     """
     from ledger.adapters.kurrentdb.store import KurrentDBEventStore
 
-    url = read_models or os.environ.get("LEDGER_READ_MODELS", DEFAULT_READ_MODELS)
+    url = read_models or settings.read_models_url
     kind = store_kind(url)
     if kind == "kurrentdb":
-        raise SystemExit(f"LEDGER_READ_MODELS {url!r}: read models need sqlite:///path or postgresql://...")
+        raise SystemExit("LEDGER_READ_MODELS: read models need sqlite:///path or postgresql://...")
     store = KurrentDBEventStore(settings.store_url, client=client, namespace=namespace)
     if kind == "sqlite":
         return sqlite_beside(store, sqlite_path(url), kind="kurrentdb", read_models_url=url)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -179,13 +178,11 @@ def limited_status(seconds: float, message: str, **metadata: str) -> status_pb2.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-limit", type=parse_limit, metavar="PER_SECOND[:BURST]",
-        default=os.environ.get("LEDGER_RATE_LIMIT") or str(DEFAULT_KEY_LIMIT),
         help=f"calls per second of one API key per server process, and its burst (default {DEFAULT_KEY_LIMIT};"
         " $LEDGER_RATE_LIMIT; 0: no limit); over it: RESOURCE_EXHAUSTED with RetryInfo",
     )  # fmt: skip
     parser.add_argument(
         "--failed-auth-limit", type=parse_limit, metavar="PER_SECOND[:BURST]",
-        default=os.environ.get("LEDGER_FAILED_AUTH_LIMIT") or str(DEFAULT_FAILURE_LIMIT),
         help=f"failed key checks per second of one peer address, and the burst (default {DEFAULT_FAILURE_LIMIT};"
         " $LEDGER_FAILED_AUTH_LIMIT; 0: no limit); over it, keys not verified before are refused unchecked",
     )  # fmt: skip

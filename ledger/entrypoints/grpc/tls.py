@@ -15,7 +15,6 @@ writing the two files): rename the new files into place, key first or certificat
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,12 +124,12 @@ def server_credentials(settings: TlsSettings) -> grpc.ServerCredentials:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tls-cert", metavar="PEM", default=os.environ.get("LEDGER_TLS_CERT"),
+    parser.add_argument("--tls-cert", metavar="PEM",
                         help="serve TLS with this certificate (chain) ($LEDGER_TLS_CERT); needs --tls-key;"
                         " re-read when it changes")  # fmt: skip
-    parser.add_argument("--tls-key", metavar="PEM", default=os.environ.get("LEDGER_TLS_KEY"),
+    parser.add_argument("--tls-key", metavar="PEM",
                         help="the private key of --tls-cert ($LEDGER_TLS_KEY)")
-    parser.add_argument("--tls-client-ca", metavar="PEM", default=os.environ.get("LEDGER_TLS_CLIENT_CA"),
+    parser.add_argument("--tls-client-ca", metavar="PEM",
                         help="require client certificates signed by this CA: mutual TLS ($LEDGER_TLS_CLIENT_CA)")
     parser.add_argument("--tls-store-from-cn", action="store_true",
                         help="with --tls-client-ca: a pos or checkout key acts for the store named by its client"
