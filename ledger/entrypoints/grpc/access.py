@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import grpc
 import structlog
 
 from ledger.application.keys import split_token
+from ledger.entrypoints.grpc.pipeline import Handler, Layer
 
 log = structlog.get_logger("ledger.access")
 
@@ -28,12 +29,6 @@ _ERROR_ID = re.compile(r"\berror id ([0-9a-f]{8,64})\b")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 #: Server-side faults: logged at error level (the caller's own mistakes are info).
 _FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS"})
-
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
 
 class CallObserver(Protocol):
     """Told of every finished call (metrics): the method (``Service/Method``), the status name, the seconds."""
@@ -56,24 +51,17 @@ def caller_of(metadata: Any) -> tuple[str, str]:
     return key_id, trace_id
 
 
-class AccessLog(_Interceptor):
+class AccessLog(Layer):
     """Times every call and writes its access line; hands the same numbers to ``observer`` (None: no metrics)."""
 
     def __init__(self, observer: CallObserver | None = None, *, write_lines: bool = True) -> None:
         self._observer = observer
         self._write_lines = write_lines
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(details)
-        full: str = details.method
-        if handler is None or full.startswith(_HEALTH):
+    def wrap(self, full: str, handler: Handler) -> Handler:
+        if full.startswith(_HEALTH):
             return handler
         method = full.lstrip("/").rsplit(".", 1)[-1]  # "/loyalty.v1.LedgerService/EnrollMember" -> "LedgerService/EnrollMember"
-        key_id, trace_id = caller_of(details.invocation_metadata)
 
         def finished(request: Any, context: grpc.ServicerContext, start: float, error: BaseException | None) -> None:
             seconds = time.perf_counter() - start
@@ -82,6 +70,7 @@ class AccessLog(_Interceptor):
                 self._observer.call_finished(method, code, seconds)
             if not self._write_lines:
                 return
+            key_id, trace_id = caller_of(context.invocation_metadata())
             fields: dict[str, Any] = {"method": method, "status": code, "duration_ms": round(seconds * 1000, 3)}
             program_id = getattr(request, "program_id", None)
             if isinstance(program_id, str) and program_id:

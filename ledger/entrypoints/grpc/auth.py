@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import grpc
 from grpc_status import rpc_status
@@ -22,6 +22,7 @@ from ledger.application.keys import ALL_PROGRAMS, KeyCheckThrottled, KeyRing, Pr
 from ledger.application.principal import CURRENT
 from ledger.domain.errors import NotFound
 from ledger.entrypoints.grpc.errors import RpcCode, abort, error_info, status
+from ledger.entrypoints.grpc.pipeline import Handler, Layer
 from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status, peer_address
 
 PERMISSIONS: Final[Mapping[str, str]] = {
@@ -56,11 +57,6 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[str]]] = {
 _HEALTH: Final = "/grpc.health.v1.Health/"
 _REFLECTION: Final = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
 
@@ -75,7 +71,7 @@ def _deny(context: grpc.ServicerContext, code: int, message: str, reason: str, *
     context.abort_with_status(rpc_status.to_status(status(code, message, error_info(reason, metadata))))
 
 
-class Authenticator(_Interceptor):
+class Authenticator(Layer):
     def __init__(
         self, keys: KeyRing, *, public_reflection: bool = False, limits: RateLimits | None = None,
         store_from_cn: bool = False,
@@ -85,23 +81,17 @@ class Authenticator(_Interceptor):
         self._limits = limits or RateLimits(Limit(0, 0), Limit(0, 0))
         self._store_from_cn = store_from_cn
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(details)
-        method: str = details.method
-        if handler is None or method.startswith(_HEALTH):
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if method.startswith(_HEALTH):
             return handler
         if method.startswith(_REFLECTION):
             if self._public_reflection:
                 return handler
-            return _wrap(handler, lambda request, context: self._principal(details, context))
+            return _wrap(handler, lambda request, context: self._principal(context))
         permission = PERMISSIONS.get(method.rsplit("/", 1)[-1])
 
         def check(request: Any, context: grpc.ServicerContext) -> Principal:
-            principal = self._principal(details, context)
+            principal = self._principal(context)
             if self._store_from_cn and principal.role in STORE_ROLES:
                 principal = _store_of_certificate(context, principal)
             if permission is None or permission not in ROLE_PERMISSIONS[principal.role]:
@@ -129,8 +119,8 @@ class Authenticator(_Interceptor):
 
         return _wrap(handler, check)
 
-    def _principal(self, details: grpc.HandlerCallDetails, context: grpc.ServicerContext) -> Principal:
-        token = bearer(details.invocation_metadata)
+    def _principal(self, context: grpc.ServicerContext) -> Principal:
+        token = bearer(context.invocation_metadata())
         peer = peer_address(context.peer() or "")
         failures = self._limits.failures
 
@@ -182,9 +172,7 @@ def _store_of_certificate(context: grpc.ServicerContext, principal: Principal) -
     return replace(principal, store_id=store)
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler[Any, Any], check: Callable[[Any, grpc.ServicerContext], Principal]
-) -> grpc.RpcMethodHandler[Any, Any]:
+def _wrap(handler: Handler, check: Callable[[Any, grpc.ServicerContext], Principal]) -> Handler:
     """The same handler, ``check`` first (it aborts the call or returns the principal the call runs as)."""
     if handler.unary_unary is not None:
         inner_uu = handler.unary_unary

@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
 from ledger.entrypoints.grpc.errors import RpcCode, error_info, status
+from ledger.entrypoints.grpc.pipeline import Handler, Layer
 
 _HEALTH = "/grpc.health.v1.Health/"
 
 #: How long no call must knock on a closed gate before grpc is stopped.
 QUIET_SECONDS = 0.2
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
-
-class Gate(_Interceptor):
+class Gate(Layer):
     def __init__(self) -> None:
         self._closed = False
         self._inside = 0
@@ -80,13 +75,8 @@ class Gate(_Interceptor):
             if not self._inside:
                 self._idle.notify_all()
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(details)
-        if handler is None or details.method.startswith(_HEALTH):
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if method.startswith(_HEALTH):
             return handler
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary

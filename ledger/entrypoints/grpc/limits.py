@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
@@ -36,11 +36,7 @@ from grpc_status import rpc_status
 from ledger.application.deadline import CALL_DEADLINE
 from ledger.application.principal import CURRENT
 from ledger.entrypoints.grpc.errors import shed
-
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
+from ledger.entrypoints.grpc.pipeline import ARRIVED, LEDGER_METHODS, Handler, Layer
 
 DEFAULT_CALL_TIMEOUT = 30.0
 DEFAULT_MAX_STREAMS = 16
@@ -58,7 +54,7 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class CallLimits(_Interceptor):
+class CallLimits(Layer):
     def __init__(
         self,
         *,
@@ -86,23 +82,22 @@ class CallLimits(_Interceptor):
         """Streaming calls running now."""
         return self._streams
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(details)
-        if handler is None or not details.method.startswith("/loyalty."):
-            return handler
+    def arrive(self, method: str) -> float | None:
         # This runs on the server's polling thread as the call arrives; the handler runs when a worker is free.
-        arrived = self._monotonic()
+        if not method.startswith(LEDGER_METHODS):
+            return None
         with self._lock:
             self.arrived += 1
+        return self._monotonic()
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        if not method.startswith(LEDGER_METHODS):
+            return handler
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-                self._started(arrived, context)
+                self._started(context)
                 token = CALL_DEADLINE.set(self._deadline(context))
                 try:
                     return inner_uu(request, context)
@@ -114,10 +109,10 @@ class CallLimits(_Interceptor):
             )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
-            work = self._work if details.method in PAGED_METHODS else contextlib.nullcontext()
+            work = self._work if method in PAGED_METHODS else contextlib.nullcontext()
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                self._started(arrived, context)
+                self._started(context)
                 caller = self._caller(context)
                 self._admit(caller, context)
                 token = CALL_DEADLINE.set(self._deadline(context))
@@ -142,8 +137,11 @@ class CallLimits(_Interceptor):
             )
         return handler
 
-    def _started(self, arrived: float, context: grpc.ServicerContext) -> None:
+    def _started(self, context: grpc.ServicerContext) -> None:
         """A worker took the call: refuse it if it waited too long for one."""
+        arrived = ARRIVED.get()
+        if arrived is None:
+            return
         waited = self._monotonic() - arrived
         if waited > self.max_worker_wait:
             found = shed(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
@@ -36,6 +36,7 @@ from ledger.entrypoints.grpc.audit_service import AuditService
 from ledger.entrypoints.grpc.gate import Gate
 from ledger.entrypoints.grpc.key_service import KeyService
 from ledger.entrypoints.grpc.ledger_service import LedgerService
+from ledger.entrypoints.grpc.pipeline import LEDGER_METHODS, CallPipeline, Handler, Layer
 from ledger.entrypoints.grpc.program_service import ProgramService
 from ledger.entrypoints.grpc.query_service import MemberQueryService
 from loyalty.v1 import (
@@ -74,13 +75,7 @@ WORKER_START_SECONDS = 120.0
 server_health: dict[grpc.Server, health.HealthServicer] = {}
 
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
-
-
-class CallCounter(_Interceptor):
+class CallCounter(Layer):
     """Counts the ``loyalty.v1`` calls a server took (not health checks or reflection); one increment a call."""
 
     def __init__(self) -> None:
@@ -91,14 +86,13 @@ class CallCounter(_Interceptor):
     def calls(self) -> int:
         return self._last
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        if handler_call_details.method.startswith("/loyalty."):
+    def arrive(self, method: str) -> float | None:
+        if method.startswith(LEDGER_METHODS):
             self._last = next(self._counter)  # next() is atomic under the GIL
-        return continuation(handler_call_details)
+        return None
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        return handler
 
 
 def build_server(
@@ -118,9 +112,13 @@ def build_server(
     ``reuse_port`` lets other processes bind the same port (``SO_REUSEPORT``, Linux); without it, binding a
     port another server holds fails, so two servers never share a port by accident (grpc core's default is on).
     """
+    layers = list(interceptors)
+    composed: list[grpc.ServerInterceptor[Any, Any]] = (
+        [CallPipeline(layers)] if layers and all(isinstance(i, Layer) for i in layers) else list(layers)  # type: ignore[arg-type]
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=list(interceptors),
+        interceptors=composed,
         options=[
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
