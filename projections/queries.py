@@ -112,8 +112,10 @@ class ReadModelQueries:
             f"SELECT coalesce(sum(remaining), 0) FROM {p}lot{member} "
             "AND status <> 'expired' AND remaining > 0 AND expires_at >= ? AND expires_at < ?"
         )
+        # The lot subqueries name the member by parameter, not by the balance row: each is then evaluated once
+        # (correlated to the row, the next expiry's minimum was evaluated again for every lot it summed).
         live = (
-            f"FROM {p}lot l WHERE l.program_id = b.program_id AND l.member_id = b.member_id "
+            f"FROM {p}lot l WHERE l.program_id = ? AND l.member_id = ? "
             "AND l.status IN ('pending', 'active') AND l.remaining > 0"
         )
         self._sql_balance_now = (
@@ -157,7 +159,8 @@ class ReadModelQueries:
         """The member's balance row with what a balance shows at ``now`` (points expiring within 30 days, the
         next expiry) and when it next has time-driven work, from one statement (one snapshot)."""
         soon = to_micros(now + EXPIRING_SOON)
-        rows = self._run(self._sql_balance_now, (to_micros(now), soon, program_id, member_id))
+        member = (program_id, member_id)
+        rows = self._run(self._sql_balance_now, (*member, *member, *member, *member, to_micros(now), soon, *member))
         if not rows:
             return None
         row = rows[0]
