@@ -53,7 +53,13 @@ from policies.model import (
     Validity,
 )
 from policies.ratio import format_ratio, parse_ratio
-from policies.rules.behaviours import BehaviourAward, CapReached, behaviour_award, behaviour_rule
+from policies.rules.behaviours import (
+    BehaviourAward,
+    CapReached,
+    behaviour_award,
+    behaviour_rule,
+    reference_required,
+)
 from policies.rules.earning import (
     EarningContext,
     LineEarning,
@@ -174,6 +180,7 @@ __all__ = [
     "redeemed_return",
     "redemption_cap_points",
     "redemption_share",
+    "reference_required",
     "refund_takeback",
     "relot_expiry",
     "review_due",

@@ -197,6 +197,11 @@ class Behaviour(PolicyModel):
     cap_group: Code
     coupon: Code | None = None
     counts_as_referral: bool = False
+    reference: Literal["required", "optional"] | None = None
+    """Whether an award needs the caller's reference: the id of the thing rewarded (the review, the event ticket,
+    the invitee) that turns a second award for it into a refusal. ``optional`` suits what a member does at most
+    once in a cap period anyway (a daily check-in). Unset: required, except for the behaviour ``check_in``
+    (documents published before this field existed relied on that)."""
 
 
 class CapGroup(PolicyModel):

@@ -39,6 +39,14 @@ def behaviour_rule(policy: Policy, behaviour: str) -> Behaviour:
     return rule
 
 
+def reference_required(policy: Policy, behaviour: str) -> bool:
+    """Whether an award of ``behaviour`` must name the thing it rewards (see :attr:`Behaviour.reference`)."""
+    rule = behaviour_rule(policy, behaviour)
+    if rule.reference is None:
+        return behaviour != "check_in"
+    return rule.reference == "required"
+
+
 def behaviour_award(
     policy: Policy, behaviour: str, used_today: int, used_this_month: int
 ) -> BehaviourAward | CapReached:

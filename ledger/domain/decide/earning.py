@@ -24,6 +24,7 @@ from policies import (
     local_day_start,
     local_month_start,
     lot_expiry,
+    reference_required,
 )
 
 CapPeriod = Literal["DAY", "MONTH"]
@@ -232,6 +233,10 @@ def award_points(command: AwardPoints, state: MemberState, ctx: Context) -> list
     if rule is None:
         known = ", ".join(sorted(policy.behaviours))
         raise InvalidCommand("behaviour", f"unknown behaviour {command.behaviour!r}; known: {known}")
+    if not command.reference and reference_required(policy, command.behaviour):
+        raise InvalidCommand(
+            "reference", f"is required for {command.behaviour}: the id of what is rewarded, so it is awarded once"
+        )
     if command.reference and (command.behaviour, command.reference) in state.awarded_references:
         raise Refusal(
             "REFERENCE_ALREADY_AWARDED",

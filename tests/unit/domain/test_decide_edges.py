@@ -90,8 +90,11 @@ def adjust(state: MemberState, points: int, now: datetime) -> list[ev.MemberEven
 
 
 def award(
-    state: MemberState, behaviour: str, now: datetime, reference: str = "", invitee: MemberState | None = None
+    state: MemberState, behaviour: str, now: datetime, reference: str | None = None, invitee: MemberState | None = None
 ) -> list[ev.MemberEvent]:
+    """Award ``behaviour``; without ``reference``, a fresh one (none for a check-in, which needs none)."""
+    if reference is None:
+        reference = "" if behaviour == "check_in" else f"{behaviour}-{state.version + 1}"
     return run(state, AwardPoints("m1", behaviour, reference), now, invitee=invitee)
 
 
@@ -494,7 +497,7 @@ def test_review_caps_count_the_shanghai_day_not_the_utc_day() -> None:
     state = member()
     for minute in (0, 10, 20):
         award(state, "review", sh(2026, 3, 10, 23, minute))
-    refusal = refused(state, AwardPoints("m1", "review", ""), sh(2026, 3, 10, 23, 59, 59))
+    refusal = refused(state, AwardPoints("m1", "review", "R-4"), sh(2026, 3, 10, 23, 59, 59))
     assert refusal.reason == "BEHAVIOUR_CAP_REACHED"
     assert refusal.metadata == {
         "behaviour": "review", "cap_group": "reviews", "period": "DAY", "limit": "3", "used": "3",
@@ -511,7 +514,7 @@ def test_reviews_are_capped_at_twenty_a_local_month() -> None:
     day = sh(2026, 3, 1, 0, 30)
     for i in range(20):
         award(state, "review", day + timedelta(days=i // 3, minutes=i))
-    refusal = refused(state, AwardPoints("m1", "review", ""), sh(2026, 3, 31, 23, 59))
+    refusal = refused(state, AwardPoints("m1", "review", "R-21"), sh(2026, 3, 31, 23, 59))
     assert refusal.metadata["period"] == "MONTH"
     assert (refusal.metadata["limit"], refusal.metadata["used"]) == ("20", "20")
     assert refusal.metadata["resets_at"] == "2026-03-31T16:00:00Z"

@@ -18,10 +18,10 @@ from ledger.domain.commands import (
 )
 from ledger.domain.decide import Context, decide, tick
 from ledger.domain.decide.earning import cap_usage
-from ledger.domain.errors import Refusal
+from ledger.domain.errors import InvalidCommand, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
-from policies import PolicyHistory, little_sprout
+from policies import PolicyHistory, little_sprout, reference_required
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = little_sprout()
@@ -77,6 +77,27 @@ def test_a_reference_is_awarded_once_per_behaviour() -> None:
     refusal = refused(state, AwardPoints(member_id="m1", behaviour="review", reference="R-1"), T0 + timedelta(hours=1))
     assert (refusal.reason, refusal.metadata) == ("REFERENCE_ALREADY_AWARDED", {"behaviour": "review", "reference": "R-1"})
     run(state, AwardPoints(member_id="m1", behaviour="review_with_photos", reference="R-1"), T0 + timedelta(hours=2))
+
+
+def test_an_award_names_what_it_rewards_except_a_check_in() -> None:
+    state = member()
+    with pytest.raises(InvalidCommand) as caught:
+        run(state, AwardPoints(member_id="m1", behaviour="review", reference=""), T0)
+    assert caught.value.field == "reference"
+    assert state.active == 0 and state.version == 1  # nothing was awarded
+    run(state, AwardPoints(member_id="m1", behaviour="check_in", reference=""), T0)
+    assert state.active == 1
+
+
+def test_whether_a_reference_is_needed_is_the_behaviours_rule() -> None:
+    doc = POLICY.model_copy(deep=True)
+    doc.behaviours["review"] = doc.behaviours["review"].model_copy(update={"reference": "optional"})
+    doc.behaviours["check_in"] = doc.behaviours["check_in"].model_copy(update={"reference": "required"})
+    assert reference_required(doc, "check_in") and not reference_required(doc, "review")
+    legacy = POLICY.model_copy(deep=True)
+    legacy.behaviours["check_in"] = legacy.behaviours["check_in"].model_copy(update={"reference": None})
+    assert not reference_required(legacy, "check_in")  # documents from before the field: check-in needs none
+    assert reference_required(legacy, "review")
 
 
 def test_lifetime_earned_counts_positive_adjustments_only() -> None:

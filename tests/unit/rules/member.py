@@ -90,7 +90,10 @@ class Member:
         assert isinstance(recorded, ev.PurchaseRecorded)
         return recorded
 
-    def award(self, behaviour: str, reference: str = "", *, now: datetime | None = None) -> ev.PointsAwarded:
+    def award(self, behaviour: str, reference: str | None = None, *, now: datetime | None = None) -> ev.PointsAwarded:
+        """Award ``behaviour``; without ``reference``, a fresh one (none for a check-in, which needs none)."""
+        if reference is None:
+            reference = "" if behaviour == "check_in" else f"{behaviour}-{self.state.version + 1}"
         out = self.run(cmd.AwardPoints(self.state.member_id, behaviour, reference), now=now)
         awarded = out[0]
         assert isinstance(awarded, ev.PointsAwarded)
