@@ -140,7 +140,9 @@ def test_a_secret_file_is_not_shadowed_by_the_images_default() -> None:
         env = environment(service)
         for variable in dockerfile_env():
             if f"{variable}_FILE" in env:
-                assert env.get(variable) == "", f"{name}: the image sets {variable}; blank it beside {variable}_FILE"
+                assert env.get(variable) == "", (
+                    f"{name}: the image sets {variable}; blank it beside {variable}_FILE"
+                )
 
 
 def test_the_ledger_publishes_the_port_the_image_exposes_and_listens_on() -> None:
