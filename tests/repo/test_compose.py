@@ -117,7 +117,9 @@ def test_secrets_come_from_declared_compose_secrets_as_files() -> None:
     for secret in declared.values():
         assert secret["file"].startswith("./secrets/"), secret
     assert "/deploy/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
-    assert "deploy/secrets" in (ROOT / ".dockerignore").read_text().splitlines(), "secrets in the build context"
+    assert "deploy/secrets" in (ROOT / ".dockerignore").read_text().splitlines(), (
+        "secrets in the build context"
+    )
 
 
 def test_no_secret_is_written_in_the_file() -> None:
