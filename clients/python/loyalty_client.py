@@ -12,6 +12,7 @@ TLS or mutual TLS.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -325,9 +326,50 @@ class LoyaltyClient:
         )
         return self._call(lambda t: self.query.LookupMember(req, timeout=t))
 
-    def get_balance(self, member_id: str) -> member_pb2.Balance:
-        req = query_pb2.GetBalanceRequest(program_id=self.program_id, member_id=member_id)
+    def get_balance(
+        self,
+        member_id: str,
+        *,
+        min_version: int = 0,
+        as_of: datetime | None = None,
+        as_known_at: datetime | None = None,
+    ) -> member_pb2.Balance:
+        """The member's balance now; ``min_version``: at least as new as a write that returned that
+        ``member_version``; ``as_of`` / ``as_known_at``: as it was at a business time, as recorded by a time."""
+        req = query_pb2.GetBalanceRequest(program_id=self.program_id, member_id=member_id, min_version=min_version)
+        if as_of is not None:
+            req.as_of.CopyFrom(_ts(as_of))
+        if as_known_at is not None:
+            req.as_known_at.CopyFrom(_ts(as_known_at))
         return self._call(lambda t: self.query.GetBalance(req, timeout=t)).balance
+
+    def erase_member(
+        self,
+        member_id: str,
+        reason: str,
+        request_reference: str,
+        operator_id: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.EraseMemberResponse:
+        """Destroy the member's personal data for good (an operator key). ``reason`` must hold no personal data;
+        ``request_reference``: the data-subject request it answers. The points and history stay."""
+        req = ledger_pb2.EraseMemberRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(common_pb2.CHANNEL_OPERATOR_CONSOLE, None, operator_id=operator_id),
+            member_id=member_id,
+            reason=reason,
+            request_reference=request_reference,
+        )
+        return self._call(lambda t: self.ledger.EraseMember(req, timeout=t))
+
+    def export_member_data(self, member_id: str) -> dict[str, Any]:
+        """The member's personal data, identities and history as one JSON document (a subject-access request)."""
+        req = query_pb2.ExportMemberDataRequest(program_id=self.program_id, member_id=member_id)
+        document: str = self._call(lambda t: self.query.ExportMemberData(req, timeout=t)).document
+        parsed: dict[str, Any] = json.loads(document)
+        return parsed
 
     # -- earning and spending ------------------------------------------------------------------------------
 
@@ -384,10 +426,11 @@ class LoyaltyClient:
         points: int,
         reason_code: str,
         operator_id: str,
-        note: str = "",
+        note: str,
         *,
         idempotency_key: str | None = None,
     ) -> ledger_pb2.AdjustPointsResponse:
+        """An operator's correction; the server requires a ``note`` saying why (it stays in the member's history)."""
         req = ledger_pb2.AdjustPointsRequest(
             program_id=self.program_id,
             idempotency_key=idempotency_key or self.new_key(),
@@ -486,6 +529,17 @@ class LoyaltyClient:
         return self._call(lambda t: self.ledger.RefundPurchase(req, timeout=t))
 
     # -- audit ---------------------------------------------------------------------------------------------
+
+    def get_liability(
+        self, as_of: datetime | None = None, *, as_known_at: datetime | None = None
+    ) -> audit_pb2.GetLiabilityResponse:
+        """The program's points liability in points and fen as of a business time (unset: now)."""
+        req = audit_pb2.GetLiabilityRequest(program_id=self.program_id)
+        if as_of is not None:
+            req.as_of.CopyFrom(_ts(as_of))
+        if as_known_at is not None:
+            req.as_known_at.CopyFrom(_ts(as_known_at))
+        return self._call(lambda t: self.audit.GetLiability(req, timeout=t))
 
     def replay_member(
         self, member_id: str, after_version: int = 0, page_size: int = 0
