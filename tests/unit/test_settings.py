@@ -4,7 +4,6 @@ environment, where each value came from, and ``ledger config``, which never show
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -200,15 +199,6 @@ def test_ledger_config_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     assert code == 1 and "development pepper" in err
     assert _config(capsys, "config", "--check", "--sandbox")[0] == 0
     assert _config(capsys, "--store", "memory://", "config", "--check")[0] == 0
-
-
-def test_the_readme_lists_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
-    listed = set(re.findall(r"^\| `(LEDGER_[A-Z_]+)` \|", readme, re.MULTILINE))
-    expected = {configuration.env_name(name) for name in Settings.model_fields}
-    assert expected <= listed, sorted(expected - listed)
-    for name in configuration.SECRET_FIELDS:
-        assert f"{configuration.env_name(name)}_FILE" in readme
 
 
 def test_every_field_has_a_description() -> None:
