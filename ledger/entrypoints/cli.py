@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         from ledger.entrypoints.grpc.access import AccessLog
         from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
+        from ledger.entrypoints.traces import start as start_traces
 
+        traces = start_traces(os.environ)  # before anything starts: without the extra it exits here
         _check_pepper(settings, args.worker_of is None)
         _settings_into(args, settings)
         processes = settings.processes
@@ -238,9 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                                   max_streams_per_key=settings.max_streams_per_key,
                                   max_worker_wait=settings.max_worker_wait),
                 keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
-                interceptors=[AccessLog(metrics)], drain_seconds=args.drain_seconds,
+                interceptors=[*([traces.layer] if traces else []), AccessLog(metrics)],
+                drain_seconds=args.drain_seconds,
             )  # fmt: skip
         finally:
+            if traces is not None:
+                traces.stop()  # the spans still in the batch go out
             if metrics is not None:
                 metrics.stop()
             if feed is not None:
