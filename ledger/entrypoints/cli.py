@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         processes = settings.processes
         wired = build(settings)
         app = wired.app
+        if traces is not None:
+            app.writer.on_wait = traces.layer.writer_wait
         if args.worker_of is None:
             _same_pepper(wired)
         tls_settings = tls.from_arguments(args)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ledger.entrypoints.grpc.pipeline import Layer
+if TYPE_CHECKING:
+    from ledger.entrypoints.grpc.tracing import Tracing
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 DEFAULT_SERVICE_NAME = "loyalty-ledger"
@@ -25,9 +27,10 @@ MISSING_EXTRA = (
 
 @dataclass(frozen=True)
 class Traces:
-    """The tracing layer for the server's pipeline and how to flush and stop the exporter on shutdown."""
+    """The tracing layer for the server's pipeline (also the writer's ``on_wait`` hook) and how to flush and
+    stop the exporter on shutdown."""
 
-    layer: Layer
+    layer: Tracing
     stop: Callable[[], None]
 
 

@@ -48,6 +48,9 @@ class Served:
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
+    def calls(self) -> list[ReadableSpan]:
+        return [span for span in self.spans() if span.kind is SpanKind.SERVER]
+
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
@@ -58,6 +61,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))  # a span is exported as it ends
     tracing = Tracing(provider.get_tracer("test"))
+    wired.app.writer.on_wait = tracing.writer_wait  # as ledger serve does with traces on
     server, port = build_server(
         wired.app, "127.0.0.1:0", max_workers=8, interceptors=[tracing, Authenticator(wired.keys)]
     )
@@ -98,7 +102,7 @@ def test_a_call_is_a_server_span_in_the_callers_trace_naming_the_program_and_no_
 ) -> None:
     _enroll(served, (("traceparent", TRACEPARENT), ("tracestate", "vendor=abc")))
 
-    (span,) = served.spans()
+    (span,) = served.calls()
     assert span.name == "LedgerService/EnrollMember"
     assert span.kind is SpanKind.SERVER
     assert format(span.context.trace_id, "032x") == TRACE_ID
@@ -118,10 +122,26 @@ def test_a_call_is_a_server_span_in_the_callers_trace_naming_the_program_and_no_
     assert MEMBER not in everything and PHONE not in everything and "6222000011112222" not in everything
 
 
+def test_a_write_has_a_child_span_for_its_wait_for_the_writer_the_ledgers_own_writes_none(
+    served: Served,
+) -> None:
+    served.wired.app.enroll(PROGRAM, "m-own", [], None, "e-own")  # not a call: no span at all
+    assert served.spans() == []
+
+    _enroll(served, (("traceparent", TRACEPARENT),))
+
+    wait, call = served.spans()  # the child ends first
+    assert call.name == "LedgerService/EnrollMember"
+    assert wait.name == "ledger.writer.wait" and wait.kind is SpanKind.INTERNAL
+    assert wait.context.trace_id == call.context.trace_id
+    assert wait.parent is not None and wait.parent.span_id == call.context.span_id
+    assert dict(wait.attributes or {}) == {"ledger.writer.requests": 1, "ledger.writer.queued": 0}
+
+
 def test_a_call_without_traceparent_starts_a_trace_of_its_own(served: Served) -> None:
     _enroll(served)
 
-    (span,) = served.spans()
+    (span,) = served.calls()
     assert span.parent is None
     assert format(span.context.trace_id, "032x") != TRACE_ID
 
@@ -138,7 +158,7 @@ def test_a_callers_mistake_is_not_an_error_a_server_fault_is(
     monkeypatch.setattr(served.wired.app, "balance", broken)
     assert _balance_code(served, PROGRAM, "nobody") is grpc.StatusCode.INTERNAL
 
-    not_found, invalid, fault = served.spans()
+    not_found, invalid, fault = served.calls()
     assert [s.name for s in (not_found, invalid, fault)] == ["MemberQueryService/GetBalance"] * 3
     assert not_found.attributes is not None and not_found.attributes["rpc.grpc.status_code"] == 5
     assert not_found.status.status_code is StatusCode.UNSET

@@ -9,18 +9,23 @@ names and amounts never reach a span, and neither do error messages. The span's 
 server fault (INTERNAL, UNKNOWN, DATA_LOSS); a caller's mistake (NOT_FOUND, INVALID_ARGUMENT, ...) leaves it
 unset. Health checks and reflection get no span; an unknown method never reaches a layer.
 
+Inside a call's span, :meth:`Tracing.writer_wait` (the writer's ``on_wait`` hook) adds a child span
+``ledger.writer.wait`` around the wait for the one writer (its queue, the decision, the commit), with
+``ledger.writer.requests`` and ``ledger.writer.queued`` (requests already waiting). The ledger's own writes
+(the scheduler) have no call span and get none.
+
 Only the OpenTelemetry API is used here: the tracer (and so the SDK and the exporter behind it) is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, use_span
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, get_current_span, use_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ledger.entrypoints.grpc.pipeline import LEDGER_METHODS, Handler, Layer
@@ -92,6 +97,16 @@ class Tracing(Layer):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+    def writer_wait(self, requests: int, queued: int) -> AbstractContextManager[object]:
+        """A child span of the current call's span around its wait for the writer; nothing outside a call."""
+        if not get_current_span().is_recording():
+            return nullcontext()
+        return self._tracer.start_as_current_span(
+            "ledger.writer.wait", kind=SpanKind.INTERNAL,
+            attributes={"ledger.writer.requests": requests, "ledger.writer.queued": queued},
+            record_exception=False, set_status_on_exception=False,
+        )  # fmt: skip
 
 
 def _caller_context(context: grpc.ServicerContext) -> Context | None:
