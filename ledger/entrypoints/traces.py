@@ -54,6 +54,7 @@ def start(environ: Mapping[str, str]) -> Traces | None:
     except ImportError as exc:
         raise SystemExit(MISSING_EXTRA.format(variable=variable)) from exc
     service_name = environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    # flushed by ``stop`` as ``ledger serve`` shuts down, not by an exit hook of its own
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}), shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return Traces(Tracing(provider.get_tracer("ledger.entrypoints.grpc")), provider.shutdown)
