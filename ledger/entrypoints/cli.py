@@ -55,6 +55,8 @@ identity pepper: a durable store needs a secret one (LEDGER_IDENTITY_PEPPER or L
 the public default is refused unless --sandbox (LEDGER_SANDBOX=1) says the store is a throwaway one.
 health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
 UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
+traces: set OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/gRPC, needs the extra otel) for a span per call; OTEL_SERVICE_NAME
+defaults to loyalty-ledger. Unset: no traces. See docs/operations.md, Traces.
 """
 
 
