@@ -15,7 +15,7 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON       ?= python3
 VENV         ?= .venv
-EXTRAS       ?= dev,postgres,kurrentdb,nats
+EXTRAS       ?= dev,postgres,kurrentdb,nats,otel
 BUF_VERSION  ?= 1.75.0
 LEDGER_STORE ?= sqlite:///$(CURDIR)/var/ledger.db
 # `make serve` is a sandbox: the public development identity pepper is allowed (LEDGER_SANDBOX=0 to refuse it).

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -159,6 +160,9 @@ GroupObserver = Callable[[int, float, str], None]
 """Told once per group that went to the store: its commands, the seconds the append took, and the outcome:
 ``committed``, ``conflict`` (another replica got there first; decided again) or ``store_error``."""
 
+WaitObserver = Callable[[int, int], AbstractContextManager[object]]
+"""Around a caller's wait for the writer (traces): given the requests and how many were queued before them."""
+
 
 AppliedEvent = tuple[ev.MemberEvent, NewEvent, Balances, Balances, str]
 """An event as the writer applied it: the event, as appended, the balances before and after, the tier after."""
@@ -221,6 +225,7 @@ class CommandWriter:
         self.lock = threading.RLock()  # held while a group is decided and committed
         self.restarts = 0
         self.on_group: GroupObserver | None = None  # metrics; one call per group, never per command
+        self.on_wait: WaitObserver | None = None  # traces; None: nothing around the wait
         self._thread = self._start_thread()
 
     def _start_thread(self) -> threading.Thread:
@@ -269,6 +274,15 @@ class CommandWriter:
             raise StoreUnavailable("the ledger is shutting down")
         if self.store_down:
             raise StoreUnavailable("the store is unreachable")
+        observe = self.on_wait
+        if observe is None:
+            return self._submit(requests, timeout, wait_for_room, with_state)
+        with observe(len(requests), self._queue.qsize()):
+            return self._submit(requests, timeout, wait_for_room, with_state)
+
+    def _submit(
+        self, requests: Sequence[Request], timeout: float, wait_for_room: bool, with_state: bool
+    ) -> list[Any]:
         deadline = deadline_after(timeout)
         pendings = [_Pending(r, deadline, with_state) for r in requests]
         for p in pendings:

@@ -55,6 +55,8 @@ identity pepper: a durable store needs a secret one (LEDGER_IDENTITY_PEPPER or L
 the public default is refused unless --sandbox (LEDGER_SANDBOX=1) says the store is a throwaway one.
 health: SERVING while the writer runs and the store answers its probe; NOT_SERVING (and writes answered
 UNAVAILABLE at once) while the store does not answer or the writer is being restarted.
+traces: set OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/gRPC, needs the extra otel) for a span per call; OTEL_SERVICE_NAME
+defaults to loyalty-ledger. Unset: no traces. See docs/operations.md, Traces.
 """
 
 
@@ -193,12 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         from ledger.entrypoints.grpc.access import AccessLog
         from ledger.entrypoints.grpc.limits import CallLimits
         from ledger.entrypoints.grpc.server import serve
+        from ledger.entrypoints.traces import start as start_traces
 
+        traces = start_traces(os.environ)  # before anything starts: without the extra it exits here
         _check_pepper(settings, args.worker_of is None)
         _settings_into(args, settings)
         processes = settings.processes
         wired = build(settings)
         app = wired.app
+        if traces is not None:
+            app.writer.on_wait = traces.layer.writer_wait
         if args.worker_of is None:
             _same_pepper(wired)
         tls_settings = tls.from_arguments(args)
@@ -238,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                                   max_streams_per_key=settings.max_streams_per_key,
                                   max_worker_wait=settings.max_worker_wait),
                 keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
-                interceptors=[AccessLog(metrics)], drain_seconds=args.drain_seconds,
+                interceptors=[*([traces.layer] if traces else []), AccessLog(metrics)],
+                drain_seconds=args.drain_seconds,
             )  # fmt: skip
         finally:
+            if traces is not None:
+                traces.stop()  # the spans still in the batch go out
             if metrics is not None:
                 metrics.stop()
             if feed is not None:

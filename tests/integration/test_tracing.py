@@ -1,0 +1,215 @@
+"""Traces, in process over gRPC with authentication on: every ``loyalty.v1`` call is one SERVER span that
+continues the caller's W3C trace, names the program and never a member; only a server fault is ERROR; an
+unknown method has no span; with traces off there is no tracing layer and OpenTelemetry is not imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from clients.python.loyalty_client import keyed_channel
+from ledger.application.clock import ManualClock
+from ledger.bootstrap import Settings, Wired, build, reference_document
+from ledger.entrypoints import traces
+from ledger.entrypoints.grpc.auth import Authenticator
+from ledger.entrypoints.grpc.server import build_server, server_health
+from ledger.entrypoints.grpc.tracing import Tracing
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, query_pb2, query_pb2_grpc
+
+START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
+PROGRAM = "tracing"
+OPERATOR = common_pb2.RequestContext(channel=common_pb2.CHANNEL_OPERATOR_CONSOLE, operator_id="op-1")
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+MEMBER = "member-7f3a9c"
+PHONE = "+8613800138000"
+
+
+class Served:
+    def __init__(self, wired: Wired, exporter: InMemorySpanExporter, target: str) -> None:
+        self.wired = wired
+        self.exporter = exporter
+        self.target = target
+        self.channel = keyed_channel(target, wired.keys.issue(PROGRAM, "operator")[1])
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def calls(self) -> list[ReadableSpan]:
+        return [span for span in self.spans() if span.kind is SpanKind.SERVER]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    wired = build(Settings(store_url=f"sqlite:///{tmp_path / 'ledger.db'}", reference_program=False),
+                  clock=ManualClock(START))  # fmt: skip
+    wired.app.create_program(PROGRAM, "Tracing", reference_document(), "test", START, "c")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # a span is exported as it ends
+    tracing = Tracing(provider.get_tracer("test"))
+    wired.app.writer.on_wait = tracing.writer_wait  # as ledger serve does with traces on
+    server, port = build_server(
+        wired.app, "127.0.0.1:0", max_workers=8, interceptors=[tracing, Authenticator(wired.keys)]
+    )
+    server.start()
+    served = Served(wired, exporter, f"127.0.0.1:{port}")
+    try:
+        yield served
+    finally:
+        served.channel.close()
+        server_health.pop(server, None)
+        server.stop(None)
+        provider.shutdown()
+        wired.app.close()
+
+
+def _enroll(served: Served, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    ledger_pb2_grpc.LedgerServiceStub(served.channel).EnrollMember(
+        ledger_pb2.EnrollMemberRequest(
+            program_id=PROGRAM, idempotency_key="enroll-1", context=OPERATOR, member_id=MEMBER,
+            identities=[common_pb2.ChannelIdentity(kind=common_pb2.IDENTITY_KIND_CARD_NUMBER, value="6222000011112222")],
+            profile=ledger_pb2.PersonalProfile(consent=True, phone=PHONE),
+        ),
+        metadata=metadata, timeout=10,
+    )  # fmt: skip
+
+
+def _balance_code(served: Served, program_id: str, member_id: str) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as raised:
+        query_pb2_grpc.MemberQueryServiceStub(served.channel).GetBalance(
+            query_pb2.GetBalanceRequest(program_id=program_id, member_id=member_id), timeout=10
+        )
+    code: grpc.StatusCode = raised.value.code()
+    return code
+
+
+def test_a_call_is_a_server_span_in_the_callers_trace_naming_the_program_and_no_member(
+    served: Served,
+) -> None:
+    _enroll(served, (("traceparent", TRACEPARENT), ("tracestate", "vendor=abc")))
+
+    (span,) = served.calls()
+    assert span.name == "LedgerService/EnrollMember"
+    assert span.kind is SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.parent.is_remote
+    assert span.context.trace_state.get("vendor") == "abc"
+    assert dict(span.attributes or {}) == {
+        "rpc.system": "grpc",
+        "rpc.service": "loyalty.v1.LedgerService",
+        "rpc.method": "EnrollMember",
+        "rpc.grpc.status_code": 0,
+        "loyalty.program_id": PROGRAM,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    assert not span.events
+    everything = repr(span.to_json())
+    assert MEMBER not in everything and PHONE not in everything and "6222000011112222" not in everything
+
+
+def test_a_write_has_a_child_span_for_its_wait_for_the_writer_the_ledgers_own_writes_none(
+    served: Served,
+) -> None:
+    served.wired.app.enroll(PROGRAM, "m-own", [], None, "e-own")  # not a call: no span at all
+    assert served.spans() == []
+
+    _enroll(served, (("traceparent", TRACEPARENT),))
+
+    wait, call = served.spans()  # the child ends first
+    assert call.name == "LedgerService/EnrollMember"
+    assert wait.name == "ledger.writer.wait" and wait.kind is SpanKind.INTERNAL
+    assert wait.context.trace_id == call.context.trace_id
+    assert wait.parent is not None and wait.parent.span_id == call.context.span_id
+    assert dict(wait.attributes or {}) == {"ledger.writer.requests": 1, "ledger.writer.queued": 0}
+
+
+def test_a_call_without_traceparent_starts_a_trace_of_its_own(served: Served) -> None:
+    _enroll(served)
+
+    (span,) = served.calls()
+    assert span.parent is None
+    assert format(span.context.trace_id, "032x") != TRACE_ID
+
+
+def test_a_callers_mistake_is_not_an_error_a_server_fault_is(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _balance_code(served, PROGRAM, "nobody") is grpc.StatusCode.NOT_FOUND
+    assert _balance_code(served, PROGRAM, "x" * 200) is grpc.StatusCode.INVALID_ARGUMENT
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(served.wired.app, "balance", broken)
+    assert _balance_code(served, PROGRAM, "nobody") is grpc.StatusCode.INTERNAL
+
+    not_found, invalid, fault = served.calls()
+    assert [s.name for s in (not_found, invalid, fault)] == ["MemberQueryService/GetBalance"] * 3
+    assert not_found.attributes is not None and not_found.attributes["rpc.grpc.status_code"] == 5
+    assert not_found.status.status_code is StatusCode.UNSET
+    assert invalid.attributes is not None and invalid.attributes["rpc.grpc.status_code"] == 3
+    assert invalid.status.status_code is StatusCode.UNSET
+    assert "x" * 200 not in repr(invalid.to_json())
+    assert fault.attributes is not None and fault.attributes["rpc.grpc.status_code"] == 13
+    assert fault.status.status_code is StatusCode.ERROR
+    assert "fire" not in repr(fault.to_json())  # no error message in a span
+
+
+def test_an_unknown_method_and_a_health_check_have_no_span(served: Served) -> None:
+    unknown = served.channel.unary_unary(
+        "/loyalty.v1.LedgerService/NoSuchMethod", request_serializer=bytes, response_deserializer=bytes
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        unknown(b"", timeout=10)
+    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    with grpc.insecure_channel(served.target) as plain:
+        health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+    assert served.spans() == []
+
+
+def test_traces_are_off_without_an_endpoint_and_then_nothing_imports_opentelemetry() -> None:
+    script = (
+        "import sys\n"
+        "import ledger.entrypoints.cli, ledger.entrypoints.grpc.server\n"
+        "from ledger.entrypoints import traces\n"
+        "assert traces.start({'OTEL_SERVICE_NAME': 'x', 'OTEL_EXPORTER_OTLP_ENDPOINT': ' '}) is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_endpoint_turns_traces_on_with_the_layer() -> None:
+    started = traces.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"})
+    assert started is not None
+    try:
+        assert isinstance(started.layer, Tracing)
+    finally:
+        started.stop()
+
+
+def test_traces_asked_for_without_the_extra_exit_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if not installed
+
+    with pytest.raises(SystemExit) as exited:
+        traces.start({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"})
+    message = str(exited.value.code)
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in message and "loyalty-ledger[otel]" in message
