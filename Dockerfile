@@ -15,7 +15,8 @@
 #
 # Optional extras: docker build --build-arg EXTRAS=postgres,nats . adds the PostgreSQL store's driver and the
 # NATS JetStream event feed; then run it with -e LEDGER_STORE=postgresql://... (as many replicas as needed)
-# and -e LEDGER_FEED_NATS=nats://....
+# and -e LEDGER_FEED_NATS=nats://.... The extra otel adds OpenTelemetry traces, on with
+# -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 (docs/operations.md, Traces).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
