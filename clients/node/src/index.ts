@@ -1,0 +1,10 @@
+export { LoyaltyClient, type ClientOptions, type Int, type OrderLineInit, type RefundLineInit, type TlsOptions } from "./client.js";
+export { Code, LedgerError, codeName } from "./errors.js";
+export { MAX_RETRY_DELAY_MS, RETRYABLE, retryDelayMs } from "./retry.js";
+export * as audit from "../gen/loyalty/v1/audit_pb.js";
+export * as common from "../gen/loyalty/v1/common_pb.js";
+export * as ledger from "../gen/loyalty/v1/ledger_pb.js";
+export * as member from "../gen/loyalty/v1/member_pb.js";
+export * as program from "../gen/loyalty/v1/program_pb.js";
+export * as query from "../gen/loyalty/v1/query_pb.js";
+export * as keys from "../gen/loyalty/v1/keys_pb.js";
