@@ -3,7 +3,9 @@
 # code generation only when the .proto files change.
 #
 #   make serve            start the service on the embedded store (./var/ledger.db) as a sandbox, reference program loaded
-#   make test             lint, type-check, proto lint, the whole test suite, then the installed wheel's check
+#   make test             lint, type-check, proto lint, the Node client's build, the whole test suite, then the
+#                         installed wheel's check
+#   make node-client      npm ci (redone only when package-lock.json changes) and build clients/node from proto/
 #   make test-deep        the model-based and property tests with many more and longer random histories
 #   make mutation         mutmut over policies/ and ledger/domain/ against tests/unit; writes docs/mutation.md
 #   make mutation-sample  a fixed sample of the rule code's mutants; fails if a non-equivalent one survives
@@ -32,7 +34,7 @@ PROTO_FILES  := $(wildcard proto/loyalty/v1/*.proto)
 RELEASED_PROTO ?= proto/released/loyalty-v1-0.1.0.binpb
 MYPY_DIRS    := ledger projections policies clients bench tests
 
-.PHONY: help venv gen serve test test-deep lint typecheck buf-lint buf-breaking pytest wheel-check bench mutation mutation-sample clean distclean
+.PHONY: help venv gen node-client serve test test-deep lint typecheck buf-lint buf-breaking pytest wheel-check bench mutation mutation-sample clean distclean
 
 help:
 	@echo "make serve      start the ledger on ./var/ledger.db with the reference program (extra flags: ARGS=...)"
@@ -40,6 +42,7 @@ help:
 	@echo "make test-deep  the model-based and property tests with many more examples (LEDGER_DEEP_TESTS=1; minutes)"
 	@echo "make venv       create $(VENV) and install the package with extras [$(EXTRAS)]"
 	@echo "make gen        generate the Python package loyalty/ from proto/"
+	@echo "make node-client  npm ci and build the TypeScript client in clients/node from proto/ (needs npm)"
 	@echo "make lint       ruff check and the import contracts (lint-imports, pyproject.toml)"
 	@echo "make typecheck  mypy (strict)"
 	@echo "make buf-lint   buf lint of proto/ (needs npx)"
@@ -67,6 +70,22 @@ $(VENV_STAMP): pyproject.toml
 gen: venv
 	@PYTHON="$(PY)" scripts/gen_proto.sh
 
+# The Node client: its packages as package-lock.json pins them (no install scripts run), then `npm run build`
+# (buf generate from proto/, then tsc). tests/e2e/test_node_client.py runs its suite against a real server.
+NODE_DIR     := clients/node
+NODE_STAMP   := $(NODE_DIR)/node_modules/.installed-stamp
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --ignore-scripts
+	@touch "$@"
+
+node-client:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "node-client: SKIPPED - npm is not installed (install Node.js and npm to build and test clients/node)"; \
+	else \
+		$(MAKE) $(NODE_STAMP) && echo "cd $(NODE_DIR) && npm run build" && cd $(NODE_DIR) && npm run --silent build; \
+	fi
+
 # --- run ------------------------------------------------------------------------------------------------------
 
 serve: gen
@@ -83,6 +102,7 @@ test: gen
 	@$(MAKE) lint
 	@$(MAKE) typecheck
 	@$(MAKE) buf-lint
+	@$(MAKE) node-client
 	@$(MAKE) pytest
 	@$(MAKE) wheel-check
 
@@ -154,7 +174,8 @@ mutation-sample: gen
 
 clean:
 	rm -rf loyalty build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
+	rm -rf clients/node/gen clients/node/dist
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf "$(VENV)" var
+	rm -rf "$(VENV)" var clients/node/node_modules
