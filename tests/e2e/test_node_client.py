@@ -4,7 +4,7 @@ The suite gets the server's address, its first admin key and a till's key made w
 --role pos`` in environment variables; it checks the typed refusals the server sends, idempotency, the queries,
 and the retries through a failing proxy. The client is built here from the protos as they are (``npm run
 build``: buf generate, then tsc); ``npm ci`` runs first when ``node_modules`` is missing. Skipped only when
-``node`` or ``npm`` is not installed.
+``node`` or ``npm`` is not installed. The example also runs over mutual TLS, with real certificates.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ledger.testing.server import create_key
+from clients.python.loyalty_client import tls_credentials
+from ledger.testing.certs import TestCA
+from ledger.testing.server import RunningServer, create_key, start_server, stop_server
 from tests.e2e.conftest import ROOT, Server
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +104,42 @@ def test_node_till_example_prints_the_replay(node_client: None, server: Server) 
     assert "delta=-500" in replay[5]
     assert "delta=-100" in replay[8]
     assert re.search(r"^balance active=501 pending=0 held=0 available=501$", out, re.M), out
+
+
+@pytest.fixture(scope="module")
+def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
+    tmp = tmp_path_factory.mktemp("node-mtls")
+    ca = TestCA("ledger test CA")
+    cert, key = ca.issue("ledger.test", server=True).write(tmp, "server")
+    (tmp / "ca.pem").write_bytes(ca.pem)
+    till = ca.issue("till-1", server=False)
+    till.write(tmp, "till")
+    running = start_server(
+        tmp, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+        extra_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(tmp / "ca.pem")],
+        credentials=tls_credentials(ca.pem, till.cert_pem, till.key_pem),
+    )  # fmt: skip
+    try:
+        yield running, tmp
+    finally:
+        stop_server(running.process)
+
+
+def test_node_till_example_runs_over_mutual_tls(
+    node_client: None, mtls_server: tuple[RunningServer, Path]
+) -> None:
+    running, tmp = mtls_server
+
+    def till(*tls: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["node", "dist/examples/till.js", "--target", running.target, "--tls-ca", str(tmp / "ca.pem"), *tls],
+            cwd=NODE_DIR, env=_env(LEDGER_API_KEY=running.api_key or ""), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    done = till("--tls-cert", str(tmp / "till.pem"), "--tls-key", str(tmp / "till.key"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replay v9 PurchaseRefunded" in done.stdout
+    refused = till()  # no client certificate: the server ends the handshake, the first call fails
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "enrolled" not in refused.stdout
+    assert refused.stderr.startswith("refused: "), refused.stderr
