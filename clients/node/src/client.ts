@@ -13,7 +13,7 @@ import { setTimeout as sleepFor } from "node:timers/promises";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type CallOptions, type Client, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, createClient, type CallOptions, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import { AuditService, ReplayMemberRequestSchema, type ReplayedEvent } from "../gen/loyalty/v1/audit_pb.js";
@@ -162,7 +162,8 @@ export class LoyaltyClient {
   }
 
   /** `fn(options)` until it answers, retrying what {@link retryDelayMs} allows within the one deadline; each
-   * attempt's `timeoutMs` is the time left. Throws {@link LedgerError}. */
+   * attempt's `timeoutMs` is the time left. An rpc's failure is thrown as {@link LedgerError}; anything else
+   * `fn` throws (not a ConnectError) is thrown as it is, at once. */
   async call<T>(fn: (options: CallOptions) => Promise<T>): Promise<T> {
     const deadline = this.clock() + this.timeoutMs;
     this.attempts = 0;
@@ -171,6 +172,7 @@ export class LoyaltyClient {
       try {
         return await fn({ timeoutMs: Math.max(1, Math.ceil(deadline - this.clock())) });
       } catch (err) {
+        if (!(err instanceof ConnectError)) throw err; // not an rpc's failure: a bug of the caller, as it is
         const delay = retryDelayMs(err, this.attempts - 1, this.backoffMs, this.jitter());
         const left = deadline - this.clock();
         if (delay === undefined || this.attempts > this.retries || delay >= left) throw LedgerError.from(err);

@@ -127,6 +127,17 @@ describe("the client on a live ledger", { skip }, () => {
     await assert.rejects(till.holdPoints("m", "H", 1.5, "T", 100), RangeError);
   });
 
+  test("what is not an rpc's failure is thrown as it is, and not retried", async () => {
+    const till = client(posKey);
+    await assert.rejects(
+      till.call(async () => {
+        throw new TypeError("a bug in the caller");
+      }),
+      TypeError,
+    );
+    assert.equal(till.attempts, 1);
+  });
+
   test("lots, history and tier after a purchase", async () => {
     const till = client(posKey);
     const id = unique("m");
