@@ -89,7 +89,9 @@ class ConnectError(Exception):
 def invalid(message: str, field: str = "") -> ConnectError:
     """``invalid_argument`` with a BadRequest naming ``field`` (empty: the body as a whole)."""
     violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
-    return ConnectError("invalid_argument", message, [error_details_pb2.BadRequest(field_violations=[violation])])
+    return ConnectError(
+        "invalid_argument", message, [error_details_pb2.BadRequest(field_violations=[violation])]
+    )
 
 
 def decode_request(procedure: Procedure, content_type: str, body: bytes) -> bytes:
@@ -126,7 +128,9 @@ def encode_response(procedure: Procedure, content_type: str, payload: bytes) -> 
     if content_type == PROTO:
         return payload
     message = procedure.response.FromString(payload)
-    text = json_format.MessageToJson(message, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=True)
+    text = json_format.MessageToJson(
+        message, indent=None, ensure_ascii=False, always_print_fields_with_no_presence=True
+    )
     return text.encode("utf-8")
 
 
@@ -169,7 +173,10 @@ def _packed(message: Message) -> any_pb2.Any:
 
 def _detail(packed: any_pb2.Any) -> dict[str, Any]:
     type_name = packed.type_url.rsplit("/", 1)[-1]
-    entry: dict[str, Any] = {"type": type_name, "value": base64.b64encode(packed.value).decode("ascii").rstrip("=")}
+    entry: dict[str, Any] = {
+        "type": type_name,
+        "value": base64.b64encode(packed.value).decode("ascii").rstrip("="),
+    }
     known = _DETAIL_TYPES.get(type_name)
     if known is not None:
         with contextlib.suppress(DecodeError):

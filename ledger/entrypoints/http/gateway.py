@@ -68,7 +68,9 @@ HEALTH_PATH: Final = "/healthz"
 _HEALTH_CHECK: Final = "/grpc.health.v1.Health/Check"
 #: The request headers handed on to the gRPC call (the key, the caller's trace); nothing else of HTTP is.
 _PASSED_HEADERS: Final = ("authorization", "traceparent", "tracestate")
-_ALLOWED_HEADERS: Final = "authorization, content-type, connect-protocol-version, connect-timeout-ms, traceparent, tracestate"
+_ALLOWED_HEADERS: Final = (
+    "authorization, content-type, connect-protocol-version, connect-timeout-ms, traceparent, tracestate"
+)
 #: The Connect code of the HTTP errors the server itself answers before a procedure is known.
 _STATUS_CODES: Final = {400: "invalid_argument", 404: "unimplemented", 405: "unimplemented", 408: "deadline_exceeded",
                         411: "invalid_argument", 413: "resource_exhausted", 414: "resource_exhausted",
@@ -96,7 +98,8 @@ class HttpGateway:
         self._tls = _TlsContexts(settings.tls) if settings.tls is not None else None
         self._slots = threading.BoundedSemaphore(settings.max_connections)
         self._lock = threading.Condition()
-        self._connections: dict[socket.socket, float | None] = {}  # a connection -> waiting for a request since
+        # a connection -> since when it waits for a request (None: being answered)
+        self._connections: dict[socket.socket, float | None] = {}
         self._busy = 0  # requests being answered
         self._closing = False
         host, _, port = settings.listen.rpartition(":")
@@ -116,7 +119,9 @@ class HttpGateway:
 
     def start(self) -> None:
         """Serve (the gRPC server listens on :attr:`grpc_target` by now); write the port file."""
-        self._channel = grpc.insecure_channel(self.grpc_target, options=[("grpc.max_receive_message_length", -1)])
+        self._channel = grpc.insecure_channel(
+            self.grpc_target, options=[("grpc.max_receive_message_length", -1)]
+        )
         for target, name in ((self._server.serve_forever, "http-accept"), (self._reap, "http-reaper")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -194,7 +199,9 @@ class HttpGateway:
 
     def _drop_waiting(self, since: float, *, all_waiting: bool = False) -> None:
         with self._lock:
-            late = [c for c, at in self._connections.items() if at is not None and (all_waiting or at <= since)]
+            late = [
+                c for c, at in self._connections.items() if at is not None and (all_waiting or at <= since)
+            ]
         for connection in late:
             _drop(connection)
 
@@ -213,7 +220,9 @@ class HttpGateway:
                                " only; over HTTP only unary procedures are")  # fmt: skip
         return found
 
-    def call(self, path: str, request: bytes, metadata: list[tuple[str, str]], timeout: float | None) -> bytes:
+    def call(
+        self, path: str, request: bytes, metadata: list[tuple[str, str]], timeout: float | None
+    ) -> bytes:
         """Make the call on the gRPC server; its ``grpc.RpcError`` is the caller's to map."""
         call = self._calls.get(path)
         if call is None:
@@ -222,7 +231,9 @@ class HttpGateway:
                 path, request_serializer=None, response_deserializer=None
             )
         ceiling = self.settings.call_timeout + 1.0  # the server's own deadline answers first
-        answer: bytes = call(request, timeout=min(timeout, ceiling) if timeout else ceiling, metadata=tuple(metadata))
+        answer: bytes = call(
+            request, timeout=min(timeout, ceiling) if timeout else ceiling, metadata=tuple(metadata)
+        )
         return answer
 
     def allowed_origin(self, origin: str) -> bool:
@@ -295,7 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._client_cn = ""
         self.gateway.waiting(self.request)
         super().setup()
-        self.connection.settimeout(self.gateway.settings.read_seconds)  # every read and write of the connection
+        # every read and write of the connection
+        self.connection.settimeout(self.gateway.settings.read_seconds)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
             self._client_cn = _common_name(self.connection.getpeercert())
@@ -310,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own refusals (a malformed request line, an unknown HTTP method) as Connect errors."""
         self.close_connection = True
+        if not str(getattr(self, "request_version", "")).startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # a status line even for a request line that was not HTTP
         text = message or (self.responses.get(code, ("error",))[0])
         self._answer(code, error_body(_STATUS_CODES.get(code, "unknown"), text, []))
 
@@ -338,7 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             except Exception as exc:
                 error_id = uuid.uuid4().hex[:16]
-                log.error("http_call_failed", error_id=error_id, procedure=path, error=repr(exc), exc_info=exc)
+                log.error(
+                    "http_call_failed", error_id=error_id, procedure=path, error=repr(exc), exc_info=exc
+                )
                 self._answer(500, error_body("internal", f"internal error (error id {error_id})", []))
                 return
             self._answer(200, encode_response(procedure, content_type, answer), content_type)
@@ -354,7 +370,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 reply = health_pb2.HealthCheckResponse.FromString(
-                    self.gateway.call(_HEALTH_CHECK, health_pb2.HealthCheckRequest().SerializeToString(), [], 3.0)
+                    self.gateway.call(
+                        _HEALTH_CHECK, health_pb2.HealthCheckRequest().SerializeToString(), [], 3.0
+                    )
                 )
                 status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError:
@@ -408,7 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(text)
         if length > MAX_BODY:
             self.close_connection = True  # the body is not read: the connection cannot carry another request
-            raise ConnectError("resource_exhausted", f"the body is {length} bytes; at most {MAX_BODY} are taken")
+            raise ConnectError(
+                "resource_exhausted", f"the body is {length} bytes; at most {MAX_BODY} are taken"
+            )
         body = self.rfile.read(length)
         if len(body) < length:
             self.close_connection = True
@@ -420,7 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
         if text is None:
             return None
         if not (text.isdigit() and 0 < len(text) <= 10) or int(text) == 0:
-            raise invalid(f"Connect-Timeout-Ms {text!r}: a positive number of milliseconds", "Connect-Timeout-Ms")
+            raise invalid(
+                f"Connect-Timeout-Ms {text!r}: a positive number of milliseconds", "Connect-Timeout-Ms"
+            )
         return int(text) / 1000
 
     def _metadata(self) -> list[tuple[str, str]]:
@@ -429,7 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
             out.append((forwarded.CN_HEADER, self._client_cn))
         for name in _PASSED_HEADERS:
             value = self.headers.get(name)
-            if value is not None and value.isascii() and value.isprintable():  # grpc takes printable ASCII only
+            # grpc takes printable ASCII only
+            if value is not None and value.isascii() and value.isprintable():
                 out.append((name, value.strip()))
         return out
 
@@ -534,7 +557,9 @@ class _TlsContexts:
                 self._context = self._load()
             except (OSError, ValueError, ssl.SSLError) as exc:
                 if stamps != self._failed:
-                    log.error("tls_reload_failed", error=str(exc), message="the previous certificate stays in use")
+                    log.error(
+                        "tls_reload_failed", error=str(exc), message="the previous certificate stays in use"
+                    )
                 self._failed = stamps
                 return self._context
             self._stamps = stamps
