@@ -283,11 +283,11 @@ def serve(
         gate.close()
         if not gate.wait_idle(GRACE_SECONDS):
             log.warning("calls_outlasted_grace", calls=gate.inside, grace_seconds=GRACE_SECONDS, pid=pid)
-        if http is not None and not http.wait_idle(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))):
-            log.warning("http_calls_outlasted_grace", grace_seconds=GRACE_SECONDS, pid=pid)
-        server.stop(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))).wait()
         if http is not None:
+            if not http.wait_idle(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))):
+                log.warning("http_calls_outlasted_grace", grace_seconds=GRACE_SECONDS, pid=pid)
             http.stop()
+        server.stop(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))).wait()
         _stop_workers(children)  # the workers' last lines come before this one's
         log.info("stopped", pid=pid, **({"calls": counter.calls} if counter is not None else {}))
     finally:

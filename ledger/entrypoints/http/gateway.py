@@ -19,7 +19,9 @@ adds only what HTTP needs:
   :mod:`ledger.entrypoints.grpc.forwarded`.
 
 Streaming procedures (ReplayMember, VerifyProgram) are not served over HTTP: ``unimplemented``. On shutdown the
-listener closes first, connections waiting for a request are closed, and the calls in flight finish.
+listener closes first; each open connection gets one more answer, with ``Connection: close`` (once the server's
+gate is shut, ``unavailable`` with the reason ``SHUTTING_DOWN``: nothing was done); the calls in flight finish;
+then the connections still idle are closed.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class HttpGateway:
         self._connections: dict[socket.socket, float | None] = {}
         self._busy = 0  # requests being answered
         self._closing = False
+        self._stopped = False
         host, _, port = settings.listen.rpartition(":")
         host = host.strip("[]")
         try:
@@ -134,12 +137,13 @@ class HttpGateway:
                  cors_origins=list(self.settings.cors_origins))  # fmt: skip
 
     def close(self) -> None:
-        """Stop accepting connections; those waiting for a request are closed, the requests being answered go on."""
+        """Stop accepting connections. The connections open get one more answer each, with ``Connection: close``
+        (a call that arrives once the server's gate is shut: ``unavailable``, ``SHUTTING_DOWN``)."""
         with self._lock:
             self._closing = True
         self._server.shutdown()
+        self._server.take_waiting()  # connected already, in the listen queue: answered, not reset by the close
         self._server.server_close()
-        self._drop_waiting(time.monotonic(), all_waiting=True)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is being answered (True), or ``timeout`` (False)."""
@@ -153,7 +157,11 @@ class HttpGateway:
         return True
 
     def stop(self) -> None:
-        """After :meth:`close` and the gRPC server's stop: the channel and the socket's directory go."""
+        """After :meth:`close` and :meth:`wait_idle`: the connections still waiting for a request are closed, and
+        a request that comes after all is answered ``unavailable``; then the channel and the socket's directory go."""
+        with self._lock:
+            self._stopped = True
+        self._drop_waiting(time.monotonic(), all_waiting=True)
         if self._channel is not None:
             self._channel.close()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -177,7 +185,7 @@ class HttpGateway:
         """``connection`` waits for a request (or the rest of one): closed if that takes too long."""
         with self._lock:
             self._connections[connection] = time.monotonic()
-            drop = self._closing
+            drop = self._stopped
         if drop:
             _drop(connection)
 
@@ -224,6 +232,8 @@ class HttpGateway:
         self, path: str, request: bytes, metadata: list[tuple[str, str]], timeout: float | None
     ) -> bytes:
         """Make the call on the gRPC server; its ``grpc.RpcError`` is the caller's to map."""
+        if self._stopped:
+            raise ConnectError("unavailable", "the server is shutting down; retry on another server")
         call = self._calls.get(path)
         if call is None:
             assert self._channel is not None, "start() first"
@@ -249,6 +259,17 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.gateway = gateway
         super().__init__(address, _Handler)
+
+    def take_waiting(self) -> None:
+        """Serve the connections the kernel has accepted but :meth:`serve_forever` has not taken yet."""
+        self.socket.setblocking(False)
+        while True:
+            try:
+                request, address = self.get_request()
+            except OSError:
+                return
+            request.setblocking(True)
+            self.process_request(request, address)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
