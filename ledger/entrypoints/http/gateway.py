@@ -329,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # every read and write of the connection
         self.connection.settimeout(self.gateway.settings.read_seconds)
+        # an answer is headers and body in two writes: without this the body waits for the client's delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
             self._client_cn = _common_name(self.connection.getpeercert())
