@@ -211,18 +211,18 @@ def test_a_retry_gets_the_first_answer_and_another_request_under_its_key_is_refu
 
 
 @pytest.mark.parametrize(
-    ("body", "named"),
+    ("body", "named", "field"),
     [
-        (b'{"programId": "little_sprout", "memberId":', "not JSON"),
-        (b'["little_sprout"]', "must be a JSON object"),
-        (b'{"programId": "little_sprout", "nope": 1}', "nope"),
-        (b'{"programId": "little_sprout", "memberId": 7}', "memberId"),
-        (b'{"programId": "little_sprout", "asOf": "yesterday"}', "asOf"),
-        (b'\xff\xfe{"programId": 1}', "UTF-8"),
+        (b'{"programId": "little_sprout", "memberId":', "not JSON", ""),
+        (b'["little_sprout"]', "must be a JSON object", ""),
+        (b'{"programId": "little_sprout", "nope": 1}', "nope", "nope"),
+        (b'{"programId": "little_sprout", "memberId": 7}', "memberId", "memberId"),
+        (b'{"programId": "little_sprout", "asOf": "yesterday"}', "asOf", "asOf"),
+        (b'\xff\xfe{"programId": 1}', "UTF-8", ""),
     ],
 )
 def test_malformed_json_is_invalid_argument_naming_the_problem(
-    running: RunningServer, till: str, body: bytes, named: str
+    running: RunningServer, till: str, body: bytes, named: str, field: str
 ) -> None:
     url = running.http_url
     assert url is not None
@@ -230,7 +230,7 @@ def test_malformed_json_is_invalid_argument_naming_the_problem(
     assert answer.status == 400, answer
     assert answer.body["code"] == "invalid_argument"
     assert named in answer.body["message"]
-    assert answer.detail(error_details_pb2.BadRequest).field_violations
+    assert [v.field for v in answer.detail(error_details_pb2.BadRequest).field_violations] == [field]
 
 
 def raw_exchange(url: str, head: bytes, timeout: float = 10) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -117,10 +118,18 @@ def decode_request(procedure: Procedure, content_type: str, body: bytes) -> byte
     try:
         json_format.ParseDict(document, message)
     except json_format.ParseError as exc:
-        raise invalid(f"the body is not a {name} in protobuf JSON: {exc}") from None
+        text = str(exc).split("\n", 1)[0].strip()  # not the list of every field protobuf appends
+        raise invalid(f"the body is not a {name} in protobuf JSON: {text}", _field_of(text)) from None
     except RecursionError:
         raise invalid("the body is nested too deeply") from None
     return message.SerializeToString()
+
+
+def _field_of(problem: str) -> str:
+    """The field a protobuf JSON parse error is about, as a path (``lines.paid_fen``), or empty."""
+    path = re.findall(r"Failed to parse (\S+) field", problem)
+    unknown = re.search(r'has no field named "([^"]+)"', problem)
+    return ".".join([*path, *([unknown.group(1)] if unknown else [])])
 
 
 def encode_response(procedure: Procedure, content_type: str, payload: bytes) -> bytes:
