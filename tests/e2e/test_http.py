@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2
 from clients.python.loyalty_client import keyed_channel, tls_credentials
 from ledger.testing.certs import TestCA
 from ledger.testing.server import RunningServer, create_key, start_server, stop_server
-from loyalty.v1 import ledger_pb2, query_pb2, query_pb2_grpc
+from loyalty.v1 import audit_pb2, audit_pb2_grpc, ledger_pb2, query_pb2, query_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -369,3 +369,40 @@ def test_ledger_request_fields_are_what_the_gateway_decodes() -> None:
         "orderId",
         "orderTotalFen",
     } <= fields
+
+
+def test_mutual_tls_over_https_and_the_certificate_names_the_store(tmp_path: Path) -> None:
+    ca = TestCA("ledger http mtls CA")
+    cert, key = ca.issue("ledger.test", server=True).write(tmp_path, "server")
+    (tmp_path / "client-ca.pem").write_bytes(ca.pem)
+    ops = ca.issue("ops-console", server=False)
+    server = start_server(
+        tmp_path, env=ENV, cwd=ROOT, http=True, credentials=tls_credentials(ca.pem, ops.cert_pem, ops.key_pem),
+        extra_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(tmp_path / "client-ca.pem"),
+                    "--tls-store-from-cn"],
+    )  # fmt: skip
+    try:
+        url = server.http_url
+        assert url is not None
+        no_certificate = ssl.create_default_context(cadata=ca.pem.decode())
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            send(url, "/healthz", method="GET", context=no_certificate)
+        till_cert, till_key = ca.issue("S-1", server=False).write(tmp_path, "till")
+        s1 = ssl.create_default_context(cadata=ca.pem.decode())
+        s1.load_cert_chain(till_cert, till_key)
+        unbound = create_key(server.store_url, PROGRAM, "pos", cwd=ROOT, env=ENV)
+        enrol = {"programId": PROGRAM, "idempotencyKey": "enrol-m-s2", "memberId": "m-s2",
+                 "context": {"channel": "CHANNEL_POS", "storeId": "S-2"}}  # fmt: skip
+        other_store = send(url, LEDGER + "EnrollMember", enrol, key=unbound, context=s1)
+        assert other_store.status == 403, other_store
+        assert other_store.detail(error_details_pb2.ErrorInfo).reason == "STORE_NOT_ALLOWED"
+        enrol = {"programId": PROGRAM, "idempotencyKey": "enrol-m-s1", "memberId": "m-s1"}
+        assert send(url, LEDGER + "EnrollMember", enrol, key=unbound, context=s1).status == 200
+        with server.channel() as admin:  # the event records the store the certificate named
+            pages = audit_pb2_grpc.AuditServiceStub(admin).ReplayMember(
+                audit_pb2.ReplayMemberRequest(program_id=PROGRAM, member_id="m-s1"), timeout=10
+            )
+            [enrolled] = [e for page in pages for e in page.events if e.event_type == "MemberEnrolled"]
+        assert enrolled.actor.store_id == "S-1"
+    finally:
+        stop_server(server.process)

@@ -96,7 +96,7 @@ class HttpGateway:
 
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
-        self._procedures = procedures()
+        self.procedures = procedures()
         self._tls = _TlsContexts(settings.tls) if settings.tls is not None else None
         self._slots = threading.BoundedSemaphore(settings.max_connections)
         self._lock = threading.Condition()
@@ -219,7 +219,7 @@ class HttpGateway:
     # -- calls -------------------------------------------------------------------------------------------------------
 
     def procedure(self, path: str) -> Procedure:
-        found = self._procedures.get(path)
+        found = self.procedures.get(path)
         if found is None:
             raise ConnectError("unimplemented", f"no procedure {path}: POST /<package>.<Service>/<Method>, e.g."
                                " /loyalty.v1.MemberQueryService/GetBalance")  # fmt: skip
@@ -423,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_HEAD = do_PUT
 
     def _no_such(self, path: str, method: str) -> ConnectError:
-        known = path in self.gateway._procedures
+        known = path in self.gateway.procedures
         return ConnectError(
             "unimplemented",
             f"{method} {path}: procedures are called with POST" if known else f"no such path {path}",
@@ -482,6 +482,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answering ---------------------------------------------------------------------------------------------------
 
     def _refuse(self, refusal: ConnectError) -> None:
+        """A refusal of the gateway's own (the call never reached gRPC, so it has no access line): logged here."""
+        path = self.path.split("?", 1)[0] if getattr(self, "path", "") else ""
+        known = path in self.gateway.procedures or path == HEALTH_PATH
+        log.info("http_refused", path=path if known else "(unknown)", method=self.command, code=refusal.code)
         status = refusal.http_status
         if refusal.code == "unimplemented" and refusal.message.startswith(("no such", "no procedure")):
             status = 404
