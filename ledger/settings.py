@@ -172,7 +172,7 @@ class Settings(BaseSettings):
             return None
         for origin in (o.strip() for o in value.split(",")):
             if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
-                raise ValueError(f"an origin is scheme://host[:port] without a path, or '*' (got {origin!r})")
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port] without a path, or '*'")
         return value
 
     @property
