@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         None, pattern=r"^.+:[0-9]{1,5}$",
         description="host:port to serve the API as JSON over HTTP on (the Connect protocol; unset: none)",
     )  # fmt: skip
+    http_read_seconds: PositiveFloat = Field(
+        10.0, description="seconds an HTTP request (line, headers, body) may take to arrive; an idle connection is "
+        "closed after as long",
+    )
+    http_max_connections: PositiveInt = Field(
+        64, description="HTTP connections served at once; one more is answered 429 (resource_exhausted) and closed"
+    )
     http_cors_origins: str | None = Field(
         None,
         description="comma-separated origins (https://mall.example.com) whose web pages may call the HTTP API; "

@@ -454,6 +454,7 @@ def _http(settings: Settings, args: argparse.Namespace, tls_settings: tls.TlsSet
 
     return HttpGateway(HttpSettings(
         settings.http_listen, settings.cors_origins, settings.call_timeout, tls_settings, args.http_port_file,
+        max_connections=settings.http_max_connections, read_seconds=settings.http_read_seconds,
     ))  # fmt: skip
 
 

@@ -4,11 +4,13 @@ user makes them (``ledger keys create``), answers compared with the same calls o
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import socket
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -404,5 +406,40 @@ def test_mutual_tls_over_https_and_the_certificate_names_the_store(tmp_path: Pat
             )
             [enrolled] = [e for page in pages for e in page.events if e.event_type == "MemberEnrolled"]
         assert enrolled.actor.store_id == "S-1"
+    finally:
+        stop_server(server.process)
+
+
+def test_slow_and_idle_connections_are_closed_and_connections_are_bounded(tmp_path: Path) -> None:
+    env = {**ENV, "LEDGER_HTTP_READ_SECONDS": "1", "LEDGER_HTTP_MAX_CONNECTIONS": "2"}
+    server = start_server(tmp_path, env=env, cwd=ROOT, http=True)
+    try:
+        url = server.http_url
+        assert url is not None
+        host, port = url.removeprefix("http://").split(":")
+        slow = socket.create_connection((host, int(port)), timeout=10)
+        idle = socket.create_connection((host, int(port)), timeout=10)
+        slow.sendall(b"POST /loyalty.v1.MemberQueryService/GetBalance HTTP/1.1\r\nHost: x\r\n")
+        stop = threading.Event()
+
+        def trickle() -> None:  # a header byte every 0.2 s: each read gets something, the request never ends
+            with contextlib.suppress(OSError):
+                while not stop.wait(0.2):
+                    slow.sendall(b"X")
+
+        trickling = threading.Thread(target=trickle, daemon=True)
+        trickling.start()
+        third = raw_exchange(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # both slots are taken
+        assert third.startswith(b"HTTP/1.1 429 ") and b"resource_exhausted" in third
+        for sock in (
+            slow,
+            idle,
+        ):  # the server closes each after a second: recv ends (the timeout would raise)
+            with sock:
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(65536) == b""
+        stop.set()
+        trickling.join(timeout=5)
+        assert send(url, "/healthz", method="GET").status == 200  # the slots are free again
     finally:
         stop_server(server.process)
