@@ -431,13 +431,10 @@ def test_slow_and_idle_connections_are_closed_and_connections_are_bounded(tmp_pa
         trickling.start()
         third = raw_exchange(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # both slots are taken
         assert third.startswith(b"HTTP/1.1 429 ") and b"resource_exhausted" in third
-        for sock in (
-            slow,
-            idle,
-        ):  # the server closes each after a second: recv ends (the timeout would raise)
-            with sock:
-                with contextlib.suppress(ConnectionResetError):
-                    assert sock.recv(65536) == b""
+        # the server closes each after a second: recv ends (its 10 s timeout would raise)
+        for sock in (slow, idle):
+            with sock, contextlib.suppress(ConnectionResetError):
+                assert sock.recv(65536) == b""
         stop.set()
         trickling.join(timeout=5)
         assert send(url, "/healthz", method="GET").status == 200  # the slots are free again
