@@ -440,3 +440,23 @@ def test_slow_and_idle_connections_are_closed_and_connections_are_bounded(tmp_pa
         assert send(url, "/healthz", method="GET").status == 200  # the slots are free again
     finally:
         stop_server(server.process)
+
+
+def test_the_rate_limit_holds_over_http_and_says_when_to_retry(tmp_path: Path) -> None:
+    server = start_server(tmp_path, env=ENV, cwd=ROOT, http=True, extra_args=["--rate-limit", "1:2"])
+    try:
+        url = server.http_url
+        assert url is not None
+        key = create_key(server.store_url, PROGRAM, "pos", cwd=ROOT, env=ENV)
+        answers = [
+            send(url, "/loyalty.v1.ProgramService/GetClock", {"programId": PROGRAM}, key=key)
+            for _ in range(3)
+        ]
+        assert [a.status for a in answers[:2]] == [200, 200]
+        limited = answers[2]
+        assert (limited.status, limited.body["code"]) == (429, "resource_exhausted")
+        assert limited.detail(error_details_pb2.ErrorInfo).reason == "RATE_LIMITED"
+        assert limited.detail(error_details_pb2.RetryInfo).retry_delay.ToMilliseconds() > 0
+        assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        stop_server(server.process)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -73,15 +74,19 @@ def procedures() -> dict[str, Procedure]:
 class ConnectError(Exception):
     """A call answered with a Connect error (the gateway's own refusals: the body, the route, the limits)."""
 
-    def __init__(self, code: str, message: str, details: Iterable[Message] = ()) -> None:
+    def __init__(
+        self, code: str, message: str, details: Iterable[Message] = (), *, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = tuple(details)
+        self.status = status
+        """The HTTP status when not the code's (404 for an unknown path, 405 for a method other than POST)."""
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500)
+        return self.status or HTTP_STATUS.get(self.code, 500)
 
     def body(self) -> bytes:
         return error_body(self.code, self.message, [_packed(d) for d in self.details])
@@ -143,8 +148,9 @@ def encode_response(procedure: Procedure, content_type: str, payload: bytes) -> 
     return text.encode("utf-8")
 
 
-def from_rpc_error(error: grpc.RpcError) -> tuple[int, bytes]:
-    """The HTTP status and Connect error body of a failed gRPC call, with the details of its status."""
+def from_rpc_error(error: grpc.RpcError) -> tuple[int, bytes, int | None]:
+    """The HTTP status and Connect error body of a failed gRPC call, with the details of its status, and the
+    seconds its RetryInfo asks the caller to wait (for ``Retry-After``), or None."""
     code_of = getattr(error, "code", None)
     code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
     details_of = getattr(error, "details", None)
@@ -158,7 +164,15 @@ def from_rpc_error(error: grpc.RpcError) -> tuple[int, bytes]:
             except DecodeError:
                 packed = []
     name = connect_code(code)
-    return HTTP_STATUS.get(name, 500), error_body(name, message, packed)
+    return HTTP_STATUS.get(name, 500), error_body(name, message, packed), _retry_after(packed)
+
+
+def _retry_after(details: Iterable[any_pb2.Any]) -> int | None:
+    for packed in details:
+        info = error_details_pb2.RetryInfo()
+        if packed.Unpack(info):  # False for any other type
+            return max(1, math.ceil(info.retry_delay.ToMilliseconds() / 1000))
+    return None
 
 
 def connect_code(code: grpc.StatusCode) -> str:

@@ -222,7 +222,7 @@ class HttpGateway:
         found = self.procedures.get(path)
         if found is None:
             raise ConnectError("unimplemented", f"no procedure {path}: POST /<package>.<Service>/<Method>, e.g."
-                               " /loyalty.v1.MemberQueryService/GetBalance")  # fmt: skip
+                               " /loyalty.v1.MemberQueryService/GetBalance", status=404)  # fmt: skip
         if found.streaming:
             raise ConnectError("unimplemented", f"{path.lstrip('/')} streams its answer: it is served over gRPC"
                                " only; over HTTP only unary procedures are")  # fmt: skip
@@ -370,8 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._refuse(refusal)
                 return
             except grpc.RpcError as failed:
-                status, error = from_rpc_error(failed)
-                self._answer(status, error)
+                status, error, retry_after = from_rpc_error(failed)
+                self._answer(status, error, extra=[("Retry-After", str(retry_after))] if retry_after else [])
                 return
             except Exception as exc:
                 error_id = uuid.uuid4().hex[:16]
@@ -423,11 +423,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_HEAD = do_PUT
 
     def _no_such(self, path: str, method: str) -> ConnectError:
-        known = path in self.gateway.procedures
-        return ConnectError(
-            "unimplemented",
-            f"{method} {path}: procedures are called with POST" if known else f"no such path {path}",
-        )
+        if path in self.gateway.procedures:
+            return ConnectError(
+                "unimplemented", f"{method} {path}: procedures are called with POST", status=405
+            )
+        return ConnectError("unimplemented", f"no such path {path}", status=404)
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
@@ -487,10 +487,6 @@ class _Handler(BaseHTTPRequestHandler):
         known = path in self.gateway.procedures or path == HEALTH_PATH
         log.info("http_refused", path=path if known else "(unknown)", method=self.command, code=refusal.code)
         status = refusal.http_status
-        if refusal.code == "unimplemented" and refusal.message.startswith(("no such", "no procedure")):
-            status = 404
-        elif refusal.message.startswith(("GET ", "PUT ", "DELETE ", "PATCH ", "HEAD ")):
-            status = 405
         self._answer(status, refusal.body(), extra=[("Allow", "POST")] if status == 405 else [])
 
     def _answer(self, status: int, body: bytes, content_type: str = JSON,
