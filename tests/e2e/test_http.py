@@ -221,6 +221,8 @@ def test_a_retry_gets_the_first_answer_and_another_request_under_its_key_is_refu
         (b'{"programId": "little_sprout", "memberId": 7}', "memberId", "memberId"),
         (b'{"programId": "little_sprout", "asOf": "yesterday"}', "asOf", "asOf"),
         (b'\xff\xfe{"programId": 1}', "UTF-8", ""),
+        (b'{"programId": ' + b"[" * 100_000, "nested too deeply", ""),
+        (b'{"programId": "little_sprout", "asOf": ' + b'{"seconds": ' * 200 + b"1" + b"}" * 201, "", "asOf"),
     ],
 )
 def test_malformed_json_is_invalid_argument_naming_the_problem(

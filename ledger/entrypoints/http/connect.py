@@ -118,6 +118,8 @@ def decode_request(procedure: Procedure, content_type: str, body: bytes) -> byte
         raise invalid("the body is not UTF-8 text") from None
     except ValueError as exc:
         raise invalid(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("the body is nested too deeply") from None
     if not isinstance(document, dict):
         raise invalid(f"the body must be a JSON object (a {name}), not {type(document).__name__}")
     try:
