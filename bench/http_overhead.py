@@ -46,7 +46,9 @@ def main() -> None:
             ids = itertools.count(1)
 
             def over_http(path: str, body: dict[str, str]) -> None:
-                connection.request("POST", path, json.dumps(body).encode(), headers=headers)  # bytes: one send
+                connection.request(
+                    "POST", path, json.dumps(body).encode(), headers=headers
+                )  # bytes: one send
                 reply = connection.getresponse()
                 reply.read()
                 assert reply.status == 200, reply.status
@@ -54,7 +56,9 @@ def main() -> None:
             with running.channel() as channel:
                 ledger = ledger_pb2_grpc.LedgerServiceStub(channel)
                 query = query_pb2_grpc.MemberQueryServiceStub(channel)
-                ledger.EnrollMember(ledger_pb2.EnrollMemberRequest(program_id=PROGRAM, idempotency_key="b", member_id="b"))
+                ledger.EnrollMember(
+                    ledger_pb2.EnrollMemberRequest(program_id=PROGRAM, idempotency_key="b", member_id="b")
+                )
                 balance = query_pb2.GetBalanceRequest(program_id=PROGRAM, member_id="b")
 
                 def grpc_enrol() -> None:
@@ -70,8 +74,10 @@ def main() -> None:
                 cases: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
                     "GetBalance": (
                         lambda: query.GetBalance(balance, timeout=10),
-                        lambda: over_http("/loyalty.v1.MemberQueryService/GetBalance",
-                                          {"programId": PROGRAM, "memberId": "b"}),  # fmt: skip
+                        lambda: over_http(
+                            "/loyalty.v1.MemberQueryService/GetBalance",
+                            {"programId": PROGRAM, "memberId": "b"},
+                        ),
                     ),
                     "EnrollMember": (grpc_enrol, http_enrol),
                 }
