@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import itertools
 import json
 import os
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -357,6 +359,28 @@ def test_https_with_the_grpc_certificate(tmp_path: Path) -> None:
             send(url, "/healthz", method="GET", context=ssl.create_default_context())
         plain = raw_exchange(url.replace("https://", "http://"), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert not plain.startswith(b"HTTP/1.1 200")  # plaintext gets no answer from the TLS listener
+
+        new_ca = TestCA(
+            "ledger http test CA, rotated"
+        )  # the files change: the next connection gets the new pair
+        issued = new_ca.issue("ledger.test", server=True)
+        for name, data in (("server.key", issued.key_pem), ("server.pem", issued.cert_pem)):
+            (tmp_path / f"{name}.new").write_bytes(data)
+            os.replace(tmp_path / f"{name}.new", tmp_path / name)
+        renewed = ssl.create_default_context(cadata=new_ca.pem.decode())
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(urllib.error.URLError, ssl.SSLError, ConnectionError):
+                if send(url, "/healthz", method="GET", context=renewed).status == 200:
+                    break
+            assert time.monotonic() < deadline, (
+                "the rotated certificate was not served over HTTPS within 10 s"
+            )
+            time.sleep(0.2)
+        with pytest.raises(urllib.error.URLError):
+            send(
+                url, "/healthz", method="GET", context=trusting
+            )  # the old certificate is no longer presented
     finally:
         stop_server(server.process)
 
@@ -460,5 +484,42 @@ def test_the_rate_limit_holds_over_http_and_says_when_to_retry(tmp_path: Path) -
         assert limited.detail(error_details_pb2.ErrorInfo).reason == "RATE_LIMITED"
         assert limited.detail(error_details_pb2.RetryInfo).retry_delay.ToMilliseconds() > 0
         assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        stop_server(server.process)
+
+
+def http_from(url: str, source: str, path: str, body: dict[str, Any], key: str) -> Answer:
+    """One call over a connection from the local address ``source`` (127.0.0.x: the loopback has them all)."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        connection.request("POST", path, json.dumps(body).encode(), headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {key}"})  # fmt: skip
+        reply = connection.getresponse()
+        return Answer(reply.status, dict(reply.getheaders()), json.loads(reply.read()))
+    finally:
+        connection.close()
+
+
+def test_failed_key_checks_count_against_the_http_callers_own_address(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path, env=ENV, cwd=ROOT, http=True, extra_args=["--failed-auth-limit", "0.01:3"]
+    )
+    try:
+        url = server.http_url
+        assert url is not None
+        clock = ("/loyalty.v1.ProgramService/GetClock", {"programId": PROGRAM})
+        wrong = "lk_0123456789abcdef_not-the-secret"
+        codes = [http_from(url, "127.0.0.2", *clock, key=wrong).body["code"] for _ in range(4)]
+        assert codes == ["unauthenticated"] * 3 + ["resource_exhausted"]  # that address has spent its checks
+        fresh = create_key(server.store_url, PROGRAM, "pos", cwd=ROOT, env=ENV)  # never checked: slow work
+        assert (
+            http_from(url, "127.0.0.3", *clock, key=fresh).status == 200
+        )  # another address is not held back
+        other = create_key(server.store_url, PROGRAM, "pos", cwd=ROOT, env=ENV)
+        held = http_from(
+            url, "127.0.0.2", *clock, key=other
+        )  # not proved yet: no slow check for that address
+        assert held.detail(error_details_pb2.ErrorInfo).metadata["limit"] == "failed_key_checks"
     finally:
         stop_server(server.process)
