@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +49,7 @@ FLAGS: Mapping[str, str] = {
     "metrics_listen": "--metrics-listen", "feed_nats": "--feed-nats", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
     "tls_client_ca": "--tls-client-ca", "rate_limit": "--rate-limit", "failed_auth_limit": "--failed-auth-limit",
     "admin_key_file": "--admin-key-file", "processes": "--processes", "reference_program": "--no-reference-program",
-    "sandbox": "--sandbox",
+    "sandbox": "--sandbox", "http_listen": "--http-listen", "http_cors_origins": "--http-cors-origins",
 }  # fmt: skip
 """The command-line flag of each field that has one (``ledger serve``; ``--store`` for every command)."""
 
@@ -109,6 +110,22 @@ class Settings(BaseSettings):
     metrics_listen: str | None = Field(
         None, pattern=r"^.+:[0-9]{1,5}$", description="host:port to serve Prometheus metrics on (unset: none)"
     )
+    http_listen: str | None = Field(
+        None, pattern=r"^.+:[0-9]{1,5}$",
+        description="host:port to serve the API as JSON over HTTP on (the Connect protocol; unset: none)",
+    )  # fmt: skip
+    http_read_seconds: PositiveFloat = Field(
+        10.0, description="seconds an HTTP request (line, headers, body) may take to arrive; an idle connection is "
+        "closed after as long",
+    )
+    http_max_connections: PositiveInt = Field(
+        64, description="HTTP connections served at once; one more is answered 429 (resource_exhausted) and closed"
+    )
+    http_cors_origins: str | None = Field(
+        None,
+        description="comma-separated origins (https://mall.example.com) whose web pages may call the HTTP API; "
+        "'*' any; unset: none",
+    )
     feed_nats: SecretStr | None = Field(
         None,
         description="NATS JetStream URL to publish the event feed to (unset: no feed; may hold credentials)",
@@ -154,6 +171,20 @@ class Settings(BaseSettings):
             text = value.strip()
             return text.upper() if text.upper() in ("OFF", "NORMAL", "FULL", "EXTRA") else text.lower()
         return value
+
+    @field_validator("http_cors_origins")
+    @classmethod
+    def _origins(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for origin in (o.strip() for o in value.split(",")):
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port] without a path, or '*'")
+        return value
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.http_cors_origins.split(",")) if self.http_cors_origins else ()
 
     @field_validator("store", "read_models")
     @classmethod

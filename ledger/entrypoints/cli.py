@@ -103,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
                    " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
+    s.add_argument("--http-listen", metavar="HOST:PORT",
+                   help="also serve the API as JSON over HTTP (the Connect protocol: POST /loyalty.v1.<Service>/<Method>,"
+                   " GET /healthz) at HOST:PORT, with the same keys, errors and limits, and TLS when the gRPC port has"
+                   " it (default: $LEDGER_HTTP_LISTEN; unset: none). Unary calls only; with --processes N the first"
+                   " process serves it. See docs/http.md")
+    s.add_argument("--http-cors-origins", metavar="ORIGINS",
+                   help="comma-separated origins whose web pages may call the HTTP API, e.g."
+                   " https://mall.example.com ('*': any; default: $LEDGER_HTTP_CORS_ORIGINS, else none)")
+    s.add_argument("--http-port-file", metavar="F", help="write the bound HTTP port to this file once listening")
     tls.add_arguments(s)
     rate_limit.add_arguments(s)
 
@@ -175,6 +184,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "processes": None if args.processes is None else _processes(args.processes),
         "reference_program": False if args.no_reference_program else None,
         "sandbox": True if args.sandbox or args.insecure_no_auth else None,
+        "http_listen": args.http_listen, "http_cors_origins": args.http_cors_origins,
     }  # fmt: skip
 
 
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                                   max_worker_wait=settings.max_worker_wait),
                 keys=wired.keys, credentials=tls.server_credentials(tls_settings) if tls_settings else None,
                 interceptors=[*([traces.layer] if traces else []), AccessLog(metrics)],
-                drain_seconds=args.drain_seconds,
+                drain_seconds=args.drain_seconds, http=_http(settings, args, tls_settings),
             )  # fmt: skip
         finally:
             if traces is not None:
@@ -433,6 +443,19 @@ def _metrics(wired: Wired, listen: str | None) -> Any:
     metrics.watch_writer(wired.app.writer)
     metrics.serve(listen)
     return metrics
+
+
+def _http(settings: Settings, args: argparse.Namespace, tls_settings: tls.TlsSettings | None) -> Any:
+    """The JSON-over-HTTP listener (``--http-listen``), bound now; None when not asked for, and in a worker of
+    ``--processes N`` (the first process serves it)."""
+    if not settings.http_listen or args.worker_of is not None:
+        return None
+    from ledger.entrypoints.http.gateway import HttpGateway, HttpSettings
+
+    return HttpGateway(HttpSettings(
+        settings.http_listen, settings.cors_origins, settings.call_timeout, tls_settings, args.http_port_file,
+        max_connections=settings.http_max_connections, read_seconds=settings.http_read_seconds,
+    ))  # fmt: skip
 
 
 def _worker_metrics(listen: str, number: int) -> str:

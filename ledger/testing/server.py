@@ -7,6 +7,8 @@ Unless the caller chose (``LEDGER_IDENTITY_PEPPER``, ``LEDGER_IDENTITY_PEPPER_FI
 or ``--sandbox`` / ``--insecure-no-auth``), the server gets a secret identity pepper the way a user gives one: a
 ``secrets.token_hex(32)`` in a file named by ``LEDGER_IDENTITY_PEPPER_FILE``, the same for every server this
 process starts on one store (replicas and restarts resolve the same identities).
+With ``http=True`` the server also serves JSON over HTTP on a free port (``--http-listen``), at
+:attr:`RunningServer.http_url`.
 ``stop_server`` sends SIGTERM (the server shuts down gracefully) and kills it only if it does not stop in time.
 """
 
@@ -74,6 +76,8 @@ class RunningServer:
     """A deployment admin key (None when the server runs with ``--insecure-no-auth``)."""
     credentials: grpc.ChannelCredentials | None = None
     """How to reach a TLS server (None: plaintext)."""
+    http_url: str | None = None
+    """``http://127.0.0.1:PORT`` of the JSON-over-HTTP listener (``https://`` with TLS), when started with it."""
 
     def channel(self, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
         """A channel to the server whose calls carry :attr:`api_key` (over TLS with :attr:`credentials`)."""
@@ -89,6 +93,7 @@ def start_server(
     extra_args: Sequence[str] = (),
     startup_seconds: float = 60.0,
     credentials: grpc.ChannelCredentials | None = None,
+    http: bool = False,
 ) -> RunningServer:
     """Start ``ledger serve`` with its store, port file and log in ``workdir``; raise with the log if it fails.
 
@@ -96,11 +101,12 @@ def start_server(
     port_file = workdir / "port"
     log_path = workdir / "server.log"
     key_file = workdir / "admin.key"
+    http_port_file = workdir / "http.port"
     store_url = store_url or f"sqlite:///{workdir / 'ledger.db'}"
     command = [
         sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url,
         "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--admin-key-file", str(key_file),
-        *extra_args,
+        *(["--http-listen", "127.0.0.1:0", "--http-port-file", str(http_port_file)] if http else []), *extra_args,
     ]  # fmt: skip
     if not {"--sandbox", "--insecure-no-auth"} & set(extra_args):
         env = with_pepper(workdir, store_url, env)
@@ -115,6 +121,10 @@ def start_server(
                 raise RuntimeError(f"server did not write its port file:\n{log_path.read_text()}")
             time.sleep(0.05)
         target = f"127.0.0.1:{int(port_file.read_text())}"
+        http_url = None
+        if http:  # written before the gRPC port file
+            scheme = "https" if credentials is not None else "http"
+            http_url = f"{scheme}://127.0.0.1:{int(http_port_file.read_text())}"
         with keyed_channel(target, None, credentials=credentials) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
@@ -137,7 +147,7 @@ def start_server(
     except BaseException:
         stop_server(process)
         raise
-    return RunningServer(target, process, log_path, store_url, api_key, credentials)
+    return RunningServer(target, process, log_path, store_url, api_key, credentials, http_url)
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

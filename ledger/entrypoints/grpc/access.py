@@ -5,7 +5,8 @@ Each finished call (health checks excepted: load balancers ask every few seconds
 request names one, ``key_id`` of the presented API key (the public part of ``lk_<key_id>_<secret>``; never the
 secret, and not proof that the key was valid: ``status`` says that), ``error_id`` when the call failed with
 INTERNAL (the id the caller got; the record ``rpc_failed`` of :mod:`ledger.entrypoints.grpc.errors` has it
-with the stack) and ``trace_id`` when the caller sent a W3C ``traceparent``. Nothing else of the request is
+with the stack), ``trace_id`` when the caller sent a W3C ``traceparent``, and ``transport: http`` for a call
+that came as JSON over HTTP (:mod:`ledger.entrypoints.http.gateway`). Nothing else of the request is
 written: member ids, phone numbers, names and amounts never reach the log from here.
 """
 
@@ -20,6 +21,7 @@ import grpc
 import structlog
 
 from ledger.application.keys import split_token
+from ledger.entrypoints.grpc.forwarded import forwarded
 from ledger.entrypoints.grpc.pipeline import Handler, Layer
 
 log = structlog.get_logger("ledger.access")
@@ -70,8 +72,11 @@ class AccessLog(Layer):
                 self._observer.call_finished(method, code, seconds)
             if not self._write_lines:
                 return
-            key_id, trace_id = caller_of(context.invocation_metadata())
+            metadata = context.invocation_metadata()
+            key_id, trace_id = caller_of(metadata)
             fields: dict[str, Any] = {"method": method, "status": code, "duration_ms": round(seconds * 1000, 3)}
+            if forwarded(metadata) is not None:
+                fields["transport"] = "http"
             program_id = getattr(request, "program_id", None)
             if isinstance(program_id, str) and program_id:
                 fields["program_id"] = program_id

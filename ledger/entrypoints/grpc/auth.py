@@ -22,6 +22,7 @@ from ledger.application.keys import ALL_PROGRAMS, KeyCheckThrottled, KeyRing, Pr
 from ledger.application.principal import CURRENT
 from ledger.domain.errors import NotFound
 from ledger.entrypoints.grpc.errors import RpcCode, abort, error_info, status
+from ledger.entrypoints.grpc.forwarded import CN_HEADER, PEER_HEADER, forwarded
 from ledger.entrypoints.grpc.pipeline import Handler, Layer
 from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status, peer_address
 
@@ -120,8 +121,10 @@ class Authenticator(Layer):
         return _wrap(handler, check)
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
-        token = bearer(context.invocation_metadata())
-        peer = peer_address(context.peer() or "")
+        metadata = context.invocation_metadata()
+        token = bearer(metadata)
+        via_gateway = forwarded(metadata)  # an HTTP call: its caller's address, not the gateway's socket
+        peer = (via_gateway or {}).get(PEER_HEADER) or peer_address(context.peer() or "")
         failures = self._limits.failures
 
         def may_work() -> bool:  # slow work for a key not verified yet: not while this peer keeps failing
@@ -159,9 +162,13 @@ STORE_ROLES: Final = ("pos", "checkout")
 
 def _store_of_certificate(context: grpc.ServicerContext, principal: Principal) -> Principal:
     """The principal acting for the store its client certificate names (CN); refused when its key names another."""
-    names: Any = context.auth_context().get("x509_common_name") or []
-    first = names[0] if isinstance(names, list) and names else b""
-    store = first.decode(errors="replace") if isinstance(first, bytes) else ""
+    via_gateway = forwarded(context.invocation_metadata())
+    if via_gateway is not None:  # over HTTP: the certificate the gateway's TLS handshake verified
+        store = via_gateway.get(CN_HEADER, "")
+    else:
+        names: Any = context.auth_context().get("x509_common_name") or []
+        first = names[0] if isinstance(names, list) and names else b""
+        store = first.decode(errors="replace") if isinstance(first, bytes) else ""
     if not store:
         _deny(context, RpcCode.PERMISSION_DENIED, "a pos or checkout key needs a client certificate naming its store",
               "CLIENT_CERTIFICATE_REQUIRED")

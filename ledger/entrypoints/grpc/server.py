@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -175,6 +175,18 @@ def supervise(app: LedgerApp, server: grpc.Server) -> Supervisor:
     return supervisor
 
 
+class SideListener(Protocol):
+    """A listener beside the gRPC port that forwards its calls to the server on :attr:`grpc_target` (the HTTP
+    gateway, :mod:`ledger.entrypoints.http.gateway`): started with the server, closed before its gate."""
+
+    grpc_target: str
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def wait_idle(self, timeout: float) -> bool: ...
+    def stop(self) -> None: ...
+
+
 #: Builds a worker's command line from the address it binds and the file it writes its port to once SERVING.
 WorkerCommand = Callable[[str, str], list[str]]
 
@@ -195,6 +207,7 @@ def serve(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     drain_seconds: float = 0.0,
+    http: SideListener | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
@@ -203,7 +216,8 @@ def serve(
     is gone. ``keys`` and ``credentials`` are as in :func:`build_server`. ``interceptors`` run before the
     authenticator, the first outermost (the access log). ``drain_seconds``: after SIGTERM, health says
     NOT_SERVING while calls are still taken for this long, so load balancers stop sending new ones before the
-    port closes.
+    port closes. ``http``: the JSON-over-HTTP listener, whose calls reach this server on its own socket; on
+    shutdown it stops accepting first, and the calls it forwarded finish like the others.
     """
     multi = workers > 0 or reuse_port
     counter = CallCounter() if multi else None
@@ -216,10 +230,14 @@ def serve(
     # Everything built so far (modules, schemas, policies, the app) lives as long as the process: move it out of
     # the collector's generations so the full collections that the writer's growing state cache triggers do not
     # walk it again each time.
+    if http is not None and server.add_insecure_port(http.grpc_target) == 0:
+        raise RuntimeError(f"could not listen on {http.grpc_target}")
     gc.collect()
     gc.freeze()
     server.start()
     supervisor = supervise(app, server)
+    if http is not None:
+        http.start()
     pid = os.getpid()
     log.info("serving", listen=listen, port=port, pid=pid, tls=credentials is not None)
     stopping = threading.Event()
@@ -260,9 +278,15 @@ def serve(
         # New calls get a clean UNAVAILABLE; those inside finish. Only then grpc stops, with nothing in flight
         # (its stop would kill calls not yet handed to a handler: CANCELLED, with no way to tell what happened).
         closed_at = time.monotonic()
+        if http is not None:
+            http.close()  # no new HTTP connections; the HTTP calls in flight are inside the gate, finishing
         gate.close()
         if not gate.wait_idle(GRACE_SECONDS):
             log.warning("calls_outlasted_grace", calls=gate.inside, grace_seconds=GRACE_SECONDS, pid=pid)
+        if http is not None:
+            if not http.wait_idle(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))):
+                log.warning("http_calls_outlasted_grace", grace_seconds=GRACE_SECONDS, pid=pid)
+            http.stop()
         server.stop(max(0.0, GRACE_SECONDS - (time.monotonic() - closed_at))).wait()
         _stop_workers(children)  # the workers' last lines come before this one's
         log.info("stopped", pid=pid, **({"calls": counter.calls} if counter is not None else {}))

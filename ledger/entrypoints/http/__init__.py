@@ -1,0 +1,1 @@
+"""JSON over HTTP (the Connect protocol's unary calls) for callers that cannot speak gRPC."""
