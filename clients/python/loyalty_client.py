@@ -528,6 +528,48 @@ class LoyaltyClient:
         )
         return self._call(lambda t: self.ledger.RefundPurchase(req, timeout=t))
 
+    # -- the points mall -----------------------------------------------------------------------------------
+
+    def exchange_points(
+        self,
+        member_id: str,
+        exchange_id: str,
+        reward_id: str,
+        *,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_MINI_PROGRAM,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.ExchangePointsResponse:
+        """Exchange points for one unit of a reward of the points mall; a retry with the same key is answered once."""
+        req = ledger_pb2.ExchangePointsRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            exchange_id=exchange_id,
+            reward_id=reward_id,
+        )
+        return self._call(lambda t: self.ledger.ExchangePoints(req, timeout=t))
+
+    def cancel_exchange(
+        self,
+        member_id: str,
+        exchange_id: str,
+        reason: str,
+        *,
+        channel: common_pb2.Channel.ValueType = common_pb2.CHANNEL_MINI_PROGRAM,
+        idempotency_key: str | None = None,
+    ) -> ledger_pb2.CancelExchangeResponse:
+        """Cancel an unused exchange: its points back into their lots, its unit back to stock."""
+        req = ledger_pb2.CancelExchangeRequest(
+            program_id=self.program_id,
+            idempotency_key=idempotency_key or self.new_key(),
+            context=self._context(channel, None),
+            member_id=member_id,
+            exchange_id=exchange_id,
+            reason=reason,
+        )
+        return self._call(lambda t: self.ledger.CancelExchange(req, timeout=t))
+
     # -- audit ---------------------------------------------------------------------------------------------
 
     def get_liability(

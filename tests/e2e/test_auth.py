@@ -41,7 +41,7 @@ MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2, keys_pb2)
 READS = {"LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
          "GetPolicy", "GetClock"}
 TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
-                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership"}
+                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership", "ExchangePoints", "CancelExchange"}
 ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,

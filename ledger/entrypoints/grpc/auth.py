@@ -32,6 +32,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.write" for m in (
         "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
         "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership",
+        "ExchangePoints", "CancelExchange",
     )},
     **{m: "member.manage" for m in (
         "AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember", "ExportMemberData",
