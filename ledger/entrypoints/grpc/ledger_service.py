@@ -14,9 +14,9 @@ from ledger.domain import queries
 from ledger.domain.errors import InvalidCommand, NotFound
 from ledger.domain.standing import CapPeriod, cap_usage
 from ledger.entrypoints.grpc import convert as cv
-from ledger.entrypoints.grpc.mall_writes import MallWrites
 from ledger.entrypoints.grpc.common import line_earning, order_lines
 from ledger.entrypoints.grpc.errors import rpc
+from ledger.entrypoints.grpc.mall_writes import MallWrites
 from ledger.entrypoints.grpc.validation import (
     MAX_HOLD_TTL,
     MAX_IDENTITIES,
