@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2, keys_pb2)
 READS = {"LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
-         "GetPolicy", "GetClock"}
+         "GetPolicy", "GetClock", "ListRewards", "ListExchanges"}
 TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
                 "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership", "ExchangePoints", "CancelExchange"}
 ALLOWED: dict[str, set[str]] = {

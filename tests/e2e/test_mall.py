@@ -100,3 +100,48 @@ def test_the_client_exchanges_and_cancels_back_into_the_lots(program: Program) -
     )
     [coupon] = [e for e in listed.entitlements if e.entitlement_id == exchanged.entitlement.entitlement_id]
     assert coupon.status == member_pb2.ENTITLEMENT_STATUS_REVOKED
+
+
+def test_the_catalog_shows_stock_left_and_what_a_member_may_exchange_and_their_exchanges(
+    program: Program,
+) -> None:
+    enroll(program, "m1")
+    credit(program, "m1", 3_500)
+    query = program.server.query
+    before = {
+        r.reward_id: r
+        for r in query.ListRewards(query_pb2.ListRewardsRequest(program_id=program.program_id)).rewards
+    }
+    assert set(before) == {"nursing_pillow", "coupon_20", "home_delivery", "formula_coupon", "gift_box_618"}
+    assert (before["nursing_pillow"].stock_left, before["coupon_20"].stock_left) == (200, -1)
+    program.server.ledger.ExchangePoints(exchange_request(program, "m1", "X1", "nursing_pillow"))
+    offers = {
+        r.reward_id: r
+        for r in query.ListRewards(
+            query_pb2.ListRewardsRequest(program_id=program.program_id, member_id="m1")
+        ).rewards
+    }
+    assert offers["nursing_pillow"].stock_left == 199
+    assert offers["nursing_pillow"].refusal_reason == "EXCHANGE_LIMIT_REACHED"
+    assert offers["home_delivery"].refusal_reason == "TIER_NOT_ELIGIBLE"
+    assert offers["gift_box_618"].refusal_reason == "OUTSIDE_SALE_WINDOW"
+    assert offers["coupon_20"].refusal_reason == "INSUFFICIENT_POINTS"  # 500 left
+    assert offers["coupon_20"].allowed is False
+    assert (offers["formula_coupon"].allowed, offers["formula_coupon"].refusal_reason) == (
+        False,
+        "INSUFFICIENT_POINTS",
+    )
+    credit(program, "m1", 300)
+    offers = {
+        r.reward_id: r
+        for r in query.ListRewards(
+            query_pb2.ListRewardsRequest(program_id=program.program_id, member_id="m1")
+        ).rewards
+    }
+    assert (offers["formula_coupon"].allowed, offers["formula_coupon"].refusal_reason) == (True, "")
+    assert (offers["formula_coupon"].limit_count, offers["formula_coupon"].limit_period) == (1, "month")
+    [record] = query.ListExchanges(
+        query_pb2.ListExchangesRequest(program_id=program.program_id, member_id="m1")
+    ).exchanges
+    assert (record.exchange_id, record.reward_id, record.points) == ("X1", "nursing_pillow", 3_000)
+    assert record.entitlement.kind == "gift" and not record.HasField("cancelled_at")

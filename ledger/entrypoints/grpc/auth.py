@@ -28,6 +28,7 @@ from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status
 PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.read" for m in (
         "LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
+        "ListRewards", "ListExchanges",
     )},
     **{m: "member.write" for m in (
         "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
