@@ -45,7 +45,7 @@ from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.queries import tier_in_effect
 from ledger.domain.state import Balances, MemberState
-from ledger.domain.stock import StockState, evolve_stock, movement
+from ledger.domain.stock import StockEvent, StockState, adjust, evolve_stock, movement
 from ledger.domain.stock import decode as decode_stock
 from ledger.domain.stock import encode as encode_stock
 from ledger.domain.streams import member_stream, stock_stream
@@ -462,7 +462,11 @@ class CommandWriter:
                             fingerprint=keys[(req.program_id, req.idempotency_key)][0],
                             response=result.to_bytes(payloads),
                             recorded_at=result.recorded_at,
-                            stream_id=member_stream(req.program_id, result.member_id),
+                            stream_id=(
+                                stock_stream(req.program_id, req.command.reward_id)
+                                if isinstance(req.command, cmd.AdjustStock)
+                                else member_stream(req.program_id, result.member_id)
+                            ),
                         )
                     )
                 answered.append((p, result))
@@ -615,6 +619,8 @@ class CommandWriter:
                 members = (req.command.member_id,)
             elif isinstance(req.command, cmd.MergeMembers):
                 members = (req.command.member_id, req.command.source_member_id)
+            elif isinstance(req.command, cmd.AdjustStock):
+                continue  # no member: the reward's stock stream is read when the command is decided
             else:
                 members = (req.command.member_id,)
             for member_id in members:
@@ -702,6 +708,8 @@ class CommandWriter:
         """Decide one command and apply its events; the result, and the payloads of its events as encoded for
         the log (None if they are not at hand) so that the recorded answer does not encode them again."""
         command = req.command
+        if isinstance(command, cmd.AdjustStock):
+            return self._stage_stock(req, command), None
         s = self._load(req.program_id, command.member_id, staged)
         ctx = self._context(s, req.occurred_at)
         start = len(s.events)
@@ -766,6 +774,9 @@ class CommandWriter:
             if x is None or x.stock_stream is None:
                 return None
             sid = x.stock_stream
+        return self._stock_stream(sid)
+
+    def _stock_stream(self, sid: str) -> _StockStaged:
         found = self._stock.get(sid)
         if found is not None:
             return found
@@ -782,23 +793,41 @@ class CommandWriter:
             if moved is None:
                 continue
             sid, stock_event = moved
-            k = self._stock[sid]
-            evolve_stock(k.state, stock_event)
-            k.events.append(
-                NewEvent(
-                    event_id=str(uuid.uuid4()),
-                    type=stock_event.type,
-                    schema_version=SCHEMA_VERSION,
-                    occurred_at=stock_event.at,
-                    recorded_at=now,
-                    policy_version=None,
-                    idempotency_key=req.idempotency_key or None,
-                    correlation_id=req.correlation_id,
-                    causation_id=None,
-                    actor=req.actor.as_dict(),
-                    payload=encode_stock(stock_event),
-                )
+            self._append_stock(req, self._stock[sid], stock_event, now)
+
+    def _stage_stock(self, req: cmd.Envelope, command: cmd.AdjustStock) -> CommandResult:
+        """An operator's stock adjustment: decided on the reward's stock stream alone (no member is touched)."""
+        ctx = self._programs.context(req.program_id, req.occurred_at, "", look_up_profile=False)
+        k = self._stock_stream(stock_stream(req.program_id, command.reward_id))
+        event = adjust(command, k.state, ctx.version, ctx.at)
+        self._append_stock(req, k, event, ctx.now)
+        return CommandResult(
+            program_id=req.program_id,
+            member_id="",
+            events=(),
+            version=k.state.version,
+            balance=Balances(0, 0, 0, 0),
+            recorded_at=ctx.now,
+            extra={"reward_id": command.reward_id, "units": command.units, "stock_left": event.stock_left_after},
+        )
+
+    def _append_stock(self, req: cmd.Envelope, k: _StockStaged, stock_event: StockEvent, now: datetime) -> None:
+        evolve_stock(k.state, stock_event)
+        k.events.append(
+            NewEvent(
+                event_id=str(uuid.uuid4()),
+                type=stock_event.type,
+                schema_version=SCHEMA_VERSION,
+                occurred_at=stock_event.at,
+                recorded_at=now,
+                policy_version=None,
+                idempotency_key=req.idempotency_key or None,
+                correlation_id=req.correlation_id,
+                causation_id=None,
+                actor=req.actor.as_dict(),
+                payload=encode_stock(stock_event),
             )
+        )
 
     def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
         for identity in command.identities:

@@ -184,6 +184,18 @@ class CancelExchange:
 
 
 @dataclass(frozen=True, slots=True)
+class AdjustStock:
+    """An operator adds (positive ``units``) or removes (negative) units of a points-mall reward's stock, with a
+    reason. It names no member: the writer keys it by the reward's stock stream (``member_id`` stays empty)."""
+
+    reward_id: str
+    units: int
+    reason: str
+    operator_id: str
+    member_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Run everything due for the member up to the program's current time."""
 
@@ -208,6 +220,7 @@ MemberCommand = (
     | Tick
     | ExchangePoints
     | CancelExchange
+    | AdjustStock
 )
 
 

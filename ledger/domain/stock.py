@@ -17,6 +17,9 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from ledger.domain import events as ev
+from ledger.domain.commands import AdjustStock
+from ledger.domain.errors import InvalidCommand, Refusal
+from policies import PolicyVersion, stock_left
 
 
 class StockTaken(ev._Event):
@@ -100,3 +103,42 @@ def movement(member_id: str, event: ev.MemberEvent, at: datetime) -> tuple[str, 
             at=at, reward_id=event.reward_id, member_id=member_id, exchange_id=event.exchange_id
         )
     return None
+
+
+MAX_STOCK_ADJUSTMENT = 1_000_000
+
+
+def adjust(command: AdjustStock, stock: StockState, version: PolicyVersion, at: datetime) -> StockAdjusted:
+    """An operator's stock correction under the policy version in force at ``at``: never below zero units left."""
+    if command.units == 0 or abs(command.units) > MAX_STOCK_ADJUSTMENT:
+        raise InvalidCommand("units", f"must be non-zero and at most {MAX_STOCK_ADJUSTMENT} either way")
+    if not command.reason.strip():
+        raise InvalidCommand("reason", "is required")
+    if not command.operator_id:
+        raise InvalidCommand("context.operator_id", "is required for a stock adjustment")
+    reward = version.policy.mall.get(command.reward_id)
+    if reward is None:
+        raise InvalidCommand(
+            "reward_id", f"unknown reward {command.reward_id!r} in the points mall of this policy version"
+        )
+    if reward.stock is None:
+        raise InvalidCommand(
+            "reward_id", f"reward {command.reward_id!r} has unlimited stock: there is none to adjust"
+        )
+    left = stock_left(reward, stock.net_taken)
+    assert left is not None
+    after = left + command.units
+    if after < 0:
+        raise Refusal(
+            "STOCK_BELOW_ZERO",
+            f"{reward.name}: {left} units left, cannot remove {-command.units}",
+            {"reward_id": command.reward_id, "stock_left": left, "units": command.units},
+        )
+    return StockAdjusted(
+        at=at,
+        reward_id=command.reward_id,
+        units=command.units,
+        reason=command.reason,
+        operator_id=command.operator_id,
+        stock_left_after=after,
+    )

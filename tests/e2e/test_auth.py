@@ -46,10 +46,10 @@ ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,
     "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "GetLiability",
-                        "EraseMember", "ExportMemberData"},
+                        "EraseMember", "ExportMemberData", "AdjustStock"},
     "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram", "GetLiability"},
     "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember",
-                     "ExportMemberData", "ReplayMember",
+                     "ExportMemberData", "AdjustStock", "ReplayMember",
                      "VerifyMember", "VerifyProgram", "GetLiability", "CreateProgram", "PublishPolicy", "AdvanceClock",
                      "CreateKey", "ListKeys", "RevokeKey"},
 }

@@ -145,3 +145,23 @@ def test_the_catalog_shows_stock_left_and_what_a_member_may_exchange_and_their_e
     ).exchanges
     assert (record.exchange_id, record.reward_id, record.points) == ("X1", "nursing_pillow", 3_000)
     assert record.entitlement.kind == "gift" and not record.HasField("cancelled_at")
+
+
+def test_an_operator_adjusts_stock_and_the_catalog_shows_it(program: Program) -> None:
+    request = ledger_pb2.AdjustStockRequest(
+        program_id=program.program_id, idempotency_key=program.key("stock"), context=CONSOLE,
+        reward_id="gift_box_618", units=-20, reason="20 boxes sent to another store",
+    )  # fmt: skip
+    first = program.server.ledger.AdjustStock(request)
+    assert (first.stock_left, first.replayed, first.stock_version) == (30, False, 1)
+    again = program.server.ledger.AdjustStock(request)
+    assert (again.stock_left, again.replayed) == (30, True)
+    listed = program.server.query.ListRewards(query_pb2.ListRewardsRequest(program_id=program.program_id))
+    assert {r.reward_id: r.stock_left for r in listed.rewards}["gift_box_618"] == 30
+    request.idempotency_key, request.units = program.key("stock"), -31
+    code, info, _ = failure(program.server.ledger.AdjustStock, request)
+    assert (code, info.reason if info else None) == (grpc.StatusCode.FAILED_PRECONDITION, "STOCK_BELOW_ZERO")
+    request.idempotency_key, request.context.operator_id = program.key("stock"), ""
+    code, _, bad = failure(program.server.ledger.AdjustStock, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and bad is not None
+    assert "context.operator_id" in [v.field for v in bad.field_violations]

@@ -310,3 +310,46 @@ def test_an_exchange_is_cancelled_once_and_not_after_its_validity(wired: Wired) 
     assert refused(wired, cmd.CancelExchange("m1", "X2", "late"), "c3").reason == "EXCHANGE_NOT_CANCELLABLE"
     with pytest.raises(NotFound):
         run(wired, cmd.CancelExchange("m1", "X9", "unknown"), "c4")
+
+
+# -- operators' stock adjustments -----------------------------------------------------------------------------
+
+
+def test_an_operator_adjusts_stock_once_per_key_and_never_below_zero() -> None:
+    w = wire(document(nursing_pillow=2), members=1)
+    try:
+        adjust = cmd.AdjustStock("nursing_pillow", 3, "delivery of 3 pillows", "op1")
+        first = run(w, adjust, "s1")
+        assert (first.extra["stock_left"], first.version) == (5, 1)
+        again = run(w, adjust, "s1")
+        assert again.replayed and again.extra["stock_left"] == 5 and stock(w, "nursing_pillow").version == 1
+        with pytest.raises(Conflict):
+            run(w, cmd.AdjustStock("nursing_pillow", 4, "delivery", "op1"), "s1")
+        r = refused(w, cmd.AdjustStock("nursing_pillow", -6, "damaged", "op1"), "s2")
+        assert (r.reason, r.metadata["stock_left"]) == ("STOCK_BELOW_ZERO", "5")
+        run(w, cmd.AdjustStock("nursing_pillow", -5, "damaged in store", "op1"), "s3")
+        credit(w, 3_000, "a1")
+        assert refused(w, cmd.ExchangePoints("m1", "X1", "nursing_pillow"), "x1").reason == "OUT_OF_STOCK"
+        run(w, cmd.AdjustStock("nursing_pillow", 1, "found one", "op1"), "s4")
+        exchange(w, "X1", "nursing_pillow")
+        [adjusted] = [decode(s.payload) for s in w.app.store.read_stream(stock_stream(P, "nursing_pillow"))][
+            :1
+        ]
+        assert adjusted.type == "StockAdjusted" and (adjusted.operator_id, adjusted.reason) == (
+            "op1",
+            "delivery of 3 pillows",
+        )
+    finally:
+        w.app.close()
+
+
+def test_a_stock_adjustment_names_the_field_it_cannot_take(wired: Wired) -> None:
+    for command, field in (
+        (cmd.AdjustStock("coupon_20", 5, "more", "op1"), "reward_id"),  # unlimited stock
+        (cmd.AdjustStock("caviar", 5, "more", "op1"), "reward_id"),
+        (cmd.AdjustStock("nursing_pillow", 0, "none", "op1"), "units"),
+        (cmd.AdjustStock("nursing_pillow", 5, " ", "op1"), "reason"),
+    ):
+        with pytest.raises(InvalidCommand) as caught:
+            run(wired, command, f"bad-{field}-{command.reward_id}-{command.units}")
+        assert caught.value.field == field

@@ -37,6 +37,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     )},
     **{m: "member.manage" for m in (
         "AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember", "ExportMemberData",
+        "AdjustStock",
     )},
     **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
     "GetLiability": "finance.read",

@@ -6,6 +6,7 @@ import grpc
 
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
+from ledger.domain.stock import MAX_STOCK_ADJUSTMENT
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.benefit_writes import BenefitWrites
 from ledger.entrypoints.grpc.errors import rpc
@@ -50,6 +51,39 @@ class MallWrites(BenefitWrites):
             if ent is not None:
                 response.entitlement.CopyFrom(cv.entitlement(ent, view.policy.policy, view.now))
         return response
+
+    @rpc
+    def AdjustStock(
+        self, request: ledger_pb2.AdjustStockRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.AdjustStockResponse:
+        c = Checks()
+        c.program_id(request.program_id)
+        c.idempotency_key(request.idempotency_key)
+        c.caller_id("reward_id", request.reward_id)
+        c.context(request, operator_required=True)
+        if request.units == 0:
+            c.fail("units", "must not be zero")
+        else:
+            c.between("units", request.units, -MAX_STOCK_ADJUSTMENT, MAX_STOCK_ADJUSTMENT)
+        c.text("reason", request.reason, required=True, max_len=MAX_NOTE)
+        c.done()
+        result = self._run(
+            request,
+            cmd.AdjustStock(
+                reward_id=request.reward_id,
+                units=request.units,
+                reason=request.reason,
+                operator_id=request.context.operator_id,
+            ),
+            business_time=False,
+        )
+        return ledger_pb2.AdjustStockResponse(
+            reward_id=request.reward_id,
+            units=request.units,
+            stock_left=int(result.extra.get("stock_left", 0)),
+            replayed=result.replayed,
+            stock_version=result.version,
+        )
 
     @rpc
     def CancelExchange(
