@@ -45,6 +45,11 @@ def stock_stream(program_id: str, reward_id: str) -> str:
     return f"{STOCK_PREFIX}{program_id}-{reward_id}"
 
 
+def stock_streams_of(program_id: str) -> str:
+    """The prefix every stock stream of ``program_id`` starts with (and no other program's)."""
+    return f"{STOCK_PREFIX}{program_id}-"
+
+
 _PARSED_MEMBERS: dict[str, tuple[str, str]] = {}
 _PARSED_MEMBERS_MAX: Final = 65536
 

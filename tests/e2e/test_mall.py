@@ -165,3 +165,19 @@ def test_an_operator_adjusts_stock_and_the_catalog_shows_it(program: Program) ->
     code, _, bad = failure(program.server.ledger.AdjustStock, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and bad is not None
     assert "context.operator_id" in [v.field for v in bad.field_violations]
+
+
+def test_verify_program_verifies_the_stock_streams(program: Program) -> None:
+    from loyalty.v1 import audit_pb2
+
+    enroll(program, "m1")
+    credit(program, "m1", 3_000)
+    program.server.ledger.ExchangePoints(exchange_request(program, "m1", "X1", "nursing_pillow"))
+    responses = list(
+        program.server.audit.VerifyProgram(audit_pb2.VerifyProgramRequest(program_id=program.program_id))
+    )
+    summary = responses[-1].summary
+    assert summary.ok
+    assert [(s.stream_id, s.ok, s.events_checked) for s in summary.stocks] == [
+        (f"stock-{program.program_id}-nursing_pillow", True, 1)
+    ]

@@ -353,3 +353,57 @@ def test_a_stock_adjustment_names_the_field_it_cannot_take(wired: Wired) -> None
         with pytest.raises(InvalidCommand) as caught:
             run(wired, command, f"bad-{field}-{command.reward_id}-{command.units}")
         assert caught.value.field == field
+
+
+# -- verification of the stock streams ------------------------------------------------------------------------
+
+
+def test_the_stock_streams_verify_against_the_members_exchanges_and_a_forged_unit_is_found(
+    wired: Wired,
+) -> None:
+    from ledger.application.mall import verify_stock
+    from ledger.domain.stock import StockTaken, encode
+    from ledger.eventlog.port import AppendBatch, NewEvent, StreamAppend
+
+    credit(wired, 10_000, "a1")
+    exchange(wired, "X1", "nursing_pillow")
+    run(wired, cmd.CancelExchange("m1", "X1", "changed mind"), "c1")
+    exchange(wired, "X2", "nursing_pillow")
+    run(wired, cmd.AdjustStock("nursing_pillow", 5, "delivery", "op1"), "s1")
+    [report] = verify_stock(wired.app, P)
+    assert (report.stream_id, report.ok, report.events, report.problems) == (
+        stock_stream(P, "nursing_pillow"),
+        True,
+        4,
+        [],
+    )
+    # a unit taken that no member's exchange accounts for (written straight to the log, as tampering would)
+    sid = stock_stream(P, "nursing_pillow")
+    forged = StockTaken(at=START, reward_id="nursing_pillow", member_id="m1", exchange_id="X9")
+    wired.app.store.append(
+        AppendBatch(
+            [
+                StreamAppend(
+                    sid,
+                    wired.app.store.stream_version(sid),
+                    [
+                        NewEvent(
+                            "forged-1",
+                            forged.type,
+                            1,
+                            START,
+                            START,
+                            None,
+                            None,
+                            None,
+                            None,
+                            {},
+                            encode(forged),
+                        )
+                    ],
+                )
+            ]
+        )
+    )
+    [report] = verify_stock(wired.app, P)
+    assert not report.ok and any("no exchange X9 of m1" in p for p in report.problems)
