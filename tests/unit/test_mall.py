@@ -407,3 +407,28 @@ def test_the_stock_streams_verify_against_the_members_exchanges_and_a_forged_uni
     )
     [report] = verify_stock(wired.app, P)
     assert not report.ok and any("no exchange X9 of m1" in p for p in report.problems)
+
+
+def test_every_mall_event_moves_the_liability_by_what_it_changes_of_the_outstanding_points(
+    wired: Wired,
+) -> None:
+    from ledger.domain.evolve import evolve
+    from ledger.domain.liability import movement, net, outstanding
+    from ledger.domain.state import MemberState
+    from ledger.domain.streams import member_stream
+
+    credit(wired, 1_000, "a1")
+    wired.app.advance_clock(P, datetime(2027, 3, 20, 2, 0, tzinfo=UTC), "clock-1")
+    credit(wired, 2_000, "a2")
+    exchange(wired, "X1", "coupon_20")
+    wired.app.advance_clock(P, datetime(2027, 4, 1, 2, 0, tzinfo=UTC), "clock-2")  # the first lot expires
+    run(wired, cmd.AdjustPoints("m1", -2_000, "CORRECTION", "into arrears", "op1", allow_arrears=True), "a3")
+    cancelled = run(wired, cmd.CancelExchange("m1", "X1", "changed mind"), "c1").events[0]
+    assert cancelled.relot is not None and cancelled.arrears_repaid > 0  # the new lot repays arrears first
+    state = MemberState(program_id=P, member_id="m1")
+    for stored in wired.app.store.read_stream(member_stream(P, "m1")):
+        event = ev.decode(stored.payload)
+        before = outstanding(state)
+        moved = net(movement(state, event))
+        evolve(state, event)
+        assert outstanding(state) - before == moved, event.type
