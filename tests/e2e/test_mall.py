@@ -95,6 +95,15 @@ def test_the_client_exchanges_and_cancels_back_into_the_lots(program: Program) -
         with pytest.raises(LedgerRefusal) as caught:
             client.cancel_exchange("m1", "X1", "again")
         assert caught.value.reason == "EXCHANGE_ALREADY_CANCELLED"
+        assert client.adjust_stock("nursing_pillow", 10, "delivery", "op-1").stock_left == 210
+        offers = {r.reward_id: r for r in client.list_rewards("m1")}
+        assert offers["nursing_pillow"].stock_left == 210 and offers["coupon_20"].allowed
+        [record] = client.list_exchanges("m1")
+        assert (
+            record.exchange_id == "X1"
+            and record.cancel_reason == "changed mind"
+            and record.HasField("cancelled_at")
+        )
     listed = program.server.query.ListEntitlements(
         query_pb2.ListEntitlementsRequest(program_id=program.program_id, member_id="m1", page_size=50)
     )
