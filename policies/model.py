@@ -372,6 +372,11 @@ class Reward(PolicyModel):
     sale_starts_at: AwareDatetime | None = None
     sale_ends_at: AwareDatetime | None = None
 
+    @field_validator("sale_starts_at", "sale_ends_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
     @model_validator(mode="after")
     def _window(self) -> Reward:
         if self.sale_starts_at is not None and self.sale_ends_at is not None and self.sale_ends_at <= self.sale_starts_at:

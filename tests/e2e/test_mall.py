@@ -190,3 +190,24 @@ def test_verify_program_verifies_the_stock_streams(program: Program) -> None:
     assert [(s.stream_id, s.ok, s.events_checked) for s in summary.stocks] == [
         (f"stock-{program.program_id}-nursing_pillow", True, 1)
     ]
+
+
+def test_a_mall_write_names_the_field_it_cannot_take(program: Program) -> None:
+    enroll(program, "m1")
+    request = exchange_request(program, "m1", "", "nursing_pillow")
+    code, _, bad = failure(program.server.ledger.ExchangePoints, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and bad is not None
+    assert [v.field for v in bad.field_violations] == ["exchange_id"]
+    cancel = ledger_pb2.CancelExchangeRequest(
+        program_id=program.program_id,
+        idempotency_key=program.key("c"),
+        context=APP,
+        member_id="m1",
+        exchange_id="X1",
+    )
+    code, _, bad = failure(program.server.ledger.CancelExchange, cancel)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and bad is not None
+    assert [v.field for v in bad.field_violations] == ["reason"]
+    cancel.reason = "changed mind"
+    code, info, _ = failure(program.server.ledger.CancelExchange, cancel)
+    assert (code, info.reason if info else None) == (grpc.StatusCode.NOT_FOUND, "EXCHANGE_NOT_FOUND")

@@ -432,3 +432,28 @@ def test_every_mall_event_moves_the_liability_by_what_it_changes_of_the_outstand
         moved = net(movement(state, event))
         evolve(state, event)
         assert outstanding(state) - before == moved, event.type
+
+
+def test_a_cancel_retried_with_its_key_returns_the_points_once(wired: Wired) -> None:
+    credit(wired, 5_000, "a1")
+    exchange(wired, "X1", "nursing_pillow")
+    first = run(wired, cmd.CancelExchange("m1", "X1", "changed mind"), "c1")
+    again = run(wired, cmd.CancelExchange("m1", "X1", "changed mind"), "c1")
+    assert again.replayed and again.events == first.events
+    assert available(wired) == 5_000 and stock(wired, "nursing_pillow").version == 2
+
+
+def test_a_late_exchange_is_judged_at_its_business_time() -> None:
+    """Recorded on 20 June for 18 June (within the offline window): the 618 gift box was on sale then."""
+    w = wire(document(), at=datetime(2026, 6, 10, 2, 0, tzinfo=UTC))
+    try:
+        credit(w, 5_000, "a1")
+        w.app.advance_clock(P, datetime(2026, 6, 20, 2, 0, tzinfo=UTC), "clock-1")
+        late = datetime(2026, 6, 18, 2, 0, tzinfo=UTC)
+        exchanged = run(w, cmd.ExchangePoints("m1", "X1", "gift_box_618"), "x1", occurred_at=late).events[0]
+        assert exchanged.at == late
+        assert (
+            refused(w, cmd.ExchangePoints("m1", "X2", "gift_box_618"), "x2").reason == "OUTSIDE_SALE_WINDOW"
+        )
+    finally:
+        w.app.close()
