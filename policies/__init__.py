@@ -47,6 +47,8 @@ from policies.model import (
     Ratio,
     Redemption,
     Refunds,
+    Reward,
+    RewardLimit,
     Share,
     TierLevel,
     Tiers,
@@ -78,6 +80,7 @@ from policies.rules.grants import (
     tier_grants,
 )
 from policies.rules.lots import activation_time, lot_expiry, relot_expiry
+from policies.rules.mall import ExchangeVerdict, judge_exchange, limit_period, stock_left
 from policies.rules.memberships import cooling_off_end, membership_plan, term_end
 from policies.rules.multipliers import applicable_multipliers, campaign_applies, combine_multipliers
 from policies.rules.redemption import points_value_fen, redemption_cap_points, redemption_share
@@ -108,6 +111,7 @@ __all__ = [
     "CapReached",
     "Earning",
     "EarningContext",
+    "ExchangeVerdict",
     "Expiry",
     "GrantRule",
     "LineEarning",
@@ -127,6 +131,8 @@ __all__ = [
     "Ratio",
     "Redemption",
     "Refunds",
+    "Reward",
+    "RewardLimit",
     "Share",
     "TierGap",
     "TierLevel",
@@ -158,6 +164,8 @@ __all__ = [
     "format_ratio",
     "grant_moments",
     "in_utc",
+    "judge_exchange",
+    "limit_period",
     "line_rate",
     "little_sprout",
     "load_policy",
@@ -184,6 +192,7 @@ __all__ = [
     "refund_takeback",
     "relot_expiry",
     "review_due",
+    "stock_left",
     "term_end",
     "tier_below",
     "tier_codes",

@@ -17,6 +17,7 @@ def policy_problems(policy: Policy) -> list[tuple[str, str]]:
         *_behaviour_problems(policy),
         *_benefit_problems(policy),
         *_grant_problems(policy),
+        *_mall_problems(policy),
     ]
 
 
@@ -87,4 +88,20 @@ def _grant_problems(policy: Policy) -> list[tuple[str, str]]:
             problems.append(
                 (f"grants.{i}.plan", f"unknown membership plan {rule.plan!r} (known: {_known(policy.memberships)})")
             )
+    return problems
+
+
+def _mall_problems(policy: Policy) -> list[tuple[str, str]]:
+    tiers = {level.code for level in policy.tiers.levels}
+    problems: list[tuple[str, str]] = []
+    for code, reward in policy.mall.items():
+        benefit = policy.benefits.get(reward.benefit)
+        if benefit is None:
+            problems.append(
+                (f"mall.{code}.benefit", f"unknown benefit {reward.benefit!r} (known: {_known(policy.benefits)})")
+            )
+        elif benefit.validity.kind == "term":
+            problems.append((f"mall.{code}.benefit", f"benefit {reward.benefit!r} is valid for a membership term"))
+        if reward.min_tier is not None and reward.min_tier not in tiers:
+            problems.append((f"mall.{code}.min_tier", f"unknown tier {reward.min_tier!r} (known: {_known(tiers)})"))
     return problems

@@ -49,6 +49,8 @@ __all__ = [
     "Ratio",
     "Redemption",
     "Refunds",
+    "Reward",
+    "RewardLimit",
     "Share",
     "TierLevel",
     "Tiers",
@@ -67,7 +69,7 @@ StackingRule = Literal["highest", "multiply"]
 Audience = Literal["all", "inactive"]
 ExpiryKind = Literal["end_of_month_after", "year_end"]
 Clawback = Literal["arrears", "cap_at_balance"]
-BenefitKind = Literal["coupon", "service", "perk"]
+BenefitKind = Literal["coupon", "service", "perk", "gift"]
 ValidityKind = Literal["days", "end_of_day", "end_of_month", "term"]
 RevokeReason = Literal["downgrade", "membership_cancelled", "membership_lapsed"]
 Schedule = Literal["birthday_month", "monthly", "quarterly", "on_tier", "membership_start", "membership_monthly"]
@@ -341,6 +343,47 @@ class GrantRule(PolicyModel):
         return self
 
 
+# --- the points mall ------------------------------------------------------------------------------------------
+
+LimitPeriod = Literal["year", "month"]
+
+
+class RewardLimit(PolicyModel):
+    """At most ``count`` exchanges of one reward per member in one local calendar ``per`` (year or month)."""
+
+    count: PositiveInt
+    per: LimitPeriod
+
+
+class Reward(PolicyModel):
+    """One item of the points mall: exchanged for ``price_points`` points (plus ``price_fen`` in cash, which the
+    checkout collects), it grants one entitlement of ``benefit`` (a coupon, a gift to collect, a service).
+
+    ``stock`` units exist (None: unlimited); a member may exchange it at most ``limit``; only members at
+    ``min_tier`` or above may; only within ``[sale_starts_at, sale_ends_at)`` when those are given."""
+
+    name: Text
+    price_points: PositiveInt
+    price_fen: NonNegativeInt = 0
+    benefit: Code
+    stock: NonNegativeInt | None = None
+    limit: RewardLimit | None = None
+    min_tier: Code | None = None
+    sale_starts_at: AwareDatetime | None = None
+    sale_ends_at: AwareDatetime | None = None
+
+    @field_validator("sale_starts_at", "sale_ends_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    @model_validator(mode="after")
+    def _window(self) -> Reward:
+        if self.sale_starts_at is not None and self.sale_ends_at is not None and self.sale_ends_at <= self.sale_starts_at:
+            raise FieldProblems([("sale_ends_at", "must be after sale_starts_at")])
+        return self
+
+
 # --- the policy -----------------------------------------------------------------------------------------------
 
 
@@ -361,6 +404,8 @@ class Policy(PolicyModel):
     memberships: dict[Code, MembershipPlan] = Field(default_factory=dict)
     benefits: dict[Code, Benefit] = Field(default_factory=dict)
     grants: tuple[GrantRule, ...] = ()
+    mall: dict[Code, Reward] = Field(default_factory=dict)
+    """The points mall's catalog: reward id -> reward."""
 
     @field_validator("timezone")
     @classmethod

@@ -45,7 +45,10 @@ from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
 from ledger.domain.evolve import evolve
 from ledger.domain.queries import tier_in_effect
 from ledger.domain.state import Balances, MemberState
-from ledger.domain.streams import member_stream
+from ledger.domain.stock import StockEvent, StockState, adjust, evolve_stock, movement
+from ledger.domain.stock import decode as decode_stock
+from ledger.domain.stock import encode as encode_stock
+from ledger.domain.streams import member_stream, stock_stream
 from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
@@ -139,6 +142,15 @@ class _Staged:
     identities: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _StockStaged:
+    """A reward's stock stream as this group found it, and the stock events the group's exchanges add to it."""
+
+    state: StockState
+    expected_version: int
+    events: list[NewEvent] = field(default_factory=list)
+
+
 class ProgramDirectory:
     """What the writer needs to know of programs: their policies, their clock, their identities."""
 
@@ -218,6 +230,8 @@ class CommandWriter:
         self._cache: OrderedDict[str, MemberState] = OrderedDict()
         self._cache_size = cache_size
         self._fresh: dict[str, MemberState] = {}  # this group's members, up to date (writer thread only)
+        self._stock_cache: dict[str, StockState] = {}  # rewards' stock streams as last committed (writer thread)
+        self._stock: dict[str, _StockStaged] = {}  # this group's stock streams (writer thread only)
         self._stopped = False
         self.store_down = False
         """Set while the store is known to be unreachable (by :class:`~ledger.application.supervisor.Supervisor`):
@@ -401,6 +415,7 @@ class CommandWriter:
         if self._shared:
             self._programs.refresh({p.request.program_id for p in group})
         self._prefetch(group)
+        self._stock = {}
         staged: dict[str, _Staged] = {}
         records: list[CommandRecord] = []
         answered: list[tuple[_Pending, Any]] = []
@@ -447,7 +462,11 @@ class CommandWriter:
                             fingerprint=keys[(req.program_id, req.idempotency_key)][0],
                             response=result.to_bytes(payloads),
                             recorded_at=result.recorded_at,
-                            stream_id=member_stream(req.program_id, result.member_id),
+                            stream_id=(
+                                stock_stream(req.program_id, req.command.reward_id)
+                                if isinstance(req.command, cmd.AdjustStock)
+                                else member_stream(req.program_id, result.member_id)
+                            ),
                         )
                     )
                 answered.append((p, result))
@@ -463,6 +482,7 @@ class CommandWriter:
                 p.fail(exc)
                 for stream_id in staged:
                     self._cache.pop(stream_id, None)
+                self._stock_cache.clear()
                 rest = [q for q in group if not q.done.is_set()]
                 if rest:
                     self._process(rest, attempt)
@@ -479,6 +499,7 @@ class CommandWriter:
     def _abort(self, group: list[_Pending], staged: dict[str, _Staged], exc: BaseException) -> None:
         for stream_id in staged:
             self._cache.pop(stream_id, None)
+        self._stock_cache.clear()
         for p in group:
             if not p.done.is_set():
                 p.fail(exc)
@@ -496,6 +517,12 @@ class CommandWriter:
             StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[e[1] for e in s.events])
             for sid, s in staged.items()
             if s.events
+        ] + [
+            # A reward's stock moves in the same atomic append as the members' events, at the version it was
+            # decided on: a unit taken meanwhile (another replica) refuses the group, which is decided again.
+            StreamAppend(stream_id=sid, expected_version=k.expected_version, events=list(k.events))
+            for sid, k in self._stock.items()
+            if k.events
         ]
         if appends or records:
             changes = [
@@ -526,6 +553,7 @@ class CommandWriter:
                 # them: nothing of ours was written. Decide again from the log, a bounded number of times.
                 for stream_id in staged:
                     self._cache.pop(stream_id, None)
+                self._stock_cache.clear()
                 unanswered = [p for p in group if not p.done.is_set()]
                 if attempt < self._max_attempts:
                     log.info("group_retried", error=repr(exc), attempt=attempt, commands=len(unanswered))
@@ -555,6 +583,8 @@ class CommandWriter:
         for sid, s in staged.items():
             if s.state.enrolled:
                 self._remember(sid, s.state)
+        for sid, k in self._stock.items():
+            self._stock_cache[sid] = k.state
         for p, result in answered:
             p.resolve(result)
         for follower, leader in followers:
@@ -589,6 +619,8 @@ class CommandWriter:
                 members = (req.command.member_id,)
             elif isinstance(req.command, cmd.MergeMembers):
                 members = (req.command.member_id, req.command.source_member_id)
+            elif isinstance(req.command, cmd.AdjustStock):
+                continue  # no member: the reward's stock stream is read when the command is decided
             else:
                 members = (req.command.member_id,)
             for member_id in members:
@@ -676,6 +708,8 @@ class CommandWriter:
         """Decide one command and apply its events; the result, and the payloads of its events as encoded for
         the log (None if they are not at hand) so that the recorded answer does not encode them again."""
         command = req.command
+        if isinstance(command, cmd.AdjustStock):
+            return self._stage_stock(req, command), None
         s = self._load(req.program_id, command.member_id, staged)
         ctx = self._context(s, req.occurred_at)
         start = len(s.events)
@@ -691,6 +725,14 @@ class CommandWriter:
             self._apply(s, target_events, req, ctx)
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
             produced: list[ev.MemberEvent] = target_events
+        elif isinstance(command, cmd.ExchangePoints | cmd.CancelExchange):
+            stock = self._stock_of(req.program_id, command, s.state)
+            if stock is not None:
+                ctx = replace(ctx, stock=stock.state)
+            produced = decide(command, s.state, ctx)
+            start = len(s.events)
+            self._apply(s, produced, req, ctx)
+            self._apply_stock(req, s.member_id, produced, ctx.now)
         elif isinstance(command, cmd.Tick):
             if not s.state.enrolled:
                 raise NotFound("member", command.member_id)
@@ -718,6 +760,74 @@ class CommandWriter:
             state_after=s.state.clone() if with_state else None,
         )
         return result, payloads
+
+    def _stock_of(
+        self, program_id: str, command: cmd.ExchangePoints | cmd.CancelExchange, state: MemberState
+    ) -> _StockStaged | None:
+        """The stock stream an exchange (of its reward) or a cancellation (of the exchange's) moves, brought up to
+        date with the log: the cached fold plus whatever was appended since (by another replica, on a shared
+        store). Loaded once per group, so exchanges in one group see each other's units."""
+        if isinstance(command, cmd.ExchangePoints):
+            sid = stock_stream(program_id, command.reward_id)
+        else:
+            x = state.exchanges.get(command.exchange_id)
+            if x is None or x.stock_stream is None:
+                return None
+            sid = x.stock_stream
+        return self._stock_stream(sid)
+
+    def _stock_stream(self, sid: str) -> _StockStaged:
+        found = self._stock.get(sid)
+        if found is not None:
+            return found
+        cached = self._stock_cache.get(sid)
+        stock = cached.copy() if cached is not None else StockState(sid)
+        for stored in self._store.read_stream(sid, after_version=stock.version):
+            evolve_stock(stock, decode_stock(stored.payload))
+        found = self._stock[sid] = _StockStaged(stock, stock.version)
+        return found
+
+    def _apply_stock(self, req: cmd.Envelope, member_id: str, events: Sequence[ev.MemberEvent], now: datetime) -> None:
+        for event in events:
+            moved = movement(member_id, event, event.at)
+            if moved is None:
+                continue
+            sid, stock_event = moved
+            self._append_stock(req, self._stock[sid], stock_event, now)
+
+    def _stage_stock(self, req: cmd.Envelope, command: cmd.AdjustStock) -> CommandResult:
+        """An operator's stock adjustment: decided on the reward's stock stream alone (no member is touched)."""
+        ctx = self._programs.context(req.program_id, req.occurred_at, "", look_up_profile=False)
+        k = self._stock_stream(stock_stream(req.program_id, command.reward_id))
+        event = adjust(command, k.state, ctx.version, ctx.at)
+        self._append_stock(req, k, event, ctx.now)
+        return CommandResult(
+            program_id=req.program_id,
+            member_id="",
+            events=(),
+            version=k.state.version,
+            balance=Balances(0, 0, 0, 0),
+            recorded_at=ctx.now,
+            extra={"reward_id": command.reward_id, "units": command.units, "stock_left": event.stock_left_after},
+        )
+
+    def _append_stock(self, req: cmd.Envelope, k: _StockStaged, stock_event: StockEvent, now: datetime) -> None:
+        evolve_stock(k.state, stock_event)
+        k.events.append(
+            NewEvent(
+                event_id=str(uuid.uuid4()),
+                type=stock_event.type,
+                schema_version=SCHEMA_VERSION,
+                occurred_at=stock_event.at,
+                recorded_at=now,
+                policy_version=None,
+                idempotency_key=req.idempotency_key or None,
+                correlation_id=req.correlation_id,
+                causation_id=None,
+                actor=req.actor.as_dict(),
+                payload=encode_stock(stock_event),
+            )
+        )
 
     def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
         for identity in command.identities:

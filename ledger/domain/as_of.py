@@ -107,6 +107,13 @@ def touched(event: ev.MemberEvent, hold_lots: dict[str, list[str]]) -> list[str]
         return [f"membership:{event.membership_id}"]
     if isinstance(event, ev.EntitlementGranted | ev.EntitlementConsumed | ev.EntitlementRevoked):
         return [f"entitlement:{event.entitlement_id}"]
+    if isinstance(event, ev.PointsExchanged):
+        return [f"exchange:{event.exchange_id}", *_lots(event.debits)]
+    if isinstance(event, ev.ExchangeCancelled):
+        return [
+            f"exchange:{event.exchange_id}", *_lots(event.returned), *_lots(event.relot_sources), *_new(event.relot),
+            *(["arrears"] if event.arrears_repaid else []),
+        ]  # fmt: skip
     if isinstance(event, ev.MemberMerged):
         return [_EVERYTHING]
     if isinstance(event, ev.MemberAbsorbed):

@@ -166,6 +166,36 @@ class EraseMember:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangePoints:
+    """Exchange points for one unit of a reward of the points mall (``exchange_id``: the caller's id for it)."""
+
+    member_id: str
+    exchange_id: str
+    reward_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelExchange:
+    """Cancel an exchange whose coupon or gift is unused and still valid: points back to their lots, unit to stock."""
+
+    member_id: str
+    exchange_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustStock:
+    """An operator adds (positive ``units``) or removes (negative) units of a points-mall reward's stock, with a
+    reason. It names no member: the writer keys it by the reward's stock stream (``member_id`` stays empty)."""
+
+    reward_id: str
+    units: int
+    reason: str
+    operator_id: str
+    member_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Run everything due for the member up to the program's current time."""
 
@@ -188,6 +218,9 @@ MemberCommand = (
     | MergeMembers
     | EraseMember
     | Tick
+    | ExchangePoints
+    | CancelExchange
+    | AdjustStock
 )
 
 

@@ -358,6 +358,42 @@ class MemberErased(_Event):
     """How many channel identities stopped resolving to the member."""
 
 
+class PointsExchanged(_Event):
+    """Points spent in the points mall for one unit of a reward; the entitlement it grants follows in the same
+    decision (an ``EntitlementGranted`` with source ``exchange:{exchange_id}``)."""
+
+    type: Literal["PointsExchanged"] = "PointsExchanged"
+    exchange_id: str
+    reward_id: str
+    reward_name: str
+    points: int
+    cash_fen: int
+    """The cash part of the price, collected by the checkout (the ledger records it, never takes it)."""
+    debits: tuple[LotDebit, ...]
+    entitlement_id: str
+    stock_stream: str | None
+    """The reward's stock stream the unit was taken from (None: unlimited stock, no unit taken)."""
+    tier: str
+    policy_version: int
+
+
+class ExchangeCancelled(_Event):
+    """An unused exchange cancelled: its points back into the lots they came from (a part whose lot expired
+    meanwhile as ``relot``), its unit back to stock; the entitlement is revoked in the same decision."""
+
+    type: Literal["ExchangeCancelled"] = "ExchangeCancelled"
+    exchange_id: str
+    reward_id: str
+    points_returned: int
+    returned: tuple[LotDebit, ...]
+    relot: NewLot | None
+    relot_sources: tuple[LotDebit, ...] = ()
+    arrears_repaid: int = 0
+    stock_stream: str | None
+    reason: str
+    policy_version: int
+
+
 MemberEvent = Annotated[
     MemberEnrolled
     | PurchaseRecorded
@@ -382,7 +418,9 @@ MemberEvent = Annotated[
     | GrantsChecked
     | MemberMerged
     | MemberAbsorbed
-    | MemberErased,
+    | MemberErased
+    | PointsExchanged
+    | ExchangeCancelled,
     Field(discriminator="type"),
 ]
 

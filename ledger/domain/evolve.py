@@ -15,6 +15,7 @@ from ledger.domain import events as ev
 from ledger.domain.state import (
     DowngradeNotice,
     Entitlement,
+    Exchange,
     GrowthEntry,
     Hold,
     LineRecord,
@@ -428,6 +429,43 @@ def _erased(s: MemberState, e: ev.MemberErased) -> None:
     s.no_profile = True  # the profile is destroyed: the rules have nothing to look up any more
 
 
+def _exchanged(s: MemberState, e: ev.PointsExchanged) -> None:
+    if e.exchange_id in s.exchanges:
+        raise InvariantBroken(f"exchange {e.exchange_id} recorded twice")
+    if not (_debit(s, e.debits) == e.points):
+        raise InvariantBroken("exchange debits do not add up")
+    s.exchanges[e.exchange_id] = Exchange(
+        e.exchange_id, e.reward_id, e.reward_name, e.at, e.points, e.cash_fen,
+        [(d.lot_id, d.points) for d in e.debits], e.entitlement_id, e.stock_stream, e.policy_version,
+    )  # fmt: skip
+    s.lifetime_redeemed += e.points
+    s.last_activity_at = e.at if s.last_activity_at is None else max(s.last_activity_at, e.at)
+
+
+def _exchange_cancelled(s: MemberState, e: ev.ExchangeCancelled) -> None:
+    x = s.exchanges.get(e.exchange_id)
+    if x is None or x.cancelled_at is not None:
+        raise InvariantBroken(f"exchange {e.exchange_id} cancelled while not open")
+    for r in e.returned:
+        lot = s.lots[r.lot_id]
+        before = _share(lot)
+        lot.remaining += r.points
+        _account(s, lot, before)
+        if not (lot.remaining <= lot.amount):
+            raise InvariantBroken(f"lot {r.lot_id} refilled beyond its amount")
+    if e.relot is not None:
+        _add_lot(s, e.relot, e.at, e.at, e.arrears_repaid)
+    elif e.arrears_repaid:
+        raise InvariantBroken("a cancelled exchange repays arrears only from the points it returns as a new lot")
+    if sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) != e.points_returned:
+        raise InvariantBroken("returned points do not add up")
+    if e.points_returned != x.points:
+        raise InvariantBroken(f"exchange {e.exchange_id} returns {e.points_returned} of {x.points} points")
+    x.cancelled_at = e.at
+    x.cancel_reason = e.reason
+    s.lifetime_returned += e.points_returned
+
+
 _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberEnrolled": _enrolled,
     "PurchaseRecorded": _purchase,
@@ -453,4 +491,6 @@ _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberMerged": _merged,
     "MemberAbsorbed": _absorbed,
     "MemberErased": _erased,
+    "PointsExchanged": _exchanged,
+    "ExchangeCancelled": _exchange_cancelled,
 }

@@ -55,6 +55,11 @@ def movement(state: MemberState, event: ev.MemberEvent) -> dict[str, int]:
         add("returned", sum(r.points for r in event.returned) + (event.relot.points if event.relot else 0))
         add("applied_to_arrears", event.arrears_repaid)
         add("clawed_back", sum(d.points for d in event.debits))
+    elif isinstance(event, ev.PointsExchanged):
+        add("redeemed", event.points)
+    elif isinstance(event, ev.ExchangeCancelled):
+        add("returned", event.points_returned)
+        add("applied_to_arrears", event.arrears_repaid)
     elif isinstance(event, ev.PointsAdjusted):
         add("adjusted_in", event.lot.points if event.lot else 0)
         add("applied_to_arrears", event.arrears_repaid)

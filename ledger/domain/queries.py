@@ -218,6 +218,14 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
         points = sum(t.points for t in e.lots)
         arrears = f" and {e.arrears} arrears" if e.arrears else ""
         return f"absorbed member {e.from_member_id}: {_points(points)} in {len(e.lots)} lots{arrears}"
+    if isinstance(e, ev.PointsExchanged):
+        cash = f" and {_money(e.cash_fen)}" if e.cash_fen else ""
+        return f"exchange {e.exchange_id}: {_points(-e.points)}{cash} for {e.reward_name} ({e.reward_id})"
+    if isinstance(e, ev.ExchangeCancelled):
+        return (
+            f"exchange {e.exchange_id} of {e.reward_id} cancelled ({e.reason}): "
+            f"{_points(e.points_returned)} returned{_repaid(e.arrears_repaid)}"
+        )
     if isinstance(e, ev.MemberErased):
         n = e.identities_removed
         return f"personal data erased (request {e.request_reference}): {n} identit{'y' if n == 1 else 'ies'} removed"
@@ -258,6 +266,8 @@ def rule(event: ev.MemberEvent) -> str:
             return f"clawback:{event.clawback}"
         case ev.EntitlementGranted():
             return event.source
+        case ev.PointsExchanged() | ev.ExchangeCancelled():
+            return f"mall:{event.reward_id}"
         case _:
             return ""
 

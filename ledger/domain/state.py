@@ -153,6 +153,24 @@ class Entitlement:
         return sum(u.quantity for u in self.uses)
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One exchange in the points mall: the points it spent and the lots they came from, what it granted."""
+
+    exchange_id: str
+    reward_id: str
+    reward_name: str
+    at: datetime
+    points: int
+    cash_fen: int
+    debits: list[tuple[str, int]]
+    entitlement_id: str
+    stock_stream: str | None
+    policy_version: int
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Balances:
     """A member's point balances at one moment (the response to a write, the history around an event)."""
@@ -208,6 +226,8 @@ class MemberState:
     memberships: dict[str, Membership] = field(default_factory=dict)
     entitlements: dict[str, Entitlement] = field(default_factory=dict)
     grants_through: datetime | None = None
+    exchanges: dict[str, Exchange] = field(default_factory=dict)
+    """The member's points-mall exchanges by exchange id (cancelled ones included)."""
     lot_seq: int = 0
     active_total: int = 0
     pending_total: int = 0
@@ -301,3 +321,13 @@ class MemberState:
 
     def behaviour_count(self, cap_group: str, start: datetime, end: datetime) -> int:
         return sum(1 for at, group in self.behaviour_log if group == cap_group and start <= at < end)
+
+    # -- the points mall -----------------------------------------------------------------------------------
+
+    def exchanges_between(self, reward_id: str, start: datetime, end: datetime) -> int:
+        """Exchanges of ``reward_id`` with business time in ``[start, end)``, cancelled ones not counted."""
+        return sum(
+            1
+            for x in self.exchanges.values()
+            if x.reward_id == reward_id and x.cancelled_at is None and start <= x.at < end
+        )

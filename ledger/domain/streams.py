@@ -1,6 +1,7 @@
 """Stream names: the one place that builds and parses the ids of member, program and signal streams.
 
-``member-{program_id}-{member_id}``, ``program-{program_id}``, ``signal-{program_id}``. Program ids match
+``member-{program_id}-{member_id}``, ``program-{program_id}``, ``signal-{program_id}``,
+``stock-{program_id}-{reward_id}`` (a reward's stock; no member's, never projected or fed). Program ids match
 ``[a-z][a-z0-9_]{0,63}`` and so never contain ``-``: the first ``-`` after the prefix ends the program id.
 """
 
@@ -11,6 +12,8 @@ from typing import Final, Literal
 MEMBER_PREFIX: Final = "member-"
 PROGRAM_PREFIX: Final = "program-"
 SIGNAL_PREFIX: Final = "signal-"
+STOCK_PREFIX: Final = "stock-"
+"""``stock-{program_id}-{reward_id}``: the units of one points-mall reward taken, returned and adjusted."""
 KEYS_STREAM: Final = "keys"
 """The deployment's API keys (issued, revoked): no program's stream, never projected or fed."""
 PEPPER_STREAM: Final = "identity-pepper"
@@ -35,6 +38,16 @@ def program_stream(program_id: str) -> str:
 def signal_stream(program_id: str) -> str:
     """The stream of a program's lifecycle signals."""
     return f"{SIGNAL_PREFIX}{program_id}"
+
+
+def stock_stream(program_id: str, reward_id: str) -> str:
+    """The stock stream of one reward of the points mall (written in the same append as the member's events)."""
+    return f"{STOCK_PREFIX}{program_id}-{reward_id}"
+
+
+def stock_streams_of(program_id: str) -> str:
+    """The prefix every stock stream of ``program_id`` starts with (and no other program's)."""
+    return f"{STOCK_PREFIX}{program_id}-"
 
 
 _PARSED_MEMBERS: dict[str, tuple[str, str]] = {}

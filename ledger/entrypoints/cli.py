@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="check every member's hash chain and projections; exit 1 on any finding",
                        description="Recompute every member (or one) from the log, compare with the projections and"
-                       " check the tamper-evident hash chain. Names the member and position of any break.")
+                       " check the tamper-evident hash chain. Names the member and position of any break. Without"
+                       " --member, also checks every points-mall stock stream against the members' exchanges.")
     v.add_argument("--program", help="only this program (default: all)")
     v.add_argument("--member", help="only this member (needs --program)")
 
@@ -499,8 +500,20 @@ def _verify(app: LedgerApp, program: str | None, member: str | None) -> int:
                     else "; ".join(r.mismatches)
                 )
                 print(f"FAIL program={pid} member={r.member_id} {where}")
+    stocks = bad_stocks = 0
+    if not member:
+        from ledger.application.mall import verify_stock
+
+        for pid in programs:
+            for s in verify_stock(app, pid):
+                stocks += 1
+                if not s.ok:
+                    bad_stocks += 1
+                    print(f"FAIL program={pid} stock={s.stream_id} {'; '.join(s.problems)}")
     print(f"verified {total} members: {total - bad} ok, {bad} failed")
-    return 1 if bad else 0
+    if stocks:
+        print(f"verified {stocks} stock streams: {stocks - bad_stocks} ok, {bad_stocks} failed")
+    return 1 if bad or bad_stocks else 0
 
 
 def _health(target: str, ca: str | None = None, cert: str | None = None, key: str | None = None) -> int:

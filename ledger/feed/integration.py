@@ -13,7 +13,7 @@ Pure functions: no I/O, no clock. Three kinds of streams are mapped (anything el
 Personal data: ledger events carry pseudonymous ids only. The feed leaves out, in addition, the channel
 identities (keyed hashes of card numbers and phone hashes: pseudonymous, but linkable tokens downstream systems
 have no use for) and free text typed by staff (``note`` of PointsAdjusted, ``reason`` of MembershipCancelled,
-TierOverrideSet and MemberErased), which could hold anything. A MemberErased goes out with its
+TierOverrideSet, MemberErased and ExchangeCancelled), which could hold anything. A MemberErased goes out with its
 ``request_reference`` and ``identities_removed`` only: consumers drop what they keep of the member. :data:`LEFT_OUT` lists them.
 """
 
@@ -47,6 +47,7 @@ LEFT_OUT: Final[Mapping[str, frozenset[str]]] = {
     "MembershipCancelled": frozenset({"reason"}),
     "TierOverrideSet": frozenset({"reason"}),
     "MemberErased": frozenset({"reason"}),
+    "ExchangeCancelled": frozenset({"reason"}),
     "ProgramCreated": frozenset({"document"}),
     "PolicyPublished": frozenset({"document"}),
 }

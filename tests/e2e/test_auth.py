@@ -39,17 +39,17 @@ pytestmark = pytest.mark.e2e
 
 MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2, keys_pb2)
 READS = {"LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
-         "GetPolicy", "GetClock"}
+         "GetPolicy", "GetClock", "ListRewards", "ListExchanges"}
 TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
-                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership"}
+                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership", "ExchangePoints", "CancelExchange"}
 ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,
     "operator": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "GetLiability",
-                        "EraseMember", "ExportMemberData"},
+                        "EraseMember", "ExportMemberData", "AdjustStock"},
     "auditor": READS | {"ReplayMember", "VerifyMember", "VerifyProgram", "GetLiability"},
     "admin": TILL | {"AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember",
-                     "ExportMemberData", "ReplayMember",
+                     "ExportMemberData", "AdjustStock", "ReplayMember",
                      "VerifyMember", "VerifyProgram", "GetLiability", "CreateProgram", "PublishPolicy", "AdvanceClock",
                      "CreateKey", "ListKeys", "RevokeKey"},
 }

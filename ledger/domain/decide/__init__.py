@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ledger.domain import commands as cmd
-from ledger.domain.decide import adjust, benefits, earning, holds, lots_due, memberships, refunds, tiers
+from ledger.domain.decide import adjust, benefits, earning, holds, lots_due, mall, memberships, refunds, tiers
 from ledger.domain.decide.context import Context, effective_tier, next_id, require_member
 from ledger.domain.decide.members import enroll, erase
 from ledger.domain.events import MemberEvent
@@ -114,4 +114,6 @@ _HANDLERS: dict[type, Callable[[Any, MemberState, Context], list[MemberEvent]]] 
     cmd.CancelMembership: memberships.cancel,
     cmd.OverrideTier: tiers.override,
     cmd.ConsumeEntitlement: benefits.consume,
+    cmd.ExchangePoints: mall.exchange,
+    cmd.CancelExchange: mall.cancel,
 }

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from ledger.domain.commands import Profile
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
+from ledger.domain.stock import StockState
 from policies import NoPolicyInForce, Policy, PolicyHistory, PolicyVersion, tier_rank
 
 
@@ -21,6 +22,8 @@ class Context:
     profile: Profile = field(default_factory=Profile)
     invitee: MemberState | None = None
     """For a referral award: the state of the member its reference names (None: no such member)."""
+    stock: StockState | None = None
+    """For a points-mall exchange or cancellation: the reward's stock stream as folded now (None: not loaded)."""
 
     def policy_at(self, t: datetime) -> PolicyVersion:
         try:

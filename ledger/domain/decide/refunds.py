@@ -11,6 +11,9 @@ An order paid only with points (no money) is refunded whole: all its points come
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+
 from ledger.domain import events as ev
 from ledger.domain.commands import RefundLine, RefundPurchase
 from ledger.domain.decide.context import Context, check_business_time, next_id
@@ -63,6 +66,39 @@ def _requested_lines(command: RefundPurchase, order: OrderRecord, points_to_retu
     return list(command.lines)
 
 
+def return_to_lots(
+    state: MemberState, debits: Iterable[tuple[str, int]], points: int, already: int, now: datetime
+) -> tuple[list[ev.LotDebit], list[ev.LotDebit]]:
+    """Give ``points`` of what ``debits`` took back to the lots they came from, latest-expiring first, skipping
+    the ``already`` returned by earlier returns the same way: ``(returned into their lots, parts whose lot has
+    expired by ``now``)``; the caller credits the second as a new lot expiring ``relot_expiry`` after ``now``.
+    Refunds of points-paid orders and cancelled points-mall exchanges share it."""
+    capacity: dict[str, int] = {}
+    for lot_id, n in debits:
+        capacity[lot_id] = capacity.get(lot_id, 0) + n
+    returned: list[ev.LotDebit] = []
+    relot_sources: list[ev.LotDebit] = []
+    sources = sorted((state.lots[lot_id] for lot_id in capacity), key=lambda lot: lot.order_key(), reverse=True)
+    left = points
+    for lot in sources:
+        cap = capacity[lot.lot_id]
+        skip = min(already, cap)
+        already -= skip
+        cap -= skip
+        n = min(cap, left)
+        if n <= 0:
+            continue
+        left -= n
+        if lot.expired or lot.expires_at <= now:
+            relot_sources.append(ev.LotDebit(lot_id=lot.lot_id, points=n))
+        else:
+            returned.append(ev.LotDebit(lot_id=lot.lot_id, points=n))
+        if left == 0:
+            break
+    assert left == 0, "a return gives back at most what was taken"
+    return returned, relot_sources
+
+
 def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev.MemberEvent]:
     check_business_time(ctx)
     order = state.orders.get(command.order_id)
@@ -91,30 +127,8 @@ def refund(command: RefundPurchase, state: MemberState, ctx: Context) -> list[ev
     relot_sources: list[ev.LotDebit] = []
     refill: dict[str, int] = {}
     if to_return > 0 and redemption is not None:
-        capacity: dict[str, int] = {}
-        for lot_id, points in redemption.debits:
-            capacity[lot_id] = capacity.get(lot_id, 0) + points
-        already = order.points_returned
-        # What earlier refunds returned was taken from the latest-expiring lots first; skip it the same way.
-        sources = sorted((state.lots[lot_id] for lot_id in capacity), key=lambda lot: lot.order_key(), reverse=True)
-        left = to_return
-        for lot in sources:
-            cap = capacity[lot.lot_id]
-            skip = min(already, cap)
-            already -= skip
-            cap -= skip
-            n = min(cap, left)
-            if n <= 0:
-                continue
-            left -= n
-            if lot.expired or lot.expires_at <= ctx.now:
-                relot_sources.append(ev.LotDebit(lot_id=lot.lot_id, points=n))
-            else:
-                returned.append(ev.LotDebit(lot_id=lot.lot_id, points=n))
-                refill[lot.lot_id] = n
-            if left == 0:
-                break
-        assert left == 0, "a redemption returns at most what it took"
+        returned, relot_sources = return_to_lots(state, redemption.debits, to_return, order.points_returned, ctx.now)
+        refill = {d.lot_id: d.points for d in returned}
     relot = None
     relot_lot: Lot | None = None
     relot_repaid = 0

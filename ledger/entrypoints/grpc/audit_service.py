@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from ledger.application.liability import LiabilityReport, program_liability
+from ledger.application.mall import verify_stock
 from ledger.application.service import LedgerApp
 from ledger.domain import events as ev
 from ledger.domain import queries
@@ -192,6 +193,11 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
                 if problem is not None:
                     member.first_problem.CopyFrom(problem)
                 yield audit_pb2.VerifyProgramResponse(member=member)
+        for stock in verify_stock(self.app, request.program_id):
+            summary.stocks.add(
+                stream_id=stock.stream_id, ok=stock.ok, events_checked=stock.events, problems=stock.problems
+            )
+            summary.ok = summary.ok and stock.ok
         yield audit_pb2.VerifyProgramResponse(summary=summary)
 
     @rpc

@@ -29,13 +29,16 @@ from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status
 PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.read" for m in (
         "LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
+        "ListRewards", "ListExchanges",
     )},
     **{m: "member.write" for m in (
         "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
         "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership",
+        "ExchangePoints", "CancelExchange",
     )},
     **{m: "member.manage" for m in (
         "AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember", "ExportMemberData",
+        "AdjustStock",
     )},
     **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
     "GetLiability": "finance.read",

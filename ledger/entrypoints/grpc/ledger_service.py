@@ -14,9 +14,9 @@ from ledger.domain import queries
 from ledger.domain.errors import InvalidCommand, NotFound
 from ledger.domain.standing import CapPeriod, cap_usage
 from ledger.entrypoints.grpc import convert as cv
-from ledger.entrypoints.grpc.benefit_writes import BenefitWrites
 from ledger.entrypoints.grpc.common import line_earning, order_lines
 from ledger.entrypoints.grpc.errors import rpc
+from ledger.entrypoints.grpc.mall_writes import MallWrites
 from ledger.entrypoints.grpc.validation import (
     MAX_HOLD_TTL,
     MAX_IDENTITIES,
@@ -43,8 +43,9 @@ _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
-class LedgerService(BenefitWrites, ledger_pb2_grpc.LedgerServiceServicer):
-    """Points writes here; paid memberships, tier overrides and benefit write-offs in :class:`BenefitWrites`."""
+class LedgerService(MallWrites, ledger_pb2_grpc.LedgerServiceServicer):
+    """Points writes here; paid memberships, tier overrides and benefit write-offs in :class:`BenefitWrites`;
+    the points mall in :class:`MallWrites`."""
 
     @rpc
     def EnrollMember(

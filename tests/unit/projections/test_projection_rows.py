@@ -317,8 +317,18 @@ def test_every_event_type_has_a_summary():
         merged(at, "m2", 3),
         absorbed(at, "m3", [("B", 3, at)], []),
         ev.MemberErased(at=at, reason="subject request", request_reference="DSR-1", identities_removed=2),
-    ]
-    assert summary(others[-1]) == "personal data erased (request DSR-1): 2 identities removed"
+        ev.PointsExchanged(
+            at=at, exchange_id="X1", reward_id="coupon_20", reward_name="20 CNY coupon", points=1_500, cash_fen=0,
+            debits=(), entitlement_id="E", stock_stream=None, tier="regular", policy_version=1,
+        ),
+        ev.ExchangeCancelled(
+            at=at, exchange_id="X1", reward_id="coupon_20", points_returned=1_500, returned=(), relot=None,
+            stock_stream=None, reason="changed mind", policy_version=1,
+        ),
+    ]  # fmt: skip
+    assert summary(others[-2]) == "exchange X1: -1500 points for 20 CNY coupon (coupon_20)"
+    assert summary(others[-1]) == "exchange X1 of coupon_20 cancelled (changed mind): +1500 points returned"
+    assert summary(others[-3]) == "personal data erased (request DSR-1): 2 identities removed"
     assert summary(others[1], SHANGHAI) == (
         "refund R of order O (12.34 refunded): -12 points taken back, 12 into arrears"
     )
