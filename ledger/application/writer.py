@@ -680,7 +680,7 @@ class CommandWriter:
         ctx = self._context(s, req.occurred_at)
         start = len(s.events)
         caught_up = self._catch_up(s, ctx)
-        if isinstance(command, cmd.EnrollMember):
+        if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
             self._check_identities(req.program_id, command, staged)
         if isinstance(command, cmd.MergeMembers):
             source = self._load(req.program_id, command.source_member_id, staged)
@@ -700,7 +700,7 @@ class CommandWriter:
                 invitee = self._load(req.program_id, command.reference, staged)
                 ctx = replace(ctx, invitee=invitee.state if invitee.state.enrolled else None)
             produced = decide(command, s.state, ctx)
-            if isinstance(command, cmd.EnrollMember):
+            if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
                 s.identities.extend(command.identities)
             start = len(s.events)
             self._apply(s, produced, req, ctx)
@@ -719,7 +719,9 @@ class CommandWriter:
         )
         return result, payloads
 
-    def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
+    def _check_identities(
+        self, program_id: str, command: cmd.EnrollMember | cmd.ImportMember, staged: dict[str, _Staged]
+    ) -> None:
         for identity in command.identities:
             owner = self._programs.identity_owner(program_id, identity)
             if owner is None:

@@ -218,6 +218,12 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
         points = sum(t.points for t in e.lots)
         arrears = f" and {e.arrears} arrears" if e.arrears else ""
         return f"absorbed member {e.from_member_id}: {_points(points)} in {len(e.lots)} lots{arrears}"
+    if isinstance(e, ev.MemberImported):
+        points = sum(lot.points for lot in e.lots)
+        return (
+            f"imported from {e.source} row {e.row} at tier {e.tier}: {_points(points)} in {len(e.lots)} "
+            f"opening lot{'' if len(e.lots) == 1 else 's'}, {e.growth} growth"
+        )
     if isinstance(e, ev.MemberErased):
         n = e.identities_removed
         return f"personal data erased (request {e.request_reference}): {n} identit{'y' if n == 1 else 'ies'} removed"
@@ -258,6 +264,8 @@ def rule(event: ev.MemberEvent) -> str:
             return f"clawback:{event.clawback}"
         case ev.EntitlementGranted():
             return event.source
+        case ev.MemberImported():
+            return f"import:{event.source}#{event.row}"
         case _:
             return ""
 
@@ -286,5 +294,7 @@ def growth_delta(event: ev.MemberEvent) -> int:
             return -event.growth_taken
         case ev.MemberAbsorbed():
             return sum(g.amount for g in event.growth)
+        case ev.MemberImported():
+            return event.growth
         case _:
             return 0

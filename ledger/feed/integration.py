@@ -47,6 +47,7 @@ LEFT_OUT: Final[Mapping[str, frozenset[str]]] = {
     "MembershipCancelled": frozenset({"reason"}),
     "TierOverrideSet": frozenset({"reason"}),
     "MemberErased": frozenset({"reason"}),
+    "MemberImported": frozenset({"identities"}),
     "ProgramCreated": frozenset({"document"}),
     "PolicyPublished": frozenset({"document"}),
 }
