@@ -207,7 +207,11 @@ class MemberImport:
         else:
             token = CALL_DEADLINE.set(None)  # an import is the operator's own long job, not a call
             try:
-                results = self.app.writer.execute_many(envelopes, timeout=600, wait_for_room=True)
+                results: list[object] = self.app.writer.execute_many(
+                    envelopes, timeout=600, wait_for_room=True
+                )
+            except DomainError as exc:  # one request alone is raised, not returned
+                results = [exc]
             finally:
                 CALL_DEADLINE.reset(token)
             for row, result in zip(rows, results, strict=True):
