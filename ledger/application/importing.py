@@ -220,6 +220,7 @@ class MemberImport:
                 elif isinstance(result, BaseException):
                     raise result  # the store or the writer: the run stops; running it again continues
                 else:
+                    assert isinstance(result, CommandResult)
                     self._done(row, result)
         if self.after_chunk is not None:
             self.after_chunk(self.report)
