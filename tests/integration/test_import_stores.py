@@ -53,7 +53,18 @@ def _file(tmp_path: Path) -> Path:
 
 
 def _command(url: str, file: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ledger.entrypoints.cli", "--store", url, "import", "--program", P, *extra, str(file)]
+    return [
+        sys.executable,
+        "-m",
+        "ledger.entrypoints.cli",
+        "--store",
+        url,
+        "import",
+        "--program",
+        P,
+        *extra,
+        str(file),
+    ]
 
 
 def _env() -> dict[str, str]:
