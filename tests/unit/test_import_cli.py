@@ -174,7 +174,7 @@ def test_imported_values_are_kept_and_the_lot_expires_at_its_date(store: str, tm
     try:
         lines = [
             HEADER,
-            "m1,,,,gold,2026-03-01,1200,2025-12-01,2026-11-30,1000@2026-01-10@2027-01-31;500@2026-06-01@2027-06-30",
+            "m1,,,,gold,2026-03-01,1200,2025-12-01,2026-11-30,1000@2026-01-10@2027-01-20;500@2026-06-01@2027-06-30",
         ]
         report = MemberImport(w.app, P, "old.csv").run_file(lines, "csv")
         assert report.imported == 1
@@ -186,10 +186,11 @@ def test_imported_values_are_kept_and_the_lot_expires_at_its_date(store: str, tm
         line = cmd.RecordPurchase("m1", "O1", (OrderLine("l0", "SKU", "toys", 1, 100_00),), 100_00)
         w.app.execute(cmd.Envelope(P, line, "sale-1"))
         assert w.app.view(P, "m1").state.tier == "gold"
-        w.app.advance_clock(P, datetime(2027, 1, 31, 15, 59, tzinfo=UTC), "c1")  # 23:59 on 31 Jan, Shanghai
+        # Usable through 20 January (the policy would have kept it to the end of January).
+        w.app.advance_clock(P, datetime(2027, 1, 20, 15, 59, tzinfo=UTC), "c1")  # 23:59 on 20 Jan, Shanghai
         # The sale earned at Gold's x1.5 (150 points, active since 8 December).
         assert w.app.balance(P, "m1").active == 1_650
-        w.app.advance_clock(P, datetime(2027, 1, 31, 16, 0, tzinfo=UTC), "c2")  # 1 February, 00:00
+        w.app.advance_clock(P, datetime(2027, 1, 20, 16, 0, tzinfo=UTC), "c2")  # 21 January, 00:00
         assert w.app.balance(P, "m1").active == 650
         lots = {lot.lot_id: lot for lot in w.app.view(P, "m1").state.lots.values()}
         assert lots["import-1"].expired and not lots["import-2"].expired

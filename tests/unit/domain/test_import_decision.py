@@ -41,7 +41,7 @@ def row(**fields: object) -> ImportMember:
         "tier": "gold",
         "tier_since": sh(2026, 3, 1),
         "lots": (
-            ImportedLot(1_000, sh(2026, 1, 10), sh(2027, 2, 1)),
+            ImportedLot(1_000, sh(2026, 1, 10), sh(2027, 1, 15)),  # the policy would say 2027-02-01
             ImportedLot(500, sh(2026, 6, 1), sh(2027, 7, 1)),
         ),
         "growth": 1_200,
@@ -64,7 +64,7 @@ def test_the_event_records_the_given_values_and_where_they_came_from() -> None:
     state, event = imported()
     assert (event.source, event.row, event.tier, event.tier_since) == ("old.csv", 2, "gold", sh(2026, 3, 1))
     assert [(lot.points, lot.active_at, lot.expires_at, lot.source) for lot in event.lots] == [
-        (1_000, sh(2026, 1, 10), sh(2027, 2, 1), "imported"),
+        (1_000, sh(2026, 1, 10), sh(2027, 1, 15), "imported"),
         (500, sh(2026, 6, 1), sh(2027, 7, 1), "imported"),
     ]
     assert state.active == 1_500 and state.pending == 0 and state.recount() == (1_500, 0)
@@ -92,11 +92,11 @@ def test_imported_growth_counts_in_the_window_at_the_end_of_its_own() -> None:
 
 def test_an_imported_lot_expires_at_its_given_date_through_due_work() -> None:
     state, _ = imported()
-    fold(state, tick(state, ctx(datetime(2027, 1, 31, 23, 59, tzinfo=SH))))
+    fold(state, tick(state, ctx(datetime(2027, 1, 14, 23, 59, tzinfo=SH))))
     assert state.active == 1_500
-    events = tick(state, ctx(sh(2027, 2, 1)))
+    events = tick(state, ctx(sh(2027, 1, 15)))
     expiries = [e for e in events if isinstance(e, ev.LotExpired)]
-    assert [(e.lot_id, e.points, e.at) for e in expiries] == [("import-1", 1_000, sh(2027, 2, 1))]
+    assert [(e.lot_id, e.points, e.at) for e in expiries] == [("import-1", 1_000, sh(2027, 1, 15))]
     fold(state, events)
     assert state.active == 500
 
