@@ -318,11 +318,22 @@ def test_every_event_type_has_a_summary():
         absorbed(at, "m3", [("B", 3, at)], []),
         ev.MemberErased(at=at, reason="subject request", request_reference="DSR-1", identities_removed=2),
         ev.MemberImported(
-            at=at, member_id="m9", identities=(), source="old.csv", row=7, tier="gold", tier_since=at,
-            next_review_at=None, growth=0, growth_window_start=None, growth_window_end=None, membership=None,
+            at=at,
+            member_id="m9",
+            identities=(),
+            source="old.csv",
+            row=7,
+            tier="gold",
+            tier_since=at,
+            next_review_at=None,
+            growth=0,
+            growth_window_start=None,
+            growth_window_end=None,
+            membership=None,
             lots=(ev.NewLot(lot_id="import-1", source="imported", points=40, active_at=at, expires_at=sh(2027, 1, 1)),),
-            profile_stored=False, policy_version=1,
-        ),  # fmt: skip
+            profile_stored=False,
+            policy_version=1,
+        ),
     ]
     assert summary(others[-2]) == "personal data erased (request DSR-1): 2 identities removed"
     assert summary(others[-1]) == "imported from old.csv row 7 at tier gold: +40 points in 1 opening lot, 0 growth"
