@@ -218,6 +218,7 @@ class CommandWriter:
         self._cache: OrderedDict[str, MemberState] = OrderedDict()
         self._cache_size = cache_size
         self._fresh: dict[str, MemberState] = {}  # this group's members, up to date (writer thread only)
+        self._claimed: dict[tuple[str, str], str] = {}  # identities this group gave a member: (program, identity)
         self._stopped = False
         self.store_down = False
         """Set while the store is known to be unreachable (by :class:`~ledger.application.supervisor.Supervisor`):
@@ -606,6 +607,7 @@ class CommandWriter:
                 for stored in tail:
                     evolve(state, ev.decode(stored.payload))
         self._fresh = fresh
+        self._claimed = {}
 
     def _load(self, program_id: str, member_id: str, staged: dict[str, _Staged]) -> _Staged:
         sid = member_stream(program_id, member_id)
@@ -681,7 +683,7 @@ class CommandWriter:
         start = len(s.events)
         caught_up = self._catch_up(s, ctx)
         if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
-            self._check_identities(req.program_id, command, staged)
+            self._check_identities(req.program_id, command)
         if isinstance(command, cmd.MergeMembers):
             source = self._load(req.program_id, command.source_member_id, staged)
             self._catch_up(source, self._context(source, req.occurred_at))
@@ -690,6 +692,7 @@ class CommandWriter:
             start = len(s.events)
             self._apply(s, target_events, req, ctx)
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
+            self._claimed.update(((req.program_id, i), s.member_id) for i in source.state.identities)
             produced: list[ev.MemberEvent] = target_events
         elif isinstance(command, cmd.Tick):
             if not s.state.enrolled:
@@ -702,6 +705,7 @@ class CommandWriter:
             produced = decide(command, s.state, ctx)
             if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
                 s.identities.extend(command.identities)
+                self._claimed.update(((req.program_id, i), s.member_id) for i in command.identities)
             start = len(s.events)
             self._apply(s, produced, req, ctx)
         applied = s.events[start:]
@@ -719,16 +723,11 @@ class CommandWriter:
         )
         return result, payloads
 
-    def _check_identities(
-        self, program_id: str, command: cmd.EnrollMember | cmd.ImportMember, staged: dict[str, _Staged]
-    ) -> None:
+    def _check_identities(self, program_id: str, command: cmd.EnrollMember | cmd.ImportMember) -> None:
         for identity in command.identities:
             owner = self._programs.identity_owner(program_id, identity)
-            if owner is None:
-                owner = next(
-                    (s.member_id for s in staged.values() if s.program_id == program_id and identity in s.identities),
-                    None,
-                )
+            if owner is None:  # given by a command of this group (staged, not committed yet)
+                owner = self._claimed.get((program_id, identity))
             if owner is not None and owner != command.member_id:
                 raise Refusal(
                     "IDENTITY_TAKEN",

@@ -62,3 +62,14 @@ def test_an_imported_member_merges_and_verifies(wired: Wired) -> None:
     for member in ("m1", "m2"):
         report = app.verify_member(P, member)
         assert report.ok, report.mismatches
+
+
+def test_two_rows_of_one_group_claiming_one_identity(wired: Wired) -> None:
+    report = MemberImport(wired.app, P, "more.csv").run_file(
+        [HEADER, "m3,card_number:SAME,,,", "m4,card_number:SAME,,,", "m5,card_number:C1,,,"], "csv"
+    )
+    assert report.imported == 1
+    assert [(e.row, e.member_id, e.reason) for e in report.errors] == [
+        (3, "m4", "IDENTITY_TAKEN"),  # given to m3 in the same group, not committed yet
+        (4, "m5", "IDENTITY_TAKEN"),  # m1's, committed before
+    ]
