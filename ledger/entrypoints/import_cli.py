@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "import",
         help="import members and opening balances from the previous system (CSV or JSON lines)",
-        description=__doc__,
+        description=__doc__.split("\n", 1)[1].replace("``", "") if __doc__ else None,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
