@@ -31,6 +31,8 @@ from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
     common_pb2,
+    import_pb2,
+    import_pb2_grpc,
     ledger_pb2,
     ledger_pb2_grpc,
     member_pb2,
@@ -51,13 +53,15 @@ if TYPE_CHECKING:
     _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
     _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
     _StreamStream = grpc.StreamStreamClientInterceptor[Any, Any]
+    _StreamUnary = grpc.StreamUnaryClientInterceptor[Any, Any]
 else:
     _UnaryUnary = grpc.UnaryUnaryClientInterceptor
     _UnaryStream = grpc.UnaryStreamClientInterceptor
     _StreamStream = grpc.StreamStreamClientInterceptor
+    _StreamUnary = grpc.StreamUnaryClientInterceptor
 
 
-class BearerKey(_UnaryUnary, _UnaryStream, _StreamStream):
+class BearerKey(_UnaryUnary, _UnaryStream, _StreamStream, _StreamUnary):
     """Adds ``authorization: Bearer <key>`` to every call of a channel (the ledger's API keys)."""
 
     def __init__(self, key: str) -> None:
@@ -81,6 +85,9 @@ class BearerKey(_UnaryUnary, _UnaryStream, _StreamStream):
         return continuation(self._details(details), request)
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)
 
 
@@ -253,6 +260,7 @@ class LoyaltyClient:
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channel)
         self.query = query_pb2_grpc.MemberQueryServiceStub(self.channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
+        self.imports = import_pb2_grpc.ImportServiceStub(self.channel)
 
     def close(self) -> None:
         if self._own_channel:
@@ -594,6 +602,37 @@ class LoyaltyClient:
         """The member's points-mall exchanges, newest first."""
         req = query_pb2.ListExchangesRequest(program_id=self.program_id, member_id=member_id)
         return list(self._call(lambda t: self.query.ListExchanges(req, timeout=t)).exchanges)
+
+    # -- moving in -----------------------------------------------------------------------------------------
+
+    def import_members(
+        self,
+        rows: Iterable[import_pb2.ImportRow],
+        source: str,
+        *,
+        dry_run: bool = False,
+        rows_per_message: int = 200,
+        timeout: float | None = None,
+    ) -> import_pb2.ImportMembersResponse:
+        """Stream members from the previous system into the program (``ImportService.ImportMembers``, an
+        operator or admin key); at most 100,000 rows a call. Each row's idempotency key is the program, ``source``
+        and its member id, so a retry (the whole stream again, on UNAVAILABLE) imports nothing twice.
+        ``timeout``: the call's deadline (default: the client's ``timeout``)."""
+        batch = list(rows)
+
+        def messages() -> Iterable[import_pb2.ImportMembersRequest]:
+            for start in range(0, max(len(batch), 1), rows_per_message):
+                yield import_pb2.ImportMembersRequest(
+                    program_id=self.program_id, source=source, dry_run=dry_run,
+                    rows=batch[start : start + rows_per_message],
+                )  # fmt: skip
+
+        saved = self.timeout
+        self.timeout = timeout if timeout is not None else saved
+        try:
+            return self._call(lambda t: self.imports.ImportMembers(iter(messages()), timeout=t))
+        finally:
+            self.timeout = saved
 
     # -- audit ---------------------------------------------------------------------------------------------
 

@@ -61,7 +61,10 @@ def fold_member(
     grant due by then needs the birth month)."""
     events = recorded if recorded is not None else recorded_events(app, program_id, member_id)
     first = events[0].event
-    has_profile = not (isinstance(first, ev.MemberEnrolled) and first.profile_stored is False)
+    has_profile = not (
+        (isinstance(first, ev.MemberEnrolled) and first.profile_stored is False)
+        or (isinstance(first, ev.MemberImported) and not first.profile_stored)
+    )
     profile = app.personal.load(program_id, member_id) if has_profile else None
     policies = app.program(program_id).policies
     return fold_as_of(

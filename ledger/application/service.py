@@ -192,6 +192,11 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
     def identity_owner(self, program_id: str, identity: str) -> str | None:
         return self._identity_owner(program_id, identity)
 
+    @property
+    def pepper(self) -> bytes:
+        """The identity pepper (a secret: never logged); an import digests the identities of its rows with it."""
+        return self._pepper
+
     # -- programs -------------------------------------------------------------------------------------------
 
     def _program_write(

@@ -232,6 +232,7 @@ class CommandWriter:
         self._fresh: dict[str, MemberState] = {}  # this group's members, up to date (writer thread only)
         self._stock_cache: dict[str, StockState] = {}  # rewards' stock streams as last committed (writer thread)
         self._stock: dict[str, _StockStaged] = {}  # this group's stock streams (writer thread only)
+        self._claimed: dict[tuple[str, str], str] = {}  # identities this group gave a member: (program, identity)
         self._stopped = False
         self.store_down = False
         """Set while the store is known to be unreachable (by :class:`~ledger.application.supervisor.Supervisor`):
@@ -638,6 +639,7 @@ class CommandWriter:
                 for stored in tail:
                     evolve(state, ev.decode(stored.payload))
         self._fresh = fresh
+        self._claimed = {}
 
     def _load(self, program_id: str, member_id: str, staged: dict[str, _Staged]) -> _Staged:
         sid = member_stream(program_id, member_id)
@@ -714,8 +716,8 @@ class CommandWriter:
         ctx = self._context(s, req.occurred_at)
         start = len(s.events)
         caught_up = self._catch_up(s, ctx)
-        if isinstance(command, cmd.EnrollMember):
-            self._check_identities(req.program_id, command, staged)
+        if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
+            self._check_identities(req.program_id, command)
         if isinstance(command, cmd.MergeMembers):
             source = self._load(req.program_id, command.source_member_id, staged)
             self._catch_up(source, self._context(source, req.occurred_at))
@@ -724,6 +726,7 @@ class CommandWriter:
             start = len(s.events)
             self._apply(s, target_events, req, ctx)
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
+            self._claimed.update(((req.program_id, i), s.member_id) for i in source.state.identities)
             produced: list[ev.MemberEvent] = target_events
         elif isinstance(command, cmd.ExchangePoints | cmd.CancelExchange):
             stock = self._stock_of(req.program_id, command, s.state)
@@ -742,8 +745,9 @@ class CommandWriter:
                 invitee = self._load(req.program_id, command.reference, staged)
                 ctx = replace(ctx, invitee=invitee.state if invitee.state.enrolled else None)
             produced = decide(command, s.state, ctx)
-            if isinstance(command, cmd.EnrollMember):
+            if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
                 s.identities.extend(command.identities)
+                self._claimed.update(((req.program_id, i), s.member_id) for i in command.identities)
             start = len(s.events)
             self._apply(s, produced, req, ctx)
         applied = s.events[start:]
@@ -829,14 +833,11 @@ class CommandWriter:
             )
         )
 
-    def _check_identities(self, program_id: str, command: cmd.EnrollMember, staged: dict[str, _Staged]) -> None:
+    def _check_identities(self, program_id: str, command: cmd.EnrollMember | cmd.ImportMember) -> None:
         for identity in command.identities:
             owner = self._programs.identity_owner(program_id, identity)
-            if owner is None:
-                owner = next(
-                    (s.member_id for s in staged.values() if s.program_id == program_id and identity in s.identities),
-                    None,
-                )
+            if owner is None:  # given by a command of this group (staged, not committed yet)
+                owner = self._claimed.get((program_id, identity))
             if owner is not None and owner != command.member_id:
                 raise Refusal(
                     "IDENTITY_TAKEN",

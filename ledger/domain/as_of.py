@@ -118,6 +118,8 @@ def touched(event: ev.MemberEvent, hold_lots: dict[str, list[str]]) -> list[str]
         return [_EVERYTHING]
     if isinstance(event, ev.MemberAbsorbed):
         return [*(f"lot:{t.lot_id}" for t in event.lots), *(["arrears"] if event.arrears else [])]
+    if isinstance(event, ev.MemberImported):
+        return [*(f"lot:{lot.lot_id}" for lot in event.lots)]
     return []
 
 
@@ -139,7 +141,7 @@ def counted_times(recorded: Sequence[Recorded]) -> list[datetime]:
                 at = seen
         for key in keys:
             last[key] = at
-        if isinstance(r.event, ev.MemberEnrolled) and floor is None:
+        if isinstance(r.event, ev.MemberEnrolled | ev.MemberImported) and floor is None:
             floor = at
         latest = at if latest is None or at > latest else latest
         out.append(at)

@@ -196,6 +196,50 @@ class AdjustStock:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportedLot:
+    """An opening lot brought over from the previous system: its points and its original dates, taken as given."""
+
+    points: int
+    earned_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedMembership:
+    """A paid membership term bought in the previous system, taken as given."""
+
+    membership_id: str
+    plan: str
+    term_start: datetime
+    term_end: datetime
+    price_fen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportMember:
+    """Bring a member over from the previous system (one row of an import file): nothing of it is re-decided.
+
+    ``source`` and ``row`` say where it came from (the file's name and the row's number) and are recorded on the
+    event. ``growth`` is the growth value the old system counted over ``(growth_window_start,
+    growth_window_end]``; ``tier`` is the earned tier, held since ``tier_since``.
+    """
+
+    member_id: str
+    identities: tuple[str, ...]
+    source: str
+    row: int
+    tier: str = ""
+    """"" = the program's entry tier."""
+    tier_since: datetime | None = None
+    lots: tuple[ImportedLot, ...] = ()
+    growth: int = 0
+    growth_window_start: datetime | None = None
+    growth_window_end: datetime | None = None
+    membership: ImportedMembership | None = None
+    profile_stored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Run everything due for the member up to the program's current time."""
 
@@ -221,6 +265,7 @@ MemberCommand = (
     | ExchangePoints
     | CancelExchange
     | AdjustStock
+    | ImportMember
 )
 
 

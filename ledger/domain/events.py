@@ -57,7 +57,7 @@ class NewLot(_Model):
     """A lot created by the event that carries it."""
 
     lot_id: str
-    source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge"]
+    source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge", "imported"]
     points: int
     active_at: Instant
     expires_at: Instant
@@ -394,6 +394,42 @@ class ExchangeCancelled(_Event):
     policy_version: int
 
 
+class ImportedTerm(_Model):
+    """A paid membership term brought over with an imported member."""
+
+    membership_id: str
+    plan: str
+    price_fen: int
+    term_start: Instant
+    term_end: Instant
+
+
+class MemberImported(_Event):
+    """A member brought over from the previous system, with its opening state taken as given (not re-decided):
+    identities, tier, growth value with its window, opening lots with their original dates, a paid term.
+
+    ``source`` and ``row`` name the import file and its row, so an auditor sees where an opening balance came
+    from. Its lots are credited as the liability's ``imported`` movement.
+    """
+
+    type: Literal["MemberImported"] = "MemberImported"
+    member_id: str
+    identities: tuple[str, ...]
+    source: str
+    row: int
+    tier: str
+    tier_since: Instant
+    next_review_at: Instant | None
+    lots: tuple[NewLot, ...]
+    growth: int
+    growth_window_start: Instant | None
+    growth_window_end: Instant | None
+    """The growth counts in the tier window at this instant (the end of the window the old system counted it over)."""
+    membership: ImportedTerm | None
+    profile_stored: bool
+    policy_version: int
+
+
 MemberEvent = Annotated[
     MemberEnrolled
     | PurchaseRecorded
@@ -420,7 +456,8 @@ MemberEvent = Annotated[
     | MemberAbsorbed
     | MemberErased
     | PointsExchanged
-    | ExchangeCancelled,
+    | ExchangeCancelled
+    | MemberImported,
     Field(discriminator="type"),
 ]
 

@@ -466,6 +466,38 @@ def _exchange_cancelled(s: MemberState, e: ev.ExchangeCancelled) -> None:
     s.lifetime_returned += e.points_returned
 
 
+def _imported(s: MemberState, e: ev.MemberImported) -> None:
+    """A member brought over from the previous system: its state as the event gives it."""
+    if s.enrolled:
+        raise InvariantBroken("member imported after it was enrolled")
+    s.enrolled_at = e.at
+    s.no_profile = not e.profile_stored
+    s.identities = list(e.identities)
+    s.tier = e.tier
+    s.tier_since = e.tier_since
+    s.tier_history.append((e.tier_since, e.tier))
+    s.next_review_at = e.next_review_at
+    s.grants_through = e.at
+    for lot in e.lots:
+        _add_lot(s, lot, e.at, lot.active_at)
+        s.lifetime_earned += lot.points
+    if e.growth:
+        if e.growth_window_end is None:
+            raise InvariantBroken("imported growth without its window")
+        s.growth.append(GrowthEntry(e.growth_window_end, e.growth))
+    m = e.membership
+    if m is not None:
+        s.memberships[m.membership_id] = Membership(
+            membership_id=m.membership_id,
+            plan=m.plan,
+            price_fen=m.price_fen,
+            purchased_at=m.term_start,
+            term_start=m.term_start,
+            term_end=m.term_end,
+            benefits_granted=True,  # what the term carried was given by the previous system
+        )
+
+
 _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberEnrolled": _enrolled,
     "PurchaseRecorded": _purchase,
@@ -493,4 +525,5 @@ _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberErased": _erased,
     "PointsExchanged": _exchanged,
     "ExchangeCancelled": _exchange_cancelled,
+    "MemberImported": _imported,
 }

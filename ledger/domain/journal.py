@@ -36,6 +36,7 @@ ACCOUNTS: Mapping[str, tuple[str, str]] = {
     "applied_to_arrears": (LIABILITY, "points_arrears_receivable"),
     "merged_in": ("member_merge_clearing", LIABILITY),
     "merged_out": (LIABILITY, "member_merge_clearing"),
+    "imported": ("opening_balance_clearing", LIABILITY),
 }
 """The (debit, credit) accounts of each entry kind; a kind that raises the liability credits it."""
 

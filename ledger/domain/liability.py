@@ -17,18 +17,20 @@ from ledger.domain.state import MemberState
 
 CATEGORIES = (
     "issued", "redeemed", "expired", "clawed_back", "returned", "adjusted_in", "adjusted_out",
-    "applied_to_arrears", "merged_in", "merged_out",
+    "applied_to_arrears", "merged_in", "merged_out", "imported",
 )  # fmt: skip
 """The movement categories, each an amount of points (never negative)."""
 
 SIGN = {
     "issued": 1, "redeemed": -1, "expired": -1, "clawed_back": -1, "returned": 1, "adjusted_in": 1,
     "adjusted_out": -1, "applied_to_arrears": -1, "merged_in": 1, "merged_out": -1,
+    "imported": 1,
 }  # fmt: skip
 """How each category moves the outstanding points."""
 
-CREDITED_SOURCES = frozenset({"purchase", "behaviour", "adjustment"})
-"""Lot sources that issue points (a refund's returned lot and a merge's moved lots only re-credit them)."""
+CREDITED_SOURCES = frozenset({"purchase", "behaviour", "adjustment", "imported"})
+"""Lot sources that issue points (a refund's returned lot and a merge's moved lots only re-credit them); an
+opening lot brought over from the previous system counts as credited for breakage."""
 
 
 def outstanding(state: MemberState) -> int:
@@ -72,6 +74,8 @@ def movement(state: MemberState, event: ev.MemberEvent) -> dict[str, int]:
         add("merged_out", outstanding(state))
     elif isinstance(event, ev.MemberAbsorbed):
         add("merged_in", sum(t.points for t in event.lots))
+    elif isinstance(event, ev.MemberImported):
+        add("imported", sum(lot.points for lot in event.lots))
     return out
 
 

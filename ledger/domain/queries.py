@@ -226,6 +226,12 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
             f"exchange {e.exchange_id} of {e.reward_id} cancelled ({e.reason}): "
             f"{_points(e.points_returned)} returned{_repaid(e.arrears_repaid)}"
         )
+    if isinstance(e, ev.MemberImported):
+        points = sum(lot.points for lot in e.lots)
+        return (
+            f"imported from {e.source} row {e.row} at tier {e.tier}: {_points(points)} in {len(e.lots)} "
+            f"opening lot{'' if len(e.lots) == 1 else 's'}, {e.growth} growth"
+        )
     if isinstance(e, ev.MemberErased):
         n = e.identities_removed
         return f"personal data erased (request {e.request_reference}): {n} identit{'y' if n == 1 else 'ies'} removed"
@@ -268,6 +274,8 @@ def rule(event: ev.MemberEvent) -> str:
             return event.source
         case ev.PointsExchanged() | ev.ExchangeCancelled():
             return f"mall:{event.reward_id}"
+        case ev.MemberImported():
+            return f"import:{event.source}#{event.row}"
         case _:
             return ""
 
@@ -296,5 +304,7 @@ def growth_delta(event: ev.MemberEvent) -> int:
             return -event.growth_taken
         case ev.MemberAbsorbed():
             return sum(g.amount for g in event.growth)
+        case ev.MemberImported():
+            return event.growth
         case _:
             return 0

@@ -26,7 +26,15 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import config_cli, evidence_cli, export_cli, journal_cli, keys_cli, log_output
+from ledger.entrypoints import (
+    config_cli,
+    evidence_cli,
+    export_cli,
+    import_cli,
+    journal_cli,
+    keys_cli,
+    log_output,
+)
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -155,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     evidence_cli.add_parsers(sub)
     keys_cli.add_parser(sub)
     export_cli.add_parser(sub)
+    import_cli.add_parser(sub)
     config_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target",
@@ -297,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             return keys_cli.run(args, wired.keys, lambda d: app.clock.now() + d)
         if args.command == "export-member":
             return export_cli.run(args, app)
+        if args.command == "import":
+            return import_cli.run(args, app)
         if args.command == "verify":
             return _verify(app, args.program, args.member)
         if args.command == "rebuild-projections":

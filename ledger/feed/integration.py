@@ -48,6 +48,7 @@ LEFT_OUT: Final[Mapping[str, frozenset[str]]] = {
     "TierOverrideSet": frozenset({"reason"}),
     "MemberErased": frozenset({"reason"}),
     "ExchangeCancelled": frozenset({"reason"}),
+    "MemberImported": frozenset({"identities"}),
     "ProgramCreated": frozenset({"document"}),
     "PolicyPublished": frozenset({"document"}),
 }

@@ -341,9 +341,9 @@ def _facts_sql(p: str, ph: str) -> str:
           LEFT JOIN {p}tier_state t ON t.program_id = b.program_id AND t.member_id = b.member_id
           LEFT JOIN (SELECT h.member_id,
                             MAX(CASE WHEN h.event_type IN ({_ACTIVITY_IN}) THEN h.occurred_at END) AS last_activity,
-                            MIN(CASE WHEN h.event_type = 'MemberEnrolled' THEN h.occurred_at END) AS enrolled
+                            MIN(CASE WHEN h.event_type IN ('MemberEnrolled', 'MemberImported') THEN h.occurred_at END) AS enrolled
                        FROM {p}history h
-                      WHERE h.program_id = {ph} AND h.event_type IN ({_ACTIVITY_IN}, 'MemberEnrolled')
+                      WHERE h.program_id = {ph} AND h.event_type IN ({_ACTIVITY_IN}, 'MemberEnrolled', 'MemberImported')
                       GROUP BY h.member_id) a ON a.member_id = b.member_id
          WHERE b.program_id = {ph}
          ORDER BY b.member_id

@@ -213,3 +213,22 @@ def test_traces_asked_for_without_the_extra_exit_saying_so(monkeypatch: pytest.M
         traces.start({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4317"})
     message = str(exited.value.code)
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in message and "loyalty-ledger[otel]" in message
+
+
+def test_an_import_stream_is_a_server_span_without_the_rows(served: Served) -> None:
+    from loyalty.v1 import import_pb2, import_pb2_grpc
+
+    row = import_pb2.ImportRow(
+        row=2, member_id=MEMBER,
+        identities=[common_pb2.ChannelIdentity(kind=common_pb2.IDENTITY_KIND_CARD_NUMBER, value="6222000011112222")],
+    )  # fmt: skip
+    message = import_pb2.ImportMembersRequest(program_id=PROGRAM, source="old.csv", rows=[row])
+    answer = import_pb2_grpc.ImportServiceStub(served.channel).ImportMembers(
+        iter([message]), metadata=(("traceparent", TRACEPARENT),), timeout=10
+    )
+    assert answer.imported == 1
+    (call,) = served.calls()
+    assert call.name == "ImportService/ImportMembers" and format(call.context.trace_id, "032x") == TRACE_ID
+    assert dict(call.attributes or {})["rpc.grpc.status_code"] == 0
+    everything = repr([span.to_json() for span in served.spans()])
+    assert MEMBER not in everything and "6222000011112222" not in everything

@@ -1,8 +1,8 @@
 """The points liability reconciles, for any random history, on the in-memory wiring (``memory://``).
 
 A random history of several members (late sales, refunds of spent points into arrears, redemptions, holds that
-time out, adjustments, merges, clock moves over activation and expiry) is written through the application;
-then, for random period ends, the liability at the end must equal the liability at the start plus every
+time out, adjustments, merges, clock moves over activation and expiry, a member imported with opening lots) is
+written through the application; then, for random period ends, the liability at the end must equal the liability at the start plus every
 movement between them, to the point and to the fen, and the outstanding points must be what the members' own
 folds hold, lot by lot.
 """
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ledger.application.as_of import member_as_of
 from ledger.application.clock import ManualClock
+from ledger.application.importing import MemberImport
 from ledger.application.liability import program_liability
 from ledger.bootstrap import Settings, build, reference_document
 from ledger.domain import commands as cmd
@@ -26,7 +27,9 @@ from policies import OrderLine
 
 START = datetime(2026, 2, 20, 2, 0, tzinfo=UTC)
 P = "sandbox"
-MEMBERS = ("m1", "m2", "m3")
+MEMBERS = ("m1", "m2", "m3", "m4")
+IMPORTED = "m4"
+"""Moved in from the previous system with opening lots (one expiring within weeks, one next year)."""
 
 member = st.sampled_from(MEMBERS)
 step = st.one_of(
@@ -47,7 +50,11 @@ def _history(steps: list[tuple[str, str, int, int]]) -> tuple[object, list[datet
     app = w.app
     app.create_program(P, "Sandbox", reference_document(), "test", START, "create")
     for m in MEMBERS:
-        app.enroll(P, m, [("card_number", f"C-{m}")], None, f"enroll-{m}")
+        if m != IMPORTED:
+            app.enroll(P, m, [("card_number", f"C-{m}")], None, f"enroll-{m}")
+    header = "member_id,identities,tier,lots"
+    opening = f"{IMPORTED},card_number:C-{IMPORTED},silver,700@2025-12-01@2026-03-31;450@2026-01-15@2027-01-31"
+    assert MemberImport(app, P, "old.csv").run_file([header, opening], "csv").imported == 1
     moments = [START]
     orders: dict[str, list[str]] = {m: [] for m in MEMBERS}
     for n, (kind, m, a, b) in enumerate(steps):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ledger.domain import commands as cmd
 from ledger.domain.decide import adjust, benefits, earning, holds, lots_due, mall, memberships, refunds, tiers
 from ledger.domain.decide.context import Context, effective_tier, next_id, require_member
+from ledger.domain.decide.imports import import_member
 from ledger.domain.decide.members import enroll, erase
 from ledger.domain.events import MemberEvent
 from ledger.domain.evolve import evolve
@@ -92,6 +93,8 @@ def decide(command: cmd.MemberCommand, state: MemberState, ctx: Context) -> list
         return enroll(command, state, ctx)
     if isinstance(command, cmd.EraseMember):
         return erase(command, state, ctx)
+    if isinstance(command, cmd.ImportMember):
+        return import_member(command, state, ctx)
     if isinstance(command, cmd.Tick):
         require_member(state)
         return tick(state, ctx)

@@ -126,6 +126,23 @@ class AccessLog(Layer):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary is not None:  # ImportMembers
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    return inner_su(requests, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    finished(None, context, start, error)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         if handler.stream_stream is not None:  # reflection
             inner_ss = handler.stream_stream
 

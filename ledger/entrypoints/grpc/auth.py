@@ -42,6 +42,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     )},
     **{m: "audit.read" for m in ("ReplayMember", "VerifyMember", "VerifyProgram")},
     "GetLiability": "finance.read",
+    "ImportMembers": "member.manage",
     **{m: "program.read" for m in ("GetPolicy", "GetClock")},
     **{m: "program.manage" for m in ("PublishPolicy", "AdvanceClock")},
     "CreateProgram": "deployment.manage",
@@ -182,6 +183,16 @@ def _store_of_certificate(context: grpc.ServicerContext, principal: Principal) -
     return replace(principal, store_id=store)
 
 
+def _in_scope(requests: Iterator[Any], principal: Principal, context: grpc.ServicerContext) -> Iterator[Any]:
+    """The messages of a client stream; one naming a program the key does not see raises NotFound in the handler
+    reading it (which answers NOT_FOUND, as for a program that does not exist)."""
+    for request in requests:
+        program_id = getattr(request, "program_id", None)
+        if isinstance(program_id, str) and not principal.sees(program_id):
+            raise NotFound("program", program_id)
+        yield request
+
+
 def _wrap(handler: Handler, check: Callable[[Any, grpc.ServicerContext], Principal]) -> Handler:
     """The same handler, ``check`` first (it aborts the call or returns the principal the call runs as)."""
     if handler.unary_unary is not None:
@@ -210,6 +221,20 @@ def _wrap(handler: Handler, check: Callable[[Any, grpc.ServicerContext], Princip
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary is not None:  # ImportMembers: every message is checked for the key's program
+        inner_su = handler.stream_unary
+
+        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            principal = check(None, context)
+            token = CURRENT.set(principal)
+            try:
+                return inner_su(_in_scope(requests, principal, context), context)
+            finally:
+                CURRENT.reset(token)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
         )
     if handler.stream_stream is not None:  # reflection
         inner_ss = handler.stream_stream

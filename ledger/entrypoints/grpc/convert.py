@@ -80,6 +80,7 @@ LOT_SOURCES: Mapping[str, member_pb2.LotSource.ValueType] = {
     "adjustment": member_pb2.LOT_SOURCE_ADJUSTMENT,
     "refund_return": member_pb2.LOT_SOURCE_REFUND_RETURN,
     "merge": member_pb2.LOT_SOURCE_MERGE,
+    "imported": member_pb2.LOT_SOURCE_IMPORTED,
 }
 
 ENTITLEMENT_STATUSES: Mapping[str, member_pb2.EntitlementStatus.ValueType] = {

@@ -104,6 +104,19 @@ class Gate(Layer):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary is not None:  # ImportMembers
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                self._enter(context)
+                try:
+                    return inner_su(requests, context)
+                finally:
+                    self._leave()
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         if handler.stream_stream is not None:  # reflection
             inner_ss = handler.stream_stream
 

@@ -135,6 +135,23 @@ class CallLimits(Layer):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary is not None:  # ImportMembers: a stream (counted per key), under the call's deadline
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                self._started(context)
+                caller = self._caller(context)
+                self._admit(caller, context)
+                token = CALL_DEADLINE.set(self._deadline(context))
+                try:
+                    return inner_su(requests, context)
+                finally:
+                    CALL_DEADLINE.reset(token)
+                    self._release(caller)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
     def _started(self, context: grpc.ServicerContext) -> None:

@@ -115,4 +115,17 @@ def on_arrival(handler: Handler, arrived: float | None) -> Handler:
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer
         )
+    if handler.stream_unary is not None:
+        inner_su = handler.stream_unary
+
+        def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            token = ARRIVED.set(arrived)
+            try:
+                return inner_su(requests, context)
+            finally:
+                ARRIVED.reset(token)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
     return handler

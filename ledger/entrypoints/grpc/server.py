@@ -34,6 +34,7 @@ from ledger.application.service import LedgerApp
 from ledger.application.supervisor import Supervisor
 from ledger.entrypoints.grpc.audit_service import AuditService
 from ledger.entrypoints.grpc.gate import Gate
+from ledger.entrypoints.grpc.import_service import ImportService
 from ledger.entrypoints.grpc.key_service import KeyService
 from ledger.entrypoints.grpc.ledger_service import LedgerService
 from ledger.entrypoints.grpc.pipeline import LEDGER_METHODS, CallPipeline, Handler, Layer
@@ -42,6 +43,8 @@ from ledger.entrypoints.grpc.query_service import MemberQueryService
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
+    import_pb2,
+    import_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
     ledger_pb2,
@@ -59,6 +62,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["MemberQueryService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    import_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
 )
 KEY_SERVICE_NAME: str = keys_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
 
@@ -128,6 +132,7 @@ def build_server(
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerService(app), server)
     query_pb2_grpc.add_MemberQueryServiceServicer_to_server(MemberQueryService(app), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(app), server)
+    import_pb2_grpc.add_ImportServiceServicer_to_server(ImportService(app), server)
     names = SERVICE_NAMES
     if keys is not None:
         keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(keys), server)

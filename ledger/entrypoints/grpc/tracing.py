@@ -96,6 +96,24 @@ class Tracing(Layer):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary is not None:  # ImportMembers: the span has no program (it is in each message)
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                span = start(None, context)
+                error: BaseException | None = None
+                try:
+                    with _current(span):
+                        return inner_su(requests, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    _finish(span, context, error)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
     def writer_wait(self, requests: int, queued: int) -> AbstractContextManager[object]:

@@ -325,10 +325,28 @@ def test_every_event_type_has_a_summary():
             at=at, exchange_id="X1", reward_id="coupon_20", points_returned=1_500, returned=(), relot=None,
             stock_stream=None, reason="changed mind", policy_version=1,
         ),
+        ev.MemberImported(
+            at=at,
+            member_id="m9",
+            identities=(),
+            source="old.csv",
+            row=7,
+            tier="gold",
+            tier_since=at,
+            next_review_at=None,
+            growth=0,
+            growth_window_start=None,
+            growth_window_end=None,
+            membership=None,
+            lots=(ev.NewLot(lot_id="import-1", source="imported", points=40, active_at=at, expires_at=sh(2027, 1, 1)),),
+            profile_stored=False,
+            policy_version=1,
+        ),
     ]  # fmt: skip
-    assert summary(others[-2]) == "exchange X1: -1500 points for 20 CNY coupon (coupon_20)"
-    assert summary(others[-1]) == "exchange X1 of coupon_20 cancelled (changed mind): +1500 points returned"
-    assert summary(others[-3]) == "personal data erased (request DSR-1): 2 identities removed"
+    assert summary(others[-3]) == "exchange X1: -1500 points for 20 CNY coupon (coupon_20)"
+    assert summary(others[-2]) == "exchange X1 of coupon_20 cancelled (changed mind): +1500 points returned"
+    assert summary(others[-4]) == "personal data erased (request DSR-1): 2 identities removed"
+    assert summary(others[-1]) == "imported from old.csv row 7 at tier gold: +40 points in 1 opening lot, 0 growth"
     assert summary(others[1], SHANGHAI) == (
         "refund R of order O (12.34 refunded): -12 points taken back, 12 into arrears"
     )
