@@ -32,7 +32,7 @@ from typing import Any
 from ledger.adapters.backend import Backend
 from ledger.application.clock import Clock, SystemClock
 from ledger.application.keys import ALL_PROGRAMS, KeyRing
-from ledger.application.ports import CheckpointStore
+from ledger.application.ports import CheckpointStore, WebhookStore
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
 from ledger.domain.state import MemberState
@@ -60,6 +60,7 @@ __all__ = [
     "reference_document",
     "sqlite_path",
     "store_kind",
+    "webhook_store",
 ]
 
 REFERENCE_PROGRAM_ID = "little_sprout"
@@ -173,6 +174,18 @@ def checkpoint_store(backend: Backend) -> CheckpointStore:
     if store_kind(backend.read_models_url) == "postgresql":
         return PostgresCheckpoints(backend.read_connection)
     return SqliteCheckpoints.at(sqlite_path(backend.read_models_url))
+
+
+def webhook_store(backend: Backend) -> WebhookStore:
+    """Where the backend keeps webhook subscriptions and dead letters: beside its read models."""
+    from ledger.adapters.postgres.webhooks import PostgresWebhooks
+    from ledger.adapters.sqlite.webhooks import SqliteWebhooks
+
+    if backend.webhooks is not None:
+        return backend.webhooks
+    if store_kind(backend.read_models_url) == "postgresql":
+        return PostgresWebhooks(backend.read_connection)
+    return SqliteWebhooks.at(sqlite_path(backend.read_models_url))
 
 
 def feed_runner(wired: Wired, nats_url: str) -> Any:
