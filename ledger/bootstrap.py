@@ -60,6 +60,7 @@ __all__ = [
     "reference_document",
     "sqlite_path",
     "store_kind",
+    "webhook_runner",
     "webhook_store",
 ]
 
@@ -205,6 +206,24 @@ def feed_runner(wired: Wired, nats_url: str) -> Any:
         backend.lease("feed"),
         scan=lambda: scan(app.store, backend.read_connection, app.now, program_ids=app.program_ids()),
     )
+
+
+def webhook_runner(wired: Wired, on_deliverer: Any = None) -> Any:
+    """The webhook deliverer of every subscription, under the ``webhooks`` lease; ``on_deliverer`` (e.g. the
+    metrics' ``watch_webhooks``) is called with the deliverer before it starts."""
+    from ledger.webhooks.deliverer import RetryPolicy, WebhookDeliverer
+    from ledger.webhooks.runner import WebhookRunner
+    from ledger.webhooks.transport import HttpTransport
+
+    settings = wired.settings
+    transport = HttpTransport(timeout_seconds=settings.webhook_timeout, allow_loopback_http=settings.sandbox)
+    deliverer = WebhookDeliverer(
+        wired.backend.store, webhook_store(wired.backend), transport, wired.app.clock,
+        policy=RetryPolicy(max_attempts=settings.webhook_max_attempts),
+    )  # fmt: skip
+    if on_deliverer is not None:
+        on_deliverer(deliverer)
+    return WebhookRunner(deliverer, wired.backend.lease("webhooks"))
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:

@@ -1,4 +1,5 @@
-"""The ``ledger`` command: serve the gRPC API, replay (also as of a date) and verify members, the liability, rebuilds."""
+"""The ``ledger`` command: serve the gRPC API, replay (also as of a date) and verify members, the liability, rebuilds,
+webhook subscriptions (``webhooks_cli.py``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,15 @@ from ledger.bootstrap import (
     store_kind,
 )
 from ledger.domain.errors import InvalidCommand, NotFound
-from ledger.entrypoints import config_cli, evidence_cli, export_cli, journal_cli, keys_cli, log_output
+from ledger.entrypoints import (
+    config_cli,
+    evidence_cli,
+    export_cli,
+    journal_cli,
+    keys_cli,
+    log_output,
+    webhooks_cli,
+)
 from ledger.entrypoints.grpc import rate_limit, tls
 
 log = structlog.get_logger("ledger.cli")
@@ -103,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--feed-nats", metavar="URL",
                    help="publish every event and lifecycle signal to NATS JetStream at URL, e.g."
                    " nats://127.0.0.1:4222 (default: $LEDGER_FEED_NATS; unset: no feed). See proto/loyalty/v1/FEED.md")
+    s.add_argument("--webhooks", action="store_true", default=None,
+                   help="deliver the webhook subscriptions (`ledger webhooks`) from this server; with replicas, one"
+                   " delivers at a time (default: $LEDGER_WEBHOOKS). See docs/webhooks.md")
     tls.add_arguments(s)
     rate_limit.add_arguments(s)
 
@@ -145,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     evidence_cli.add_parsers(sub)
     keys_cli.add_parser(sub)
     export_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
     config_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target",
@@ -175,6 +188,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "processes": None if args.processes is None else _processes(args.processes),
         "reference_program": False if args.no_reference_program else None,
         "sandbox": True if args.sandbox or args.insecure_no_auth else None,
+        "webhooks": args.webhooks,
     }  # fmt: skip
 
 
@@ -220,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
 
             feed = feed_runner(wired, nats_url)
             feed.start()
+        webhooks = None
+        if settings.webhooks:
+            from ledger.bootstrap import webhook_runner
+
+            webhooks = webhook_runner(wired, metrics.watch_webhooks if metrics is not None else None)
+            webhooks.start()
         worker_numbers = itertools.count(1)
 
         def worker_command(listen: str, port_file: str) -> list[str]:
@@ -228,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--webhooks"] if settings.webhooks else []),
                 *(["--sandbox"] if settings.sandbox else []),
                 *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
@@ -254,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics.stop()
             if feed is not None:
                 feed.stop()
+            if webhooks is not None:
+                webhooks.stop()
             scheduler.stop()
             app.close()
         return 0
@@ -286,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             return keys_cli.run(args, wired.keys, lambda d: app.clock.now() + d)
         if args.command == "export-member":
             return export_cli.run(args, app)
+        if args.command == "webhooks":
+            from ledger.bootstrap import webhook_store
+
+            return webhooks_cli.run(args, webhook_store(wired.backend), app.store, app.clock.now())
         if args.command == "verify":
             return _verify(app, args.program, args.member)
         if args.command == "rebuild-projections":

@@ -25,5 +25,7 @@ def memory_backend(settings: Settings) -> Backend:
     folder = tempfile.mkdtemp(prefix="ledger-memory-")
     store = InMemoryEventStore()
     weakref.finalize(store, shutil.rmtree, folder, True)
-    backend = sqlite_beside(store, str(Path(folder) / "read-models.db"), kind="memory", read_models_url=settings.store_url)
+    backend = sqlite_beside(
+        store, str(Path(folder) / "read-models.db"), kind="memory", read_models_url=settings.store_url
+    )
     return replace(backend, webhooks=MemoryWebhooks())
