@@ -73,7 +73,7 @@ class WebhookRunner:
     def _lane(self, subscription_id: str) -> None:
         until = time.monotonic() + self._lane_seconds
         try:
-            while not self._stop.is_set() and time.monotonic() < until:
+            while not self._stop.is_set() and time.monotonic() < until and self._lease.held():
                 subscription = self._deliverer.subscriptions.get(subscription_id)
                 if subscription is None or not self._deliverer.advance(subscription):
                     return

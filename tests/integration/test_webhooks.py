@@ -1,4 +1,4 @@
-"""Webhook delivery end to end: a real ledger on SQLite, the deliverer, and a real HTTP receiver on 127.0.0.1 that
+"""Webhook delivery end to end: a real ledger on SQLite and on PostgreSQL (the ``wired`` fixture), the deliverer, and a real HTTP receiver on 127.0.0.1 that
 fails on purpose (5xx, a hanging request that times out, a closed port) and then recovers.
 
 The clock is a :class:`ManualClock` and the jitter a seeded ``random.Random``: retries are due when the test moves
@@ -25,6 +25,7 @@ from ledger.application.webhooks import Subscription, new_subscription
 from ledger.bootstrap import Settings, Wired, build, reference_document, webhook_store
 from ledger.domain import commands as cmd
 from ledger.eventlog.port import StoredEvent
+from ledger.testing.postgres import fresh_schema, require_postgres
 from ledger.testing.webhook_receiver import Receiver, Request
 from ledger.webhooks.deliverer import RetryPolicy, WebhookDeliverer
 from ledger.webhooks.runner import WebhookRunner
@@ -40,9 +41,19 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'l.db'}"
+        return
+    require_postgres()
+    with fresh_schema() as url:
+        yield url
+
+
 @pytest.fixture
-def wired(tmp_path: Path, clock: ManualClock) -> Iterator[Wired]:
-    wired = build(Settings(store_url=f"sqlite:///{tmp_path / 'l.db'}", reference_program=False), clock=clock)
+def wired(store_url: str, clock: ManualClock) -> Iterator[Wired]:
+    wired = build(Settings(store_url=store_url, reference_program=False), clock=clock)
     wired.app.create_program("real", "Real", reference_document(), "real", None, "c")
     wired.app.create_program("other", "Other", reference_document(), "real", None, "c2")
     yield wired
@@ -319,7 +330,7 @@ class CrashingTransport:
 
 
 def test_a_crash_after_sending_resends_only_that_event_after_the_restart(
-    tmp_path: Path, wired: Wired, clock: ManualClock, receiver: Receiver
+    store_url: str, wired: Wired, clock: ManualClock, receiver: Receiver
 ) -> None:
     s = subscribe(webhook_store(wired.backend), receiver.url)
     activity(wired, "real", ["m1", "m2"], 2, "a")
@@ -330,7 +341,7 @@ def test_a_crash_after_sending_resends_only_that_event_after_the_restart(
         drain(first)
     wired.app.close()
 
-    again = build(Settings(store_url=f"sqlite:///{tmp_path / 'l.db'}", reference_program=False), clock=clock)
+    again = build(Settings(store_url=store_url, reference_program=False), clock=clock)
     try:
         assert webhook_store(again.backend).get(s.subscription_id).position > 0  # type: ignore[union-attr]
         drain(deliverer(again, clock))
