@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from ledger.application.ports import WebhookStore
 from ledger.application.webhooks import EVENT_TYPES, SubscriptionRefused, new_subscription
 from ledger.eventlog.port import EventStore
 
-EPILOG = f"""\
-event types: '*' (all), or a comma-separated list of: {", ".join(sorted(EVENT_TYPES))}.
-"""
+EPILOG = "event types: '*' (all), or a comma-separated list of:\n" + textwrap.fill(
+    ", ".join(sorted(EVENT_TYPES)), width=100, initial_indent="  ", subsequent_indent="  "
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
