@@ -59,7 +59,8 @@ class SqliteWebhooks:
             lambda: sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         )
 
-    def _run(self, statement: str, values: Sequence[object] = ()) -> sqlite3.Cursor:
+    def _run(self, statement: str, values: Sequence[object] = ()) -> tuple[list[Any], int, int]:
+        """Run one statement (its own transaction) under the lock: its rows, rowcount and last row id."""
         with self._lock:
             if self._conn is None:
                 conn = self._connect()
@@ -67,37 +68,35 @@ class SqliteWebhooks:
                     conn.execute(ddl)
                 self._conn = conn
             cursor = self._conn.execute(statement, values)
+            rows = cursor.fetchall()
             if self._conn.in_transaction:
                 self._conn.commit()
-            return cursor
+            return rows, cursor.rowcount, int(cursor.lastrowid or 0)
 
     def add(self, subscription: Subscription) -> None:
         self._run(f"INSERT INTO webhook_subscription ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   subscription_row(subscription))  # fmt: skip
 
     def get(self, subscription_id: str) -> Subscription | None:
-        row = self._run(f"SELECT {_COLUMNS} FROM webhook_subscription WHERE subscription_id = ?",
-                        (subscription_id,)).fetchone()  # fmt: skip
-        return None if row is None else subscription_from_row(row)
+        rows = self._run(f"SELECT {_COLUMNS} FROM webhook_subscription WHERE subscription_id = ?",
+                         (subscription_id,))[0]  # fmt: skip
+        return subscription_from_row(rows[0]) if rows else None
 
     def listed(self, program_id: str | None = None) -> list[Subscription]:
         where, values = ("WHERE program_id = ?", (program_id,)) if program_id is not None else ("", ())
         rows = self._run(f"SELECT {_COLUMNS} FROM webhook_subscription {where} ORDER BY created_at, subscription_id",
-                         values).fetchall()  # fmt: skip
+                         values)[0]  # fmt: skip
         return [subscription_from_row(r) for r in rows]
 
     def remove(self, subscription_id: str) -> bool:
         self._run("DELETE FROM webhook_dead_letter WHERE subscription_id = ?", (subscription_id,))
         return (
-            self._run(
-                "DELETE FROM webhook_subscription WHERE subscription_id = ?", (subscription_id,)
-            ).rowcount
-            > 0
+            self._run("DELETE FROM webhook_subscription WHERE subscription_id = ?", (subscription_id,))[1] > 0
         )
 
     def set_enabled(self, subscription_id: str, enabled: bool) -> bool:
         return self._run("UPDATE webhook_subscription SET enabled = ? WHERE subscription_id = ?",
-                         (enabled, subscription_id)).rowcount > 0  # fmt: skip
+                         (enabled, subscription_id))[1] > 0  # fmt: skip
 
     def save_position(self, subscription_id: str, position: int) -> None:
         self._run(
@@ -106,20 +105,20 @@ class SqliteWebhooks:
         )
 
     def add_dead_letter(self, letter: DeadLetter) -> int:
-        cursor = self._run(
+        _, _, letter_id = self._run(
             "INSERT INTO webhook_dead_letter (subscription_id, position, event_id, event_type, attempts, last_status,"
             " last_error, dead_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (letter.subscription_id, letter.position, letter.event_id, letter.event_type, letter.attempts,
              letter.last_status, letter.last_error, letter.dead_at.isoformat(), letter.status),
         )  # fmt: skip
-        return int(cursor.lastrowid or 0)
+        return letter_id
 
     def dead_letters(self, subscription_id: str, status: DeadLetterStatus | None = None) -> list[DeadLetter]:
         where, values = "subscription_id = ?", [subscription_id]
         if status is not None:
             where, values = where + " AND status = ?", [*values, status]
         rows = self._run(f"SELECT {_LETTER_COLUMNS} FROM webhook_dead_letter WHERE {where} ORDER BY position, letter_id",
-                         values).fetchall()  # fmt: skip
+                         values)[0]  # fmt: skip
         return [letter_from_row(r) for r in rows]
 
     def request_replay(self, subscription_id: str, letter_ids: Sequence[int] | None = None) -> int:
@@ -130,7 +129,7 @@ class SqliteWebhooks:
                 return 0
             statement += f" AND letter_id IN ({', '.join('?' for _ in letter_ids)})"
             values.extend(letter_ids)
-        return self._run(statement, values).rowcount
+        return self._run(statement, values)[1]
 
     def settle(self, letter: DeadLetter) -> None:
         self._run(
