@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscription
@@ -49,6 +50,11 @@ class WebhookStore(Protocol):
 
     def set_enabled(self, subscription_id: str, enabled: bool) -> bool:
         """Pause or resume; False if there is no such subscription."""
+        ...
+
+    def rotate_secret(self, subscription_id: str, secret: str, previous_until: datetime) -> bool:
+        """Sign with ``secret`` from now on, and with the secret it replaces too until ``previous_until``; False if
+        there is no such subscription."""
         ...
 
     def save_position(self, subscription_id: str, position: int) -> None:

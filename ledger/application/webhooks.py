@@ -68,6 +68,16 @@ class Subscription:
     position: int
     """The checkpoint: the log position of the last event this subscription has passed."""
     created_at: datetime
+    previous_secret: str | None = field(default=None, repr=False)
+    """The secret before the last rotation: deliveries are signed with it too until ``previous_until``."""
+    previous_until: datetime | None = None
+
+    def secrets_at(self, now: datetime) -> tuple[str, ...]:
+        """The secrets a delivery made at ``now`` is signed with: the current one, and the previous one while a
+        rotation overlaps."""
+        if self.previous_secret is not None and self.previous_until is not None and now < self.previous_until:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
 
     def wants(self, program_id: str, event_type: str) -> bool:
         """Whether an event of ``program_id`` and ``event_type`` is delivered to this subscription."""
@@ -85,6 +95,7 @@ class Subscription:
             "enabled": self.enabled,
             "position": self.position,
             "created_at": self.created_at.isoformat(),
+            "previous_secret_until": None if self.previous_until is None else self.previous_until.isoformat(),
         }
 
     def paused(self) -> Subscription:

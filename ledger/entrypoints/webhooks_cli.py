@@ -1,8 +1,11 @@
-"""``ledger webhooks add | list | remove | pause | resume | dead-letters | replay``: webhook subscriptions.
+"""``ledger webhooks add | list | remove | pause | resume | rotate-secret | dead-letters | replay``: webhook
+subscriptions.
 
 ``add`` prints the subscription as JSON and then its signing secret, alone on the last line of standard output,
 once (scripts capture it with ``tail -n 1``); with ``--secret-file`` the secret is read from that file instead and
-not printed. The secret is kept in the store (the deliverer signs with it) and is shown by no other command.
+not printed. The secret is kept in the store (the deliverer signs with it) and is shown by no other command but
+``rotate-secret``, which prints the new one the same way; while ``--overlap`` lasts, deliveries carry a second
+signature made with the old one, so the receiver can switch without refusing any.
 A new subscription starts at the end of the log (``--from-start``: every event the log holds). Deliveries are
 made by ``ledger serve`` with ``--webhooks`` (``LEDGER_WEBHOOKS=1``). See docs/webhooks.md.
 """
@@ -11,14 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ledger.application.ports import WebhookStore
-from ledger.application.webhooks import EVENT_TYPES, SubscriptionRefused, new_subscription
+from ledger.application.webhooks import (
+    EVENT_TYPES,
+    SubscriptionRefused,
+    check_secret,
+    new_secret,
+    new_subscription,
+)
 from ledger.eventlog.port import EventStore
 
 EPILOG = "event types: '*' (all), or a comma-separated list of:\n" + textwrap.fill(
@@ -56,6 +66,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        ("pause", "stop delivering to a subscription (its checkpoint stays)"),
                        ("resume", "deliver again from where the subscription stopped")):  # fmt: skip
         ws.add_parser(name, help=text).add_argument("subscription_id")
+    rs = ws.add_parser("rotate-secret", help="a new signing secret (printed once, on the last line); deliveries carry"
+                       " a signature with the old one too for --overlap")  # fmt: skip
+    rs.add_argument("subscription_id")
+    rs.add_argument(
+        "--secret-file", metavar="PATH", help="read the new secret from PATH instead of generating one"
+    )
+    rs.add_argument("--overlap", type=duration, default=timedelta(hours=24), metavar="DURATION",
+                    help="how long the old secret signs too, e.g. 24h (the default), 30m, 0s: not at all")  # fmt: skip
     d = ws.add_parser("dead-letters", help="a subscription's dead letters as JSON lines, in log order")
     d.add_argument("subscription_id")
     d.add_argument("--status", choices=("dead", "replaying", "delivered", "all"), default="dead",
@@ -67,6 +85,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument(
         "--letter", type=int, action="append", metavar="ID", help="only this dead letter (repeatable)"
     )
+
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str) -> timedelta:
+    """``24h``, ``30m``, ``7d``, ``0s``: one number and one unit."""
+    found = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a duration such as 24h, 30m, 0s")
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
 
 
 def log_end(store: EventStore[Any], page: int = 5000) -> int:
@@ -116,6 +145,20 @@ def run(args: argparse.Namespace, webhooks: WebhookStore, log: EventStore[Any], 
         if command in ("pause", "resume"):
             changed = webhooks.set_enabled(args.subscription_id, command == "resume")
             return _found(changed, args.subscription_id, "paused" if command == "pause" else "resumed")
+        if command == "rotate-secret":
+            _exists(webhooks, args.subscription_id)
+            given = _secret_from(args.secret_file) if args.secret_file else None
+            secret = new_secret() if given is None else check_secret(given)
+            until = now + args.overlap
+            webhooks.rotate_secret(args.subscription_id, secret, until)
+            print(
+                json.dumps(
+                    {"subscription_id": args.subscription_id, "previous_secret_until": until.isoformat()}
+                )
+            )
+            if given is None:
+                print(secret)
+            return 0
         if command == "dead-letters":
             _exists(webhooks, args.subscription_id)
             status = None if args.status == "all" else args.status

@@ -198,6 +198,20 @@ class WebhookStoreContract(PortContract):
             store.save_position("wh_0000000000000000", 5)  # a removed subscription: nothing happens
             assert store.get("wh_0000000000000000") is None
 
+    def test_a_rotated_secret_keeps_the_previous_one_until_the_end_of_the_overlap(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            s = _subscription()
+            store.add(s)
+            until = T0 + timedelta(hours=24)
+            assert store.rotate_secret(s.subscription_id, "whsec_the-new-one-0123456789abcdef", until)
+            rotated = store.get(s.subscription_id)
+            assert rotated == replace(s, secret="whsec_the-new-one-0123456789abcdef", previous_secret=s.secret,
+                                      previous_until=until)  # fmt: skip
+            assert rotated.secrets_at(until - timedelta(seconds=1)) == (rotated.secret, s.secret)
+            assert rotated.secrets_at(until) == (rotated.secret,)
+            assert not store.rotate_secret("wh_0000000000000000", "whsec_x" * 4, until)
+
     def test_dead_letters_in_log_order_replay_and_settle(self) -> None:
         with self.open_backend() as backend:
             store = webhook_store(backend)

@@ -34,18 +34,19 @@ def headers(
     event: feed_pb2.IntegrationEvent,
     body: bytes,
     *,
-    secret: str,
+    secrets: tuple[str, ...],
     timestamp: int,
     subscription_id: str,
     attempt: int,
 ) -> dict[str, str]:
-    """The headers of one attempt: the event id (for deduplication), the timestamp and the signature over both."""
+    """The headers of one attempt: the event id (for deduplication), the timestamp and the signature over both
+    (one ``v1=`` value per secret, the current one first, while a rotation overlaps)."""
     return {
         "Content-Type": CONTENT_TYPE,
         "User-Agent": USER_AGENT,
         ID_HEADER: event.event_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature_header(secret, timestamp, body),
+        SIGNATURE_HEADER: ",".join(signature_header(secret, timestamp, body) for secret in secrets),
         "Ledger-Webhook-Subscription": subscription_id,
         "Ledger-Webhook-Event-Type": event.event_type,
         "Ledger-Webhook-Position": str(event.position),

@@ -192,7 +192,7 @@ class WebhookDeliverer:
             attempt = self.policy.max_attempts
         else:
             timestamp = int(now.timestamp())
-            sent = headers(event, body, secret=subscription.secret, timestamp=timestamp,
+            sent = headers(event, body, secrets=subscription.secrets_at(now), timestamp=timestamp,
                            subscription_id=subscription.subscription_id, attempt=attempt)  # fmt: skip
             answer = self.transport.post(subscription.url, body, sent)
         if answer.accepted:

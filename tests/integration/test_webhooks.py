@@ -167,6 +167,28 @@ def test_a_signature_without_the_timestamp_or_with_another_timestamp_does_not_ve
     assert not verify(s.secret, request.body, stamp, signature, now=now + 301)  # too old: a replayed capture
 
 
+def test_while_a_rotation_overlaps_deliveries_verify_with_the_old_secret_and_the_new(
+    wired: Wired, clock: ManualClock, receiver: Receiver
+) -> None:
+    store = webhook_store(wired.backend)
+    s = subscribe(store, receiver.url, types=("MemberEnrolled",))
+    new = "whsec_rotated-0123456789abcdefghijklmnop"
+    store.rotate_secret(s.subscription_id, new, START + timedelta(hours=1))
+    d = deliverer(wired, clock)
+    activity(wired, "real", ["m1"], 0, "a")
+    drain(d)
+    clock.set(START + timedelta(hours=1))
+    activity(wired, "real", ["m2"], 0, "b")
+    drain(d)
+    during, after = receiver.accepted()
+    for request, now in ((during, START), (after, START + timedelta(hours=1))):
+        h = request.headers
+        check = [verify(secret, request.body, h["Ledger-Webhook-Timestamp"], h["Ledger-Webhook-Signature"],
+                        now=now.timestamp()) for secret in (new, s.secret)]  # fmt: skip
+        assert check == ([True, True] if request is during else [True, False])
+    assert during.headers["Ledger-Webhook-Signature"].count("v1=") == 2
+
+
 def test_failures_are_retried_with_backoff_and_the_checkpoint_moves_only_after_a_2xx(
     wired: Wired, clock: ManualClock, receiver: Receiver
 ) -> None:

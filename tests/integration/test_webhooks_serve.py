@@ -59,6 +59,13 @@ def test_add_list_pause_resume_replay_and_remove(tmp_path: Path, capsys: pytest.
     assert json.loads(cli(capsys, store, "list", "--program", "little_sprout")[1][0])["enabled"] is False
     assert cli(capsys, store, "resume", sid)[0] == 0
     assert json.loads(cli(capsys, store, "list")[1][0])["enabled"] is True
+    code, out, _ = cli(capsys, store, "rotate-secret", sid, "--overlap", "2h")
+    assert code == 0 and len(out) == 2 and out[1].startswith("whsec_") and out[1] != secret
+    assert json.loads(out[0])["previous_secret_until"]
+    assert (
+        json.loads(cli(capsys, store, "list")[1][0])["previous_secret_until"]
+        == json.loads(out[0])["previous_secret_until"]
+    )
     code, out, _ = cli(capsys, store, "dead-letters", sid)
     assert (code, out) == (0, [])
     code, out, _ = cli(capsys, store, "replay", sid)

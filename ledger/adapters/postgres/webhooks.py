@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Final
 
 import psycopg
@@ -14,14 +15,17 @@ from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscripti
 _DDL: Final = (
     "CREATE TABLE IF NOT EXISTS webhook_subscription (subscription_id TEXT PRIMARY KEY, program_id TEXT NOT NULL,"
     " url TEXT NOT NULL, event_types TEXT NOT NULL, secret TEXT NOT NULL, enabled BOOLEAN NOT NULL,"
-    " position BIGINT NOT NULL, created_at TEXT NOT NULL)",
+    " position BIGINT NOT NULL, created_at TEXT NOT NULL, previous_secret TEXT, previous_until TEXT)",
     "CREATE TABLE IF NOT EXISTS webhook_dead_letter (letter_id BIGSERIAL PRIMARY KEY,"
     " subscription_id TEXT NOT NULL, position BIGINT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,"
     " attempts INTEGER NOT NULL, last_status INTEGER, last_error TEXT NOT NULL, dead_at TEXT NOT NULL,"
     " status TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS webhook_dead_letter_by_subscription ON webhook_dead_letter (subscription_id, position)",
 )
-_COLUMNS: Final = "subscription_id, program_id, url, event_types, secret, enabled, position, created_at"
+_COLUMNS: Final = (
+    "subscription_id, program_id, url, event_types, secret, enabled, position, created_at, previous_secret,"
+    " previous_until"
+)
 _LETTER_COLUMNS: Final = "letter_id, subscription_id, position, event_id, event_type, attempts, last_status, last_error, dead_at, status"
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
@@ -49,7 +53,7 @@ class PostgresWebhooks:
             return rows, count
 
     def add(self, subscription: Subscription) -> None:
-        self._run(f"INSERT INTO webhook_subscription ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        self._run(f"INSERT INTO webhook_subscription ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                   subscription_row(subscription))  # fmt: skip
 
     def get(self, subscription_id: str) -> Subscription | None:
@@ -75,6 +79,13 @@ class PostgresWebhooks:
     def set_enabled(self, subscription_id: str, enabled: bool) -> bool:
         return self._run("UPDATE webhook_subscription SET enabled = %s WHERE subscription_id = %s",
                          (enabled, subscription_id))[1] > 0  # fmt: skip
+
+    def rotate_secret(self, subscription_id: str, secret: str, previous_until: datetime) -> bool:
+        statement = (
+            "UPDATE webhook_subscription SET previous_secret = secret, secret = %s, previous_until = %s"
+            " WHERE subscription_id = %s"
+        )
+        return self._run(statement, (secret, previous_until.isoformat(), subscription_id))[1] > 0
 
     def save_position(self, subscription_id: str, position: int) -> None:
         self._run("UPDATE webhook_subscription SET position = %s WHERE subscription_id = %s",

@@ -14,14 +14,17 @@ from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscripti
 _DDL: Final = (
     "CREATE TABLE IF NOT EXISTS webhook_subscription (subscription_id TEXT PRIMARY KEY, program_id TEXT NOT NULL,"
     " url TEXT NOT NULL, event_types TEXT NOT NULL, secret TEXT NOT NULL, enabled INTEGER NOT NULL,"
-    " position INTEGER NOT NULL, created_at TEXT NOT NULL)",
+    " position INTEGER NOT NULL, created_at TEXT NOT NULL, previous_secret TEXT, previous_until TEXT)",
     "CREATE TABLE IF NOT EXISTS webhook_dead_letter (letter_id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " subscription_id TEXT NOT NULL, position INTEGER NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,"
     " attempts INTEGER NOT NULL, last_status INTEGER, last_error TEXT NOT NULL, dead_at TEXT NOT NULL,"
     " status TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS webhook_dead_letter_by_subscription ON webhook_dead_letter (subscription_id, position)",
 )
-_COLUMNS: Final = "subscription_id, program_id, url, event_types, secret, enabled, position, created_at"
+_COLUMNS: Final = (
+    "subscription_id, program_id, url, event_types, secret, enabled, position, created_at, previous_secret,"
+    " previous_until"
+)
 _LETTER_COLUMNS: Final = "letter_id, subscription_id, position, event_id, event_type, attempts, last_status, last_error, dead_at, status"
 
 
@@ -29,12 +32,14 @@ def subscription_from_row(row: Sequence[Any]) -> Subscription:
     return Subscription(
         subscription_id=row[0], program_id=row[1], url=row[2], event_types=tuple(json.loads(row[3])),
         secret=row[4], enabled=bool(row[5]), position=int(row[6]), created_at=datetime.fromisoformat(row[7]),
+        previous_secret=row[8], previous_until=None if row[9] is None else datetime.fromisoformat(row[9]),
     )  # fmt: skip
 
 
 def subscription_row(s: Subscription) -> tuple[object, ...]:
     return (s.subscription_id, s.program_id, s.url, json.dumps(list(s.event_types)), s.secret, s.enabled, s.position,
-            s.created_at.isoformat())  # fmt: skip
+            s.created_at.isoformat(), s.previous_secret,
+            None if s.previous_until is None else s.previous_until.isoformat())  # fmt: skip
 
 
 def letter_from_row(row: Sequence[Any]) -> DeadLetter:
@@ -74,7 +79,7 @@ class SqliteWebhooks:
             return rows, cursor.rowcount, int(cursor.lastrowid or 0)
 
     def add(self, subscription: Subscription) -> None:
-        self._run(f"INSERT INTO webhook_subscription ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._run(f"INSERT INTO webhook_subscription ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   subscription_row(subscription))  # fmt: skip
 
     def get(self, subscription_id: str) -> Subscription | None:
@@ -97,6 +102,13 @@ class SqliteWebhooks:
     def set_enabled(self, subscription_id: str, enabled: bool) -> bool:
         return self._run("UPDATE webhook_subscription SET enabled = ? WHERE subscription_id = ?",
                          (enabled, subscription_id))[1] > 0  # fmt: skip
+
+    def rotate_secret(self, subscription_id: str, secret: str, previous_until: datetime) -> bool:
+        statement = (
+            "UPDATE webhook_subscription SET previous_secret = secret, secret = ?, previous_until = ?"
+            " WHERE subscription_id = ?"
+        )
+        return self._run(statement, (secret, previous_until.isoformat(), subscription_id))[1] > 0
 
     def save_position(self, subscription_id: str, position: int) -> None:
         self._run(
