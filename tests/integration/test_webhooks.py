@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -457,3 +458,34 @@ def test_deliveries_run_from_threads_without_losing_events(
         assert ids(receiver.accepted()) == expected
     finally:
         runner.stop()
+
+
+def test_two_replicas_on_one_postgresql_database_deliver_each_event_once(
+    clock: ManualClock, receiver: Receiver
+) -> None:
+    """Both replicas run the deliverer; the one holding the lease delivers, the other waits."""
+    require_postgres()
+    lease_name = (
+        f"webhooks-{uuid.uuid4().hex[:12]}"  # advisory locks are per database: a name of this test's own
+    )
+    with fresh_schema() as url:
+        first = build(Settings(store_url=url, reference_program=False), clock=clock)
+        second = build(Settings(store_url=url, reference_program=False), clock=clock)
+        runners = [
+            WebhookRunner(deliverer(w, clock), w.backend.lease(lease_name), idle_wait_seconds=0.02)
+            for w in (first, second)
+        ]
+        try:
+            first.app.create_program("real", "Real", reference_document(), "real", None, "c")
+            subscribe(webhook_store(first.backend), receiver.url, types=("PointsAdjusted",))
+            for runner in runners:
+                runner.start()
+            activity(first, "real", ["m1", "m2"], 3, "a")
+            expected = [e.event_id for e in log_of(first, "real", {"PointsAdjusted"})]
+            assert receiver.wait_for(len(expected))
+            assert ids(receiver.requests) == expected  # once each, in order
+        finally:
+            for runner in runners:
+                runner.stop()
+            first.app.close()
+            second.app.close()
