@@ -4,14 +4,16 @@
 body), the failed ones too. Its ``script`` says how to answer the next requests, one entry each: an HTTP status
 (``500``), or ``"hang"`` (hold the request until :meth:`Receiver.release` or the receiver stops, so the client's
 timeout fires); when the script is empty it answers ``default`` (200). :meth:`Receiver.stop` closes the port (a
-delivery then meets a refused connection) and :meth:`Receiver.restart` opens the same port again.
+delivery then meets a refused connection) and :meth:`Receiver.restart` opens the same port again. With ``tls`` it serves HTTPS with that certificate.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,7 +27,7 @@ class Request:
 
 
 class Receiver:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: tuple[Path, Path] | None = None) -> None:
         self.requests: list[Request] = []
         self.script: deque[int | str] = deque()
         self.default: int = 200
@@ -35,10 +37,15 @@ class Receiver:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = port
+        self._tls = tls
         self.restart()
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT/...``; with ``tls`` (a certificate for localhost and its key),
+        ``https://localhost:PORT/...``."""
+        if self._tls is not None:
+            return f"https://localhost:{self.port}/hooks/ledger"
         return f"http://127.0.0.1:{self.port}/hooks/ledger"
 
     def accepted(self) -> list[Request]:
@@ -82,6 +89,10 @@ class Receiver:
         self._released.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
+        if self._tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)

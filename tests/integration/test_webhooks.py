@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from ledger.application.webhooks import Subscription, new_subscription
 from ledger.bootstrap import Settings, Wired, build, reference_document, webhook_store
 from ledger.domain import commands as cmd
 from ledger.eventlog.port import StoredEvent
+from ledger.testing.certs import TestCA
 from ledger.testing.postgres import fresh_schema, require_postgres
 from ledger.testing.webhook_receiver import Receiver, Request
 from ledger.webhooks.deliverer import RetryPolicy, WebhookDeliverer
@@ -489,3 +491,26 @@ def test_two_replicas_on_one_postgresql_database_deliver_each_event_once(
                 runner.stop()
             first.app.close()
             second.app.close()
+
+
+def test_https_checks_the_endpoints_certificate(tmp_path: Path, wired: Wired, clock: ManualClock) -> None:
+    ca = TestCA("webhook test CA")
+    secure = Receiver(tls=ca.issue("localhost", server=True).write(tmp_path, "receiver"))
+    try:
+        store = webhook_store(wired.backend)
+        s = new_subscription("real", secure.url, ["MemberEnrolled"], existing=0, position=0, now=START)
+        store.add(s)
+        activity(wired, "real", ["m1"], 0, "a")
+        untrusting = deliverer(wired, clock)  # the system's CAs only: the test CA is not one of them
+        untrusting.transport = HttpTransport(timeout_seconds=2)
+        drain(untrusting)
+        assert secure.accepted() == []
+        assert "TLS" in untrusting._retrying[(s.subscription_id, 0)].last.error
+        trusting = deliverer(wired, clock)
+        trusting.transport = HttpTransport(
+            timeout_seconds=2, tls=ssl.create_default_context(cadata=ca.pem.decode())
+        )
+        drain(trusting)
+        assert ids(secure.accepted()) == [e.event_id for e in log_of(wired, "real", {"MemberEnrolled"})]
+    finally:
+        secure.stop()
