@@ -13,8 +13,8 @@ import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
