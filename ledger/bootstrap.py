@@ -32,7 +32,7 @@ from typing import Any
 from ledger.adapters.backend import Backend
 from ledger.application.clock import Clock, SystemClock
 from ledger.application.keys import ALL_PROGRAMS, KeyRing
-from ledger.application.ports import CheckpointStore
+from ledger.application.ports import CheckpointStore, WebhookStore
 from ledger.application.service import LedgerApp, ReplayEntry
 from ledger.application.writer import MemberChange
 from ledger.domain.state import MemberState
@@ -60,6 +60,8 @@ __all__ = [
     "reference_document",
     "sqlite_path",
     "store_kind",
+    "webhook_runner",
+    "webhook_store",
 ]
 
 REFERENCE_PROGRAM_ID = "little_sprout"
@@ -175,6 +177,18 @@ def checkpoint_store(backend: Backend) -> CheckpointStore:
     return SqliteCheckpoints.at(sqlite_path(backend.read_models_url))
 
 
+def webhook_store(backend: Backend) -> WebhookStore:
+    """Where the backend keeps webhook subscriptions and dead letters: beside its read models."""
+    from ledger.adapters.postgres.webhooks import PostgresWebhooks
+    from ledger.adapters.sqlite.webhooks import SqliteWebhooks
+
+    if backend.webhooks is not None:
+        return backend.webhooks
+    if store_kind(backend.read_models_url) == "postgresql":
+        return PostgresWebhooks(backend.read_connection)
+    return SqliteWebhooks.at(sqlite_path(backend.read_models_url))
+
+
 def feed_runner(wired: Wired, nats_url: str) -> Any:
     """The relay of the log (and lifecycle signals) to NATS JetStream at ``nats_url``, under the ``feed`` lease."""
     from ledger.feed.publisher import JetStreamPublisher
@@ -192,6 +206,24 @@ def feed_runner(wired: Wired, nats_url: str) -> Any:
         backend.lease("feed"),
         scan=lambda: scan(app.store, backend.read_connection, app.now, program_ids=app.program_ids()),
     )
+
+
+def webhook_runner(wired: Wired, on_deliverer: Any = None) -> Any:
+    """The webhook deliverer of every subscription, under the ``webhooks`` lease; ``on_deliverer`` (e.g. the
+    metrics' ``watch_webhooks``) is called with the deliverer before it starts."""
+    from ledger.webhooks.deliverer import RetryPolicy, WebhookDeliverer
+    from ledger.webhooks.runner import WebhookRunner
+    from ledger.webhooks.transport import HttpTransport
+
+    settings = wired.settings
+    transport = HttpTransport(timeout_seconds=settings.webhook_timeout, allow_loopback_http=settings.sandbox)
+    deliverer = WebhookDeliverer(
+        wired.backend.store, webhook_store(wired.backend), transport, wired.app.clock,
+        policy=RetryPolicy(max_attempts=settings.webhook_max_attempts),
+    )  # fmt: skip
+    if on_deliverer is not None:
+        on_deliverer(deliverer)
+    return WebhookRunner(deliverer, wired.backend.lease("webhooks"))
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> LedgerApp:

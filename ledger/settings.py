@@ -50,6 +50,7 @@ FLAGS: Mapping[str, str] = {
     "tls_client_ca": "--tls-client-ca", "rate_limit": "--rate-limit", "failed_auth_limit": "--failed-auth-limit",
     "admin_key_file": "--admin-key-file", "processes": "--processes", "reference_program": "--no-reference-program",
     "sandbox": "--sandbox", "http_listen": "--http-listen", "http_cors_origins": "--http-cors-origins",
+    "webhooks": "--webhooks",
 }  # fmt: skip
 """The command-line flag of each field that has one (``ledger serve``; ``--store`` for every command)."""
 
@@ -129,6 +130,16 @@ class Settings(BaseSettings):
     feed_nats: SecretStr | None = Field(
         None,
         description="NATS JetStream URL to publish the event feed to (unset: no feed; may hold credentials)",
+    )
+    webhooks: bool = Field(
+        False,
+        description="deliver the webhook subscriptions (`ledger webhooks`) from this server, one replica at a time",
+    )
+    webhook_timeout: PositiveFloat = Field(
+        10.0, le=120, description="seconds a webhook delivery may take to connect, and for each read and write"
+    )
+    webhook_max_attempts: int = Field(
+        10, ge=1, le=50, description="attempts per event before it goes on the subscription's dead-letter list"
     )
     tls_cert: Path | None = Field(
         None, description="PEM certificate (chain) to serve TLS with; needs LEDGER_TLS_KEY"

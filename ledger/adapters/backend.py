@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.application.personal import PersonalData
-from ledger.application.ports import Lease
+from ledger.application.ports import Lease, WebhookStore
 from ledger.domain.state import MemberState
 from ledger.eventlog.port import EventStore
 from projections.rebuild import Fold
@@ -37,5 +37,7 @@ class Backend:
     project_in_transaction: bool | None = None
     """False: the read models cannot share the append's transaction and are written right after the commit
     (None: as the store says, ``supports_in_transaction``)."""
+    webhooks: WebhookStore | None = None
+    """Where webhook subscriptions live when not beside the read models (``memory://``: in process memory)."""
 
 

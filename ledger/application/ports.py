@@ -1,8 +1,12 @@
-"""Ports the application needs from a backend besides the event log: leases and feed checkpoints."""
+"""Ports the application needs from a backend besides the event log: leases, feed checkpoints, webhooks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
+
+from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscription
 
 
 class Lease(Protocol):
@@ -22,4 +26,53 @@ class CheckpointStore(Protocol):
 
     def save(self, name: str, position: int) -> None:
         """Durably set the position of ``name``."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """Webhook subscriptions, their checkpoints and dead letters (see :mod:`ledger.application.webhooks`).
+
+    Each backend keeps them beside its read models; ``ledger.testing.port_contracts.WebhookStoreContract`` is what
+    every implementation must do.
+    """
+
+    def add(self, subscription: Subscription) -> None: ...
+
+    def get(self, subscription_id: str) -> Subscription | None: ...
+
+    def listed(self, program_id: str | None = None) -> list[Subscription]:
+        """Every subscription (of ``program_id``), oldest first."""
+        ...
+
+    def remove(self, subscription_id: str) -> bool:
+        """Delete the subscription and its dead letters; False if there was none."""
+        ...
+
+    def set_enabled(self, subscription_id: str, enabled: bool) -> bool:
+        """Pause or resume; False if there is no such subscription."""
+        ...
+
+    def rotate_secret(self, subscription_id: str, secret: str, previous_until: datetime) -> bool:
+        """Sign with ``secret`` from now on, and with the secret it replaces too until ``previous_until``; False if
+        there is no such subscription."""
+        ...
+
+    def save_position(self, subscription_id: str, position: int) -> None:
+        """Durably move the subscription's checkpoint (a removed subscription: nothing happens)."""
+        ...
+
+    def add_dead_letter(self, letter: DeadLetter) -> int:
+        """Keep a dead letter; its id."""
+        ...
+
+    def dead_letters(self, subscription_id: str, status: DeadLetterStatus | None = None) -> list[DeadLetter]:
+        """The subscription's dead letters (with ``status``), in log order."""
+        ...
+
+    def request_replay(self, subscription_id: str, letter_ids: Sequence[int] | None = None) -> int:
+        """Mark dead letters (all of the subscription's, or those of ``letter_ids``) ``replaying``; how many."""
+        ...
+
+    def settle(self, letter: DeadLetter) -> None:
+        """Write a dead letter's new status, attempts and last answer (after a replay)."""
         ...

@@ -1,4 +1,5 @@
-"""The ``ledger`` command: serve the gRPC API, replay (also as of a date) and verify members, the liability, rebuilds."""
+"""The ``ledger`` command: serve the gRPC API, replay (also as of a date) and verify members, the liability, rebuilds,
+webhook subscriptions (``webhooks_cli.py``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from ledger.entrypoints import (
     journal_cli,
     keys_cli,
     log_output,
+    webhooks_cli,
 )
 from ledger.entrypoints.grpc import rate_limit, tls
 
@@ -120,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated origins whose web pages may call the HTTP API, e.g."
                    " https://mall.example.com ('*': any; default: $LEDGER_HTTP_CORS_ORIGINS, else none)")
     s.add_argument("--http-port-file", metavar="F", help="write the bound HTTP port to this file once listening")
+    s.add_argument("--webhooks", action="store_true", default=None,
+                   help="deliver the webhook subscriptions (`ledger webhooks`) from this server; with replicas, one"
+                   " delivers at a time (default: $LEDGER_WEBHOOKS). See docs/webhooks.md")
     tls.add_arguments(s)
     rate_limit.add_arguments(s)
 
@@ -164,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     export_cli.add_parser(sub)
     import_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
     config_cli.add_parser(sub)
     h = sub.add_parser("health", help="ask a running server's gRPC health service; exit 0 when SERVING")
     h.add_argument("--target",
@@ -195,6 +201,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "reference_program": False if args.no_reference_program else None,
         "sandbox": True if args.sandbox or args.insecure_no_auth else None,
         "http_listen": args.http_listen, "http_cors_origins": args.http_cors_origins,
+        "webhooks": args.webhooks,
     }  # fmt: skip
 
 
@@ -240,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
             feed = feed_runner(wired, nats_url)
             feed.start()
+        webhooks = None
+        if settings.webhooks:
+            from ledger.bootstrap import webhook_runner
+
+            webhooks = webhook_runner(wired, metrics.watch_webhooks if metrics is not None else None)
+            webhooks.start()
         worker_numbers = itertools.count(1)
 
         def worker_command(listen: str, port_file: str) -> list[str]:
@@ -248,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
+                *(["--webhooks"] if settings.webhooks else []),
                 *(["--sandbox"] if settings.sandbox else []),
                 *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
                 *(["--insecure-no-auth"] if args.insecure_no_auth else []),
@@ -274,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics.stop()
             if feed is not None:
                 feed.stop()
+            if webhooks is not None:
+                webhooks.stop()
             scheduler.stop()
             app.close()
         return 0
@@ -308,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             return export_cli.run(args, app)
         if args.command == "import":
             return import_cli.run(args, app)
+        if args.command == "webhooks":
+            from ledger.bootstrap import webhook_store
+
+            return webhooks_cli.run(args, webhook_store(wired.backend), app.store, app.clock.now())
         if args.command == "verify":
             return _verify(app, args.program, args.member)
         if args.command == "rebuild-projections":

@@ -9,6 +9,8 @@ The numbers (each described in ``docs/operations.md`` with what to alert on):
 * ``ledger_writer_group_commands``, ``ledger_writer_commit_seconds``, ``ledger_writer_groups_total{outcome}``,
   ``ledger_store_errors_total``: one observation per group the writer sends to the store (never per event).
 * ``ledger_build_info{version,python}``: always 1, the labels say what runs.
+* ``ledger_webhook_deliveries_total{outcome}``: webhook attempts by outcome; ``ledger_webhook_lag_seconds`` and
+  ``ledger_webhook_dead_letters`` per subscription, read when scraped (:meth:`Metrics.watch_webhooks`).
 
 Each process has its own registry (no global state), so tests may build several.
 """
@@ -23,6 +25,8 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = structlog.get_logger("ledger.metrics")
 
@@ -63,6 +67,12 @@ class Metrics:
         build = Gauge("ledger_build_info", "the ledger's version and Python's, as labels", ["version", "python"],
                       registry=r)
         build.labels(version(), platform.python_version()).set(1)
+        self.webhook_deliveries = Counter("ledger_webhook_deliveries", "webhook attempts, by outcome", ["outcome"],
+                                          registry=r)
+        self._webhook_outcomes = {o: self.webhook_deliveries.labels(o)
+                                  for o in ("delivered", "failed", "dead_lettered", "replayed")}
+        self.webhooks = WebhookGauges()
+        r.register(self.webhooks)
         # present at 0 from the start, so rate() sees the first increase; children looked up once
         self._outcomes = {o: self.groups.labels(o) for o in ("committed", "conflict", "store_error")}
         self._calls: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -98,6 +108,15 @@ class Metrics:
         self.writer_alive.set_function(alive)
         writer.on_group = self.group_committed
 
+    def webhook_outcome(self, outcome: str) -> None:
+        counter = self._webhook_outcomes.get(outcome)
+        (counter if counter is not None else self.webhook_deliveries.labels(outcome)).inc()
+
+    def watch_webhooks(self, deliverer: Any) -> None:
+        """Count the deliverer's attempts and report its lag and dead letters per subscription (at scrape)."""
+        deliverer.on_outcome = self.webhook_outcome
+        self.webhooks.deliverer = deliverer
+
     def serve(self, listen: str) -> int:
         """Serve ``/metrics`` on ``listen`` (``HOST:PORT``; port 0 picks one) in a daemon thread; the bound port."""
         host, sep, port_text = listen.rpartition(":")
@@ -115,3 +134,28 @@ class Metrics:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+
+
+class WebhookGauges(Collector):
+    """Per subscription, read when scraped: the deliverer's lag, and the dead letters waiting (one query each)."""
+
+    def __init__(self) -> None:
+        self.deliverer: Any = None
+
+    def collect(self) -> Any:
+        lag = GaugeMetricFamily("ledger_webhook_lag_seconds",
+                                "age of the oldest event a webhook subscription has not passed (0: caught up)",
+                                labels=["subscription_id"])  # fmt: skip
+        dead = GaugeMetricFamily("ledger_webhook_dead_letters", "dead letters waiting for an operator, by subscription",
+                                 labels=["subscription_id"])  # fmt: skip
+        deliverer = self.deliverer
+        if deliverer is not None:
+            for sid, seconds in sorted(dict(deliverer.lag_seconds).items()):
+                lag.add_metric([sid], seconds)
+            try:
+                for s in deliverer.subscriptions.listed():
+                    dead.add_metric([s.subscription_id], len(deliverer.subscriptions.dead_letters(s.subscription_id, "dead")))
+            except Exception as exc:  # the store away: the scrape still answers, without these
+                log.warning("webhook_metrics_unavailable", error=repr(exc))
+        yield lag
+        yield dead

@@ -1,4 +1,4 @@
-"""What every backend must do for the application's other ports: checkpoints, personal data and leases.
+"""What every backend must do for the application's other ports: checkpoints, personal data, leases, webhooks.
 
 One abstract test class per port (as :mod:`ledger.testing.store_contract` is for the event log), subclassed per
 backend in ``tests/contract/test_ports.py``. A subclass gives ``open_backend()``, a fresh backend on a store of
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from ledger.adapters.backend import Backend
 from ledger.application.personal import PersonalProfile
-from ledger.bootstrap import checkpoint_store
+from ledger.application.webhooks import DeadLetter, Subscription, new_subscription
+from ledger.bootstrap import checkpoint_store, webhook_store
 
 
 class PortContract:
@@ -135,3 +138,128 @@ class LeaseContract(PortContract):
             finally:
                 a.close()
                 b.close()
+
+
+T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+
+
+def _subscription(
+    program_id: str = "p", *, at: datetime = T0, types: tuple[str, ...] = ("*",)
+) -> Subscription:
+    return new_subscription(
+        program_id, "https://crm.example.com/hooks", list(types), existing=0, position=0, now=at
+    )
+
+
+def _letter(subscription_id: str, position: int) -> DeadLetter:
+    return DeadLetter(letter_id=0, subscription_id=subscription_id, position=position, event_id=f"e{position}",
+                      event_type="PurchaseRecorded", attempts=10, last_status=503, last_error="HTTP 503", dead_at=T0)  # fmt: skip
+
+
+class WebhookStoreContract(PortContract):
+    def test_a_subscription_is_kept_as_added_with_its_secret(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            added = _subscription(types=("PointsAwarded", "PurchaseRecorded"))
+            store.add(added)
+            assert store.get(added.subscription_id) == added
+            assert store.get(added.subscription_id).secret == added.secret  # type: ignore[union-attr]
+            assert store.get("wh_0000000000000000") is None
+
+    def test_listed_oldest_first_and_by_program(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            a, b, c = (
+                _subscription("p", at=T0),
+                _subscription("q", at=T0 + timedelta(seconds=1)),
+                _subscription("p", at=T0 + timedelta(seconds=2)),
+            )
+            for s in (c, a, b):
+                store.add(s)
+            assert [s.subscription_id for s in store.listed()] == [
+                a.subscription_id,
+                b.subscription_id,
+                c.subscription_id,
+            ]
+            assert [s.subscription_id for s in store.listed("p")] == [a.subscription_id, c.subscription_id]
+            assert store.listed("nobody") == []
+
+    def test_pause_resume_and_position(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            s = _subscription()
+            store.add(s)
+            assert store.set_enabled(s.subscription_id, False)
+            assert store.get(s.subscription_id) == replace(s, enabled=False)
+            store.save_position(s.subscription_id, 41)
+            store.set_enabled(s.subscription_id, True)
+            assert store.get(s.subscription_id) == replace(s, position=41)
+            assert not store.set_enabled("wh_0000000000000000", True)
+            store.save_position("wh_0000000000000000", 5)  # a removed subscription: nothing happens
+            assert store.get("wh_0000000000000000") is None
+
+    def test_a_rotated_secret_keeps_the_previous_one_until_the_end_of_the_overlap(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            s = _subscription()
+            store.add(s)
+            until = T0 + timedelta(hours=24)
+            assert store.rotate_secret(s.subscription_id, "whsec_the-new-one-0123456789abcdef", until)
+            rotated = store.get(s.subscription_id)
+            assert rotated == replace(s, secret="whsec_the-new-one-0123456789abcdef", previous_secret=s.secret,
+                                      previous_until=until)  # fmt: skip
+            assert rotated.secrets_at(until - timedelta(seconds=1)) == (rotated.secret, s.secret)
+            assert rotated.secrets_at(until) == (rotated.secret,)
+            assert not store.rotate_secret("wh_0000000000000000", "whsec_x" * 4, until)
+
+    def test_dead_letters_in_log_order_replay_and_settle(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            s, other = _subscription(), _subscription()
+            store.add(s)
+            store.add(other)
+            late = store.add_dead_letter(_letter(s.subscription_id, 9))
+            early = store.add_dead_letter(_letter(s.subscription_id, 3))
+            store.add_dead_letter(_letter(other.subscription_id, 4))
+            assert late != early
+            letters = store.dead_letters(s.subscription_id)
+            assert [(d.letter_id, d.position, d.status) for d in letters] == [
+                (early, 3, "dead"),
+                (late, 9, "dead"),
+            ]
+            assert letters[0] == replace(_letter(s.subscription_id, 3), letter_id=early)
+            assert store.request_replay(s.subscription_id, [late]) == 1
+            assert store.request_replay(s.subscription_id, [late]) == 0  # already replaying
+            assert [d.letter_id for d in store.dead_letters(s.subscription_id, "replaying")] == [late]
+            assert [d.letter_id for d in store.dead_letters(s.subscription_id, "dead")] == [early]
+            replaying = store.dead_letters(s.subscription_id, "replaying")[0]
+            store.settle(replace(replaying, status="delivered", attempts=1, last_status=200, last_error=""))
+            assert store.dead_letters(s.subscription_id, "delivered")[0].last_status == 200
+            assert store.request_replay(s.subscription_id) == 1  # every dead one: the early one
+            assert store.request_replay(other.subscription_id, []) == 0
+            assert len(store.dead_letters(other.subscription_id, "dead")) == 1
+
+    def test_removing_a_subscription_removes_its_dead_letters(self) -> None:
+        with self.open_backend() as backend:
+            store = webhook_store(backend)
+            s, other = _subscription(), _subscription()
+            store.add(s)
+            store.add(other)
+            store.add_dead_letter(_letter(s.subscription_id, 3))
+            store.add_dead_letter(_letter(other.subscription_id, 3))
+            assert store.remove(s.subscription_id)
+            assert not store.remove(s.subscription_id)
+            assert store.get(s.subscription_id) is None and store.dead_letters(s.subscription_id) == []
+            assert len(store.dead_letters(other.subscription_id)) == 1
+
+    def test_subscriptions_and_positions_survive_a_reopen(self) -> None:
+        if not self.reopens:
+            return
+        s = _subscription()
+        with self.open_backend() as backend:
+            webhook_store(backend).add(s)
+            webhook_store(backend).save_position(s.subscription_id, 77)
+            webhook_store(backend).add_dead_letter(_letter(s.subscription_id, 5))
+        with self.open_backend() as backend:
+            assert webhook_store(backend).get(s.subscription_id) == replace(s, position=77)
+            assert [d.position for d in webhook_store(backend).dead_letters(s.subscription_id)] == [5]

@@ -1,4 +1,5 @@
-"""The port contracts of :mod:`ledger.testing.port_contracts` (checkpoints, personal data, leases) per backend.
+"""The port contracts of :mod:`ledger.testing.port_contracts` (checkpoints, personal data, leases, webhooks) per
+backend.
 
 Each backend is opened the way ``ledger serve`` opens it (``ledger.bootstrap.build``). PostgreSQL runs in a
 schema of its own per test; without a server those tests are skipped, except in CI where they fail.
@@ -14,7 +15,12 @@ import pytest
 
 from ledger.adapters.backend import Backend
 from ledger.bootstrap import Settings, build
-from ledger.testing.port_contracts import CheckpointContract, LeaseContract, PersonalDataContract
+from ledger.testing.port_contracts import (
+    CheckpointContract,
+    LeaseContract,
+    PersonalDataContract,
+    WebhookStoreContract,
+)
 from ledger.testing.postgres import fresh_schema, require_postgres
 
 
@@ -98,4 +104,16 @@ class TestMemoryPersonalData(MemoryPorts, PersonalDataContract):
 
 
 class TestMemoryLeases(MemoryPorts, LeaseContract):
+    pass
+
+
+class TestSqliteWebhooks(SqlitePorts, WebhookStoreContract):
+    pass
+
+
+class TestPostgresWebhooks(PostgresPorts, WebhookStoreContract):
+    pass
+
+
+class TestMemoryWebhooks(MemoryPorts, WebhookStoreContract):
     pass

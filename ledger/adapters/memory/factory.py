@@ -11,10 +11,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 from ledger.adapters.backend import Backend
 from ledger.adapters.memory.store import InMemoryEventStore
+from ledger.adapters.memory.webhooks import MemoryWebhooks
 from ledger.adapters.sqlite.factory import sqlite_beside
 from ledger.settings import Settings
 
@@ -23,4 +25,7 @@ def memory_backend(settings: Settings) -> Backend:
     folder = tempfile.mkdtemp(prefix="ledger-memory-")
     store = InMemoryEventStore()
     weakref.finalize(store, shutil.rmtree, folder, True)
-    return sqlite_beside(store, str(Path(folder) / "read-models.db"), kind="memory", read_models_url=settings.store_url)
+    backend = sqlite_beside(
+        store, str(Path(folder) / "read-models.db"), kind="memory", read_models_url=settings.store_url
+    )
+    return replace(backend, webhooks=MemoryWebhooks())
