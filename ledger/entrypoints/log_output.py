@@ -103,11 +103,11 @@ class _NamedWriter(structlog.WriteLogger):
 
     def msg(self, message: str) -> None:
         data = (message + "\n").encode("utf-8", "replace")
-        if self._fd is None or len(data) > _ATOMIC_LINE:
+        if self._fd is None:
+            super().msg(message)  # takes the stream's lock itself (not reentrant: never call it holding it)
+            return
+        if len(data) > _ATOMIC_LINE:
             with self._lock:
-                if self._fd is None:
-                    super().msg(message)
-                    return
                 self._file.flush()
                 _write_all(self._fd, data)
             return

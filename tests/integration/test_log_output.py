@@ -63,3 +63,26 @@ def test_a_wrong_setting_is_refused_with_its_name() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode != 0 and "LEDGER_LOG_FORMAT" in done.stderr
+
+
+IN_MEMORY = """
+import io, structlog
+from ledger.entrypoints import log_output
+buffer = io.StringIO()
+log_output.configure(buffer, fmt="json")
+log = structlog.get_logger("ledger.test")
+log.info("first")
+log.info("second", long="x" * 8192)
+log.info("third")
+print(buffer.getvalue(), end="")
+"""
+
+
+def test_a_stream_without_a_file_descriptor_takes_every_line() -> None:
+    """An in-memory stream (no ``fileno``): each line goes through the stream's own lock; the second line must not
+    wait forever on a lock the first left taken or that the writer holds itself."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_MEMORY], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == ["first", "second", "third"]
