@@ -257,10 +257,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def worker_command(listen: str, port_file: str) -> list[str]:
             return [
-                sys.executable, "-m", "ledger.entrypoints.cli", "--store", settings.store_url, "serve", "--listen", listen,
+                sys.executable, "-m", "ledger.entrypoints.cli", "serve", "--listen", listen,
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
-                *(["--feed-nats", args.feed_nats] if args.feed_nats else []),
                 *(["--webhooks"] if settings.webhooks else []),
                 *(["--sandbox"] if settings.sandbox else []),
                 *(["--metrics-listen", _worker_metrics(metrics_listen, next(worker_numbers))] if metrics_listen else []),
@@ -273,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(
                 app, args.listen, port_file=args.port_file, max_workers=args.workers,
                 workers=0 if args.worker_of is not None else processes - 1, worker_command=worker_command,
+                worker_env=_worker_secrets(settings),
                 reuse_port=args.worker_of is not None, parent_pid=args.worker_of, authenticator=authenticator,
                 limits=CallLimits(call_timeout=settings.call_timeout, max_streams=settings.max_streams,
                                   max_streams_per_key=settings.max_streams_per_key,
@@ -494,6 +494,17 @@ def _worker_metrics(listen: str, number: int) -> str:
     """Where worker ``number`` of ``--processes N`` serves its metrics: the next port up (port 0: any free one)."""
     host, _, port = listen.rpartition(":")
     return f"{host}:{int(port) + number if port.isdigit() and int(port) else 0}"
+
+
+def _worker_secrets(settings: Settings) -> dict[str, str | None]:
+    """What the processes of ``--processes N`` are told in their environment rather than on their command line
+    (which every user of the host can read): the store's URL and the NATS URL, either of which may hold a
+    password, in place of any ``*_FILE`` the first process read them from."""
+    nats = settings.feed_nats.get_secret_value() if settings.feed_nats else None
+    return {
+        "LEDGER_STORE": settings.store_url, "LEDGER_STORE_FILE": None,
+        "LEDGER_FEED_NATS": nats, "LEDGER_FEED_NATS_FILE": None,
+    }  # fmt: skip
 
 
 def _processes(value: str) -> int | str:

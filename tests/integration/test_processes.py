@@ -246,3 +246,36 @@ def test_two_processes_on_one_sqlite_file(tmp_path: Path) -> None:
         if not stopped:
             clients.close()
             stop_server(running.process, timeout=60)
+
+
+def test_the_processes_it_starts_get_the_store_url_in_their_environment_not_their_command_line(
+    tmp_path: Path,
+) -> None:
+    """Any user of the host can read a process's command line (``ps``, ``/proc/<pid>/cmdline``); only its own user
+    its environment. A store URL with a password must not show in the workers' command lines."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from ledger.testing.postgres import fresh_schema, require_postgres
+
+    base = urlsplit(require_postgres())
+    password = "url-password-7731"
+    netloc = f"{base.username or 'postgres'}:{password}@{base.hostname}:{base.port or 5432}"
+    with fresh_schema(urlunsplit(base._replace(netloc=netloc))) as store_url:
+        env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_STORE", "LEDGER_FEED_NATS")}
+        running = start_server(
+            tmp_path, store_url=store_url, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+            extra_args=["--processes", "2", "--no-reference-program"],
+        )  # fmt: skip
+        try:
+            records = [json.loads(line) for line in running.log_path.read_text().splitlines() if line.startswith("{")]
+            workers = [pid for r in records if r["event"] == "workers_serving" for pid in r["workers"]]
+            assert len(workers) == 1
+            for pid in workers:
+                command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+                assert "ledger.entrypoints.cli" in command_line and "--worker-of" in command_line
+                assert password not in command_line
+                environment = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+                assert f"LEDGER_STORE={store_url}" in environment
+        finally:
+            stop_server(running.process, timeout=60)
+        assert running.process.returncode == 0

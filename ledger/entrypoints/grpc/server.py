@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
@@ -194,6 +194,8 @@ class SideListener(Protocol):
 
 #: Builds a worker's command line from the address it binds and the file it writes its port to once SERVING.
 WorkerCommand = Callable[[str, str], list[str]]
+"""The command line of a worker, given the address it binds and its port file: never a secret in it (any user on
+the host can read a process's command line); secrets go in the worker's environment (``worker_env``)."""
 
 
 def serve(
@@ -204,6 +206,7 @@ def serve(
     max_workers: int = 64,
     workers: int = 0,
     worker_command: WorkerCommand | None = None,
+    worker_env: Mapping[str, str | None] | None = None,
     reuse_port: bool = False,
     parent_pid: int | None = None,
     authenticator: grpc.ServerInterceptor[Any, Any] | None = None,
@@ -217,7 +220,8 @@ def serve(
     """Serve until SIGTERM or SIGINT, then stop taking calls and finish those in flight (graceful shutdown).
 
     With ``workers`` > 0 (and ``worker_command``), start that many worker processes on the bound port and stop
-    them with this one. A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
+    them with this one; each gets this process's environment with ``worker_env`` over it (None: the variable is
+    removed). A worker is served with ``reuse_port`` and its ``parent_pid``: it stops when the parent
     is gone. ``keys`` and ``credentials`` are as in :func:`build_server`. ``interceptors`` run before the
     authenticator, the first outermost (the access log). ``drain_seconds``: after SIGTERM, health says
     NOT_SERVING while calls are still taken for this long, so load balancers stop sending new ones before the
@@ -256,7 +260,9 @@ def serve(
         if workers > 0:
             if worker_command is None:
                 raise ValueError("workers need a worker_command")
-            children = _start_workers(workers, worker_command, f"{listen.rsplit(':', 1)[0]}:{port}", stopping)
+            children = _start_workers(
+                workers, worker_command, f"{listen.rsplit(':', 1)[0]}:{port}", stopping, worker_env or {}
+            )
         if port_file and not stopping.is_set():
             tmp = Path(f"{port_file}.tmp")
             tmp.write_text(str(port))
@@ -302,15 +308,16 @@ def serve(
 
 
 def _start_workers(
-    count: int, command: WorkerCommand, listen: str, stopping: threading.Event
+    count: int, command: WorkerCommand, listen: str, stopping: threading.Event, env: Mapping[str, str | None]
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``count`` workers binding ``listen``; return once each has written its port file (is SERVING)."""
+    environment = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     children: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="ledger-workers-") as tmp:
         files = [Path(tmp) / f"worker-{n}.port" for n in range(count)]
         try:
             for f in files:  # stdout and stderr are inherited: the workers log where this process logs
-                children.append(subprocess.Popen(command(listen, str(f)), stdin=subprocess.DEVNULL))
+                children.append(subprocess.Popen(command(listen, str(f)), stdin=subprocess.DEVNULL, env=environment))
             deadline = time.monotonic() + WORKER_START_SECONDS
             while not all(f.exists() for f in files):
                 for child in children:
