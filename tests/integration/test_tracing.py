@@ -29,6 +29,7 @@ from ledger.entrypoints import traces
 from ledger.entrypoints.grpc.auth import Authenticator
 from ledger.entrypoints.grpc.server import build_server, server_health
 from ledger.entrypoints.grpc.tracing import Tracing
+from ledger.testing.postgres import fresh_schema, require_postgres
 from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, query_pb2, query_pb2_grpc
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
@@ -264,12 +265,20 @@ def _purchase(served: Served, key: str, order_id: str, api_key: str | None = Non
         )  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+@contextmanager
+def _store(tmp_path: Path, backend: str) -> Iterator[str]:
+    if backend == "postgresql":
+        with fresh_schema(require_postgres()) as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'ledger.db'}" if backend == "sqlite" else "memory://"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "postgresql"])
 def test_a_purchase_has_spans_for_deciding_appending_and_projecting_under_its_wait(
     tmp_path: Path, backend: str
 ) -> None:
-    store_url = f"sqlite:///{tmp_path / 'ledger.db'}" if backend == "sqlite" else "memory://"
-    with _serving(store_url) as served:
+    with _store(tmp_path, backend) as store_url, _serving(store_url) as served:
         _enroll(served)
         served.exporter.clear()
         _purchase(served, "buy-1", "O-1")
@@ -299,7 +308,7 @@ def test_a_purchase_has_spans_for_deciding_appending_and_projecting_under_its_wa
         call_from <= wait_from <= decide_from <= decide_to <= append_from <= append_to <= wait_to <= call_to
     )
     assert project_from <= project_to
-    if backend == "sqlite":  # in the append's transaction: inside it, its child
+    if backend != "memory":  # in the append's transaction: inside it, its child
         assert project.parent is not None and project.parent.span_id == append.context.span_id
         assert append_from <= project_from and project_to <= append_to
     else:  # memory:// shares no transaction with the read models: projected after the commit, before the answer
