@@ -122,6 +122,8 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+    phases: GroupPhases | None = None
+    """Set (before the answer) while traces are on: when the group that answered it was decided and committed."""
 
     def resolve(self, result: Any) -> None:
         self.result = result
@@ -172,8 +174,30 @@ GroupObserver = Callable[[int, float, str], None]
 """Told once per group that went to the store: its commands, the seconds the append took, and the outcome:
 ``committed``, ``conflict`` (another replica got there first; decided again) or ``store_error``."""
 
-WaitObserver = Callable[[int, int], AbstractContextManager[object]]
-"""Around a caller's wait for the writer (traces): given the requests and how many were queued before them."""
+@dataclass(frozen=True, slots=True)
+class GroupPhases:
+    """When the writer worked on the group that answered a request, for traces: plain ``time.time_ns()`` pairs
+    (start, end), never anything of the commands. ``decide``: from taking the group (or deciding it again after a
+    conflict: ``attempt``) to having decided every command, the recorded keys and the members' tails read;
+    ``append``: the store's append and commit (None: the group wrote nothing, as for reads and known keys);
+    ``project``: writing the read models, inside the append's transaction (``projected_in_append``: SQLite,
+    PostgreSQL) or right after the commit (KurrentDB, ``memory://``)."""
+
+    commands: int
+    attempt: int
+    decide: tuple[int, int]
+    append: tuple[int, int] | None = None
+    project: tuple[int, int] | None = None
+    projected_in_append: bool = False
+
+
+PhaseSink = Callable[[GroupPhases], None]
+"""Told, on the caller's thread after its answer, of the phases of each group that answered its requests."""
+
+WaitObserver = Callable[[int, int], AbstractContextManager[PhaseSink | None]]
+"""Around a caller's wait for the writer (traces): given the requests and how many were queued before them; what
+it enters as (None: nothing) is told the phases of the groups that answered. While one is set, the writer times
+each group's phases (a few clock reads per group, none per command)."""
 
 
 AppliedEvent = tuple[ev.MemberEvent, NewEvent, Balances, Balances, str]
@@ -292,11 +316,16 @@ class CommandWriter:
         observe = self.on_wait
         if observe is None:
             return self._submit(requests, timeout, wait_for_room, with_state)
-        with observe(len(requests), self._queue.qsize()):
-            return self._submit(requests, timeout, wait_for_room, with_state)
+        with observe(len(requests), self._queue.qsize()) as report:
+            return self._submit(requests, timeout, wait_for_room, with_state, report)
 
     def _submit(
-        self, requests: Sequence[Request], timeout: float, wait_for_room: bool, with_state: bool
+        self,
+        requests: Sequence[Request],
+        timeout: float,
+        wait_for_room: bool,
+        with_state: bool,
+        report: PhaseSink | None = None,
     ) -> list[Any]:
         deadline = deadline_after(timeout)
         pendings = [_Pending(r, deadline, with_state) for r in requests]
@@ -309,8 +338,15 @@ class CommandWriter:
             except queue.Full as exc:
                 raise Overloaded(f"the write queue is full ({self._queue.maxsize} waiting)") from exc
         out: list[Any] = []
+        reported: GroupPhases | None = None
         for p in pendings:
             self._wait(p)
+            if report is not None and p.phases is not None and p.phases is not reported:
+                reported = p.phases  # once per group: a call's requests often share one
+                try:
+                    report(p.phases)
+                except Exception as exc:  # traces must never fail a write that happened
+                    log.warning("phase_report_failed", error=repr(exc))
             if p.error is not None:
                 if len(pendings) == 1:
                     raise p.error
@@ -413,6 +449,7 @@ class CommandWriter:
         return self._thread.is_alive()
 
     def _process(self, group: list[_Pending], attempt: int = 1) -> None:
+        decided_from = time.time_ns() if self.on_wait is not None else 0  # traces: GroupPhases
         if self._shared:
             self._programs.refresh({p.request.program_id for p in group})
         self._prefetch(group)
@@ -488,7 +525,7 @@ class CommandWriter:
                 if rest:
                     self._process(rest, attempt)
                 return
-        self._commit(group, staged, records, answered, followers, attempt)
+        self._commit(group, staged, records, answered, followers, attempt, decided_from)
 
     @staticmethod
     def _observe(observe: GroupObserver, commands: int, started: float, outcome: str) -> None:
@@ -513,7 +550,12 @@ class CommandWriter:
         answered: list[tuple[_Pending, Any]],
         followers: list[tuple[_Pending, _Pending]],
         attempt: int,
+        decided_from: int = 0,
     ) -> None:
+        # Traces (``decided_from`` set): the group's phases, as time.time_ns() pairs; off, a few falsy checks.
+        decided_to = time.time_ns() if decided_from else 0
+        appended: tuple[int, int] | None = None
+        projected = [0, 0]
         appends = [
             StreamAppend(stream_id=sid, expected_version=s.expected_version, events=[e[1] for e in s.events])
             for sid, s in staged.items()
@@ -541,10 +583,19 @@ class CommandWriter:
             batch = AppendBatch(appends=appends, commands=records)
             stored: list[StoredEvent] = []
             observe = self.on_group
+
+            def project_in_transaction(tx: Any, events: list[StoredEvent]) -> None:
+                if decided_from:
+                    projected[0] = time.time_ns()
+                self._project(tx, events, changes)
+                if decided_from:
+                    projected[1] = time.time_ns()
+
+            append_from = time.time_ns() if decided_from else 0
             started = time.perf_counter()
             try:
                 if self._in_transaction:
-                    self._store.append(batch, in_transaction=lambda tx, events: self._project(tx, events, changes))
+                    self._store.append(batch, in_transaction=project_in_transaction)
                 else:
                     stored = self._store.append(batch)
             except (WrongExpectedVersion, DuplicateCommand) as exc:
@@ -571,16 +622,31 @@ class CommandWriter:
                 return
             if observe is not None:
                 self._observe(observe, len(group), started, "committed")
+            if decided_from:
+                appended = (append_from, time.time_ns())
             if not self._in_transaction and stored:
                 # The events are committed: project them now (tx=None: in a read-model transaction of the
                 # hook's own), before answering, so a read after the answer sees them. If that fails the
                 # answer still goes out (the write happened) and the cache below stays in step with the log;
                 # the read models lag until the projection runner catches them up (the next projection
                 # notices the gap before the checkpoint and runs it; so does the next startup).
+                if decided_from:
+                    projected[0] = time.time_ns()
                 try:
                     self._project(None, stored, changes)
                 except Exception as exc:
                     log.error("projection_failed_after_commit", error=repr(exc), events=len(stored))
+                if decided_from:
+                    projected[1] = time.time_ns()
+        if decided_from:
+            phases = GroupPhases(
+                len(group), attempt, (decided_from, decided_to), appended,
+                (projected[0], projected[1]) if projected[1] else None, self._in_transaction,
+            )  # fmt: skip
+            for p, _ in answered:
+                p.phases = phases
+            for follower, _ in followers:
+                follower.phases = phases
         for sid, s in staged.items():
             if s.state.enrolled:
                 self._remember(sid, s.state)

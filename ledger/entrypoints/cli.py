@@ -49,7 +49,9 @@ rebuilt from the log. The store is chosen by --store or LEDGER_STORE (default sq
 sqlite:///path for the embedded store, postgresql://user@host:port/db for the production store (any number
 of `serve` replicas may share it), kurrentdb://host:2113?Tls=false for a log in KurrentDB with the read
 models in $LEDGER_READ_MODELS (default sqlite:///var/read-models.db). Every setting is a LEDGER_* variable
-(a flag wins over it; a secret may come from a file named by <NAME>_FILE): `ledger config` shows them all.
+(a flag wins over it; a secret may come from a file named by <NAME>_FILE), or a key of the TOML config file
+named by --config or $LEDGER_CONFIG (store = "sqlite:///var/ledger.db"; below the variables and the secrets'
+files, above the defaults): `ledger config` shows them all and where each came from.
 """
 
 SERVE_LIMITS = """\
@@ -79,6 +81,9 @@ times: an ISO 8601 instant with its offset (2026-02-28T23:59:59+08:00, 2026-03-0
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ledger", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", help="event store URL: sqlite:///path or postgresql://... (default: $LEDGER_STORE)")
+    p.add_argument("--config", metavar="FILE",
+                   help="a TOML file of settings, keyed by their names (pool_size = 16); the environment and the"
+                   " flags win over it (default: $LEDGER_CONFIG; unset: none)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve the gRPC API (health checking and reflection on)",
@@ -209,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "config":
         return config_cli.run(args, _flags(args))
-    settings = configuration.load(_flags(args))
+    settings = configuration.load(_flags(args), args.config)
     log_output.configure(sys.stderr, fmt=settings.log_format, level=settings.log_level)
     if args.command == "health":
         return _health(args.target or _local_target(settings), args.tls_ca, args.tls_client_cert, args.tls_client_key)
@@ -254,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             webhooks = webhook_runner(wired, metrics.watch_webhooks if metrics is not None else None)
             webhooks.start()
         worker_numbers = itertools.count(1)
+        config_file = configuration.config_path(args.config)  # the workers read the same file (not a secret)
+        worker_config = ["--config", os.path.abspath(config_file)] if config_file else []
 
         def worker_command(listen: str, port_file: str) -> list[str]:
             return [
-                sys.executable, "-m", "ledger.entrypoints.cli", "serve", "--listen", listen,
+                sys.executable, "-m", "ledger.entrypoints.cli", *worker_config, "serve", "--listen", listen,
                 "--port-file", port_file, "--workers", str(args.workers), "--processes", str(processes),
                 "--no-reference-program", "--worker-of", str(os.getpid()), "--drain-seconds", str(args.drain_seconds),
                 *(["--webhooks"] if settings.webhooks else []),

@@ -1,10 +1,12 @@
 """``ledger config``: the effective settings and where each comes from; ``--check`` validates them.
 
-Every setting is printed with its variable, its value and its source (``default``, ``environment``, ``file``
-for a ``LEDGER_<NAME>_FILE`` secret, ``flag``), as JSON or as ``KEY=value`` lines. A secret's value is never
-printed, nor any part of it: it shows as ``**********`` whatever its source. ``--check`` prints nothing but
-the problems and exits 1 on any (a bad value, a secret given twice, the development pepper that ``ledger
-serve`` would refuse), 0 otherwise: a container's start script can run it first.
+Every setting is printed with its variable, its value and its source (``default``, ``config file (PATH)`` for
+a key of the ``--config`` / ``LEDGER_CONFIG`` file, ``file`` for a ``LEDGER_<NAME>_FILE`` secret,
+``environment``, ``flag``; the later ones win), as JSON or as ``KEY=value`` lines. A secret's value is never
+printed, nor any part of it: it shows as ``**********`` whatever its source, the config file included.
+``--check`` prints nothing but the problems and exits 1 on any (a bad value, a secret given twice, an unknown key
+in the config file, a config file holding a secret that group or others may read, the development pepper that
+``ledger serve`` would refuse), 0 otherwise: a container's start script can run it first.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace, flags: Mapping[str, Any]) -> int:
     flags = {**flags, "sandbox": args.sandbox}
     try:
-        settings = configuration.load(flags)
+        settings = configuration.load(flags, args.config)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace, flags: Mapping[str, Any]) -> int:
             print(f"ledger config: {refusal}", file=sys.stderr)
             return 1
         return 0
-    rows = described(settings, configuration.sources(flags))
+    rows = described(settings, configuration.sources(flags, args.config))
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:

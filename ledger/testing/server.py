@@ -91,20 +91,22 @@ def start_server(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     extra_args: Sequence[str] = (),
+    global_args: Sequence[str] = (),
     startup_seconds: float = 60.0,
     credentials: grpc.ChannelCredentials | None = None,
     http: bool = False,
 ) -> RunningServer:
     """Start ``ledger serve`` with its store, port file and log in ``workdir``; raise with the log if it fails.
 
-    A server started with ``--tls-cert`` is checked for health over TLS with ``credentials``."""
+    ``extra_args`` follow ``serve``; ``global_args`` (``--config FILE``) come before it. A server started with
+    ``--tls-cert`` is checked for health over TLS with ``credentials``."""
     port_file = workdir / "port"
     log_path = workdir / "server.log"
     key_file = workdir / "admin.key"
     http_port_file = workdir / "http.port"
     store_url = store_url or f"sqlite:///{workdir / 'ledger.db'}"
     command = [
-        sys.executable, "-m", "ledger.entrypoints.cli", "--store", store_url,
+        sys.executable, "-m", "ledger.entrypoints.cli", *global_args, "--store", store_url,
         "serve", "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--admin-key-file", str(key_file),
         *(["--http-listen", "127.0.0.1:0", "--http-port-file", str(http_port_file)] if http else []), *extra_args,
     ]  # fmt: skip

@@ -4,6 +4,7 @@ the extra, the server refuses to start and says why."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,12 +19,13 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from ledger.testing.server import start_server, stop_server
-from loyalty.v1 import program_pb2, program_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc, program_pb2, program_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
+MEMBER = "member-5e1f0c"
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
@@ -71,6 +73,14 @@ def test_spans_reach_the_collector_and_shutdown_flushes_them(
                 metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01"),),
                 timeout=10,
             )
+            ledger_pb2_grpc.LedgerServiceStub(
+                channel
+            ).EnrollMember(  # no traceparent: the server starts the trace
+                ledger_pb2.EnrollMemberRequest(
+                    program_id="little_sprout", idempotency_key="e-1", member_id=MEMBER
+                ),
+                timeout=10,
+            )
     finally:
         stop_server(running.process)
     assert running.process.returncode == 0
@@ -89,6 +99,22 @@ def test_spans_reach_the_collector_and_shutdown_flushes_them(
     assert attributes["rpc.grpc.status_code"].int_value == 0
     service = {a.key: a.value.string_value for a in resource.attributes}["service.name"]
     assert service == "loyalty-ledger"
+
+    # the write: its wait for the writer, and under it the group's phases, on SQLite the projection in the append
+    named = {s.name: s for _, s in spans if s.trace_id != bytes.fromhex(TRACE_ID)}
+    call, wait = named["LedgerService/EnrollMember"], named["ledger.writer.wait"]
+    decide, append = named["ledger.writer.decide"], named["ledger.store.append"]
+    project = named["ledger.projection.write"]
+    assert wait.parent_span_id == call.span_id
+    assert decide.parent_span_id == wait.span_id and append.parent_span_id == wait.span_id
+    assert project.parent_span_id == append.span_id
+    assert decide.end_time_unix_nano <= append.start_time_unix_nano <= project.start_time_unix_nano
+    assert MEMBER.encode() not in b"".join(s.SerializeToString() for _, s in spans)
+    # the access line of each call carries its trace id, the one the server started as well
+    lines = [json.loads(line) for line in running.log_path.read_text().splitlines() if line.startswith("{")]
+    access = {line["method"]: line for line in lines if line.get("event") == "rpc"}
+    assert access["ProgramService/GetClock"]["trace_id"] == TRACE_ID
+    assert access["LedgerService/EnrollMember"]["trace_id"] == call.trace_id.hex()
 
 
 def test_traces_asked_for_without_the_extra_stop_the_server_with_the_reason(tmp_path: Path) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from ledger.entrypoints import traces
 from ledger.entrypoints.grpc.auth import Authenticator
 from ledger.entrypoints.grpc.server import build_server, server_health
 from ledger.entrypoints.grpc.tracing import Tracing
+from ledger.testing.postgres import fresh_schema, require_postgres
 from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, query_pb2, query_pb2_grpc
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
@@ -54,8 +58,13 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    wired = build(Settings(store_url=f"sqlite:///{tmp_path / 'ledger.db'}", reference_program=False),
-                  clock=ManualClock(START))  # fmt: skip
+    with _serving(f"sqlite:///{tmp_path / 'ledger.db'}") as served:
+        yield served
+
+
+@contextmanager
+def _serving(store_url: str) -> Iterator[Served]:
+    wired = build(Settings(store_url=store_url, reference_program=False), clock=ManualClock(START))
     wired.app.create_program(PROGRAM, "Tracing", reference_document(), "test", START, "c")
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -130,7 +139,8 @@ def test_a_write_has_a_child_span_for_its_wait_for_the_writer_the_ledgers_own_wr
 
     _enroll(served, (("traceparent", TRACEPARENT),))
 
-    wait, call = served.spans()  # the child ends first
+    (wait,) = [span for span in served.spans() if span.name == "ledger.writer.wait"]
+    (call,) = served.calls()
     assert call.name == "LedgerService/EnrollMember"
     assert wait.name == "ledger.writer.wait" and wait.kind is SpanKind.INTERNAL
     assert wait.context.trace_id == call.context.trace_id
@@ -232,3 +242,128 @@ def test_an_import_stream_is_a_server_span_without_the_rows(served: Served) -> N
     assert dict(call.attributes or {})["rpc.grpc.status_code"] == 0
     everything = repr([span.to_json() for span in served.spans()])
     assert MEMBER not in everything and "6222000011112222" not in everything
+
+
+def _until(condition: Any, seconds: float = 10.0) -> None:
+    """Wait for other threads to reach a point (not for time to pass); fail rather than hang."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the threads never got there"
+        time.sleep(0.002)
+
+
+def _purchase(served: Served, key: str, order_id: str, api_key: str | None = None) -> None:
+    with keyed_channel(served.target, api_key or served.wired.keys.issue(PROGRAM, "pos")[1]) as channel:
+        ledger_pb2_grpc.LedgerServiceStub(channel).RecordPurchase(
+            ledger_pb2.RecordPurchaseRequest(
+                program_id=PROGRAM, idempotency_key=key, member_id=MEMBER, order_id=order_id,
+                context=common_pb2.RequestContext(channel=common_pb2.CHANNEL_POS, store_id="S-1", terminal_id="T-1"),
+                lines=[ledger_pb2.OrderLine(line_id="1", sku="LS-WIPES-80", category="wipes", quantity=1,
+                                            paid_fen=12_345)],
+            ),
+            timeout=10,
+        )  # fmt: skip
+
+
+@contextmanager
+def _store(tmp_path: Path, backend: str) -> Iterator[str]:
+    if backend == "postgresql":
+        with fresh_schema(require_postgres()) as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'ledger.db'}" if backend == "sqlite" else "memory://"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "postgresql"])
+def test_a_purchase_has_spans_for_deciding_appending_and_projecting_under_its_wait(
+    tmp_path: Path, backend: str
+) -> None:
+    with _store(tmp_path, backend) as store_url, _serving(store_url) as served:
+        _enroll(served)
+        served.exporter.clear()
+        _purchase(served, "buy-1", "O-1")
+        spans = served.spans()
+
+    by_name = {span.name: span for span in spans}
+    assert sorted(by_name) == sorted([
+        "LedgerService/RecordPurchase", "ledger.writer.wait", "ledger.writer.decide", "ledger.store.append",
+        "ledger.projection.write",
+    ])  # fmt: skip
+    call, wait = by_name["LedgerService/RecordPurchase"], by_name["ledger.writer.wait"]
+    decide, append, project = (by_name[n] for n in ("ledger.writer.decide", "ledger.store.append",
+                                                    "ledger.projection.write"))  # fmt: skip
+    assert wait.parent is not None and wait.parent.span_id == call.context.span_id
+    assert decide.parent is not None and decide.parent.span_id == wait.context.span_id
+    assert append.parent is not None and append.parent.span_id == wait.context.span_id
+    assert {span.context.trace_id for span in spans} == {call.context.trace_id}
+
+    def times(span: ReadableSpan) -> tuple[int, int]:
+        assert span.start_time is not None and span.end_time is not None
+        return span.start_time, span.end_time
+
+    (call_from, call_to), (wait_from, wait_to) = times(call), times(wait)
+    (decide_from, decide_to), (append_from, append_to) = times(decide), times(append)
+    project_from, project_to = times(project)
+    assert (
+        call_from <= wait_from <= decide_from <= decide_to <= append_from <= append_to <= wait_to <= call_to
+    )
+    assert project_from <= project_to
+    if backend != "memory":  # in the append's transaction: inside it, its child
+        assert project.parent is not None and project.parent.span_id == append.context.span_id
+        assert append_from <= project_from and project_to <= append_to
+    else:  # memory:// shares no transaction with the read models: projected after the commit, before the answer
+        assert project.parent is not None and project.parent.span_id == wait.context.span_id
+        assert append_to <= project_from and project_to <= wait_to
+    for span in (decide, append, project):
+        assert span.kind is SpanKind.INTERNAL
+        assert dict(span.attributes or {}) == {"ledger.writer.group_size": 1, "ledger.writer.attempt": 1}
+    everything = repr([span.to_json() for span in spans])
+    assert MEMBER not in everything and "O-1" not in everything and "12345" not in everything
+
+
+def test_a_group_serving_several_calls_gives_each_calls_wait_the_groups_phases(served: Served) -> None:
+    _enroll(served)
+    served.exporter.clear()
+    writer = served.wired.app.writer
+    keys = [served.wired.keys.issue(PROGRAM, "pos")[1] for _ in range(2)]
+    # The writer takes a first group (the ledger's own write, no span) and waits for its lock; meanwhile both
+    # purchases queue, and the writer then takes them as one group.
+    with writer.lock:
+        blocker = threading.Thread(target=served.wired.app.enroll, args=(PROGRAM, "m-own", [], None, "e-own"))
+        blocker.start()
+        _until(lambda: writer.queued == 0 and blocker.is_alive())
+        time.sleep(
+            0.05
+        )  # the writer has taken the blocker's group (the queue is empty): let it reach the lock
+        threads = [
+            threading.Thread(target=_purchase, args=(served, f"buy-{n}", f"O-{n}", keys[n])) for n in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        _until(lambda: writer.queued == 2)
+    for thread in [blocker, *threads]:
+        thread.join(timeout=30)
+    spans = served.spans()
+    waits = [span for span in spans if span.name == "ledger.writer.wait"]
+    assert len(waits) == 2
+    for wait in waits:
+        (decide,) = [s for s in spans if s.name == "ledger.writer.decide" and s.parent and
+                     s.parent.span_id == wait.context.span_id]  # fmt: skip
+        (append,) = [s for s in spans if s.name == "ledger.store.append" and s.parent and
+                     s.parent.span_id == wait.context.span_id]  # fmt: skip
+        assert decide.context.trace_id == wait.context.trace_id
+        assert (decide.attributes or {})["ledger.writer.group_size"] == 2
+        assert (append.attributes or {})["ledger.writer.group_size"] == 2
+    appends = [s for s in spans if s.name == "ledger.store.append"]
+    assert len({(s.start_time, s.end_time) for s in appends}) == 1  # one group: the same times in both traces
+    assert len({s.context.trace_id for s in appends}) == 2
+
+
+def test_a_read_the_writer_answers_has_a_decide_span_and_nothing_written(served: Served) -> None:
+    _enroll(served)
+    served.exporter.clear()
+    query_pb2_grpc.MemberQueryServiceStub(served.channel).GetTierState(
+        query_pb2.GetTierStateRequest(program_id=PROGRAM, member_id=MEMBER), timeout=10
+    )
+    names = sorted(span.name for span in served.spans())
+    assert names == ["MemberQueryService/GetTierState", "ledger.writer.decide", "ledger.writer.wait"]

@@ -203,3 +203,158 @@ def test_ledger_config_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 def test_every_field_has_a_description() -> None:
     assert all(field.description for field in Settings.model_fields.values())
+
+
+# -- the config file (--config FILE, LEDGER_CONFIG) ----------------------------------------------------------
+
+
+def _file(tmp_path: Path, text: str, mode: int = 0o600, name: str = "ledger.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+def test_the_config_file_is_read_and_each_layer_above_it_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _file(
+        tmp_path,
+        'pool_size = 16\nwrite_queue = 500\ncall_timeout = 12.5\nlisten = "0.0.0.0:6000"\n'
+        f'identity_pepper = "{PEPPER}"\nlog_level = "WARNING"\n',
+    )
+    s = load(config=config)
+    assert (s.pool_size, s.write_queue, s.call_timeout, s.listen, s.pepper, s.log_level) == (
+        16, 500, 12.5, "0.0.0.0:6000", PEPPER.encode(), "warning"
+    )  # fmt: skip
+    assert s.max_streams == 16  # not in the file: the default
+    # a secret's _FILE over the config file, the environment over both, a flag over everything
+    (tmp_path / "pepper").write_text("pepper-from-its-own-file\n")
+    monkeypatch.setenv("LEDGER_IDENTITY_PEPPER_FILE", str(tmp_path / "pepper"))
+    monkeypatch.setenv("LEDGER_WRITE_QUEUE", "700")
+    monkeypatch.setenv("LEDGER_LISTEN", "0.0.0.0:7000")
+    flags = cli._flags(cli._parser().parse_args(["--config", config, "serve", "--listen", "127.0.0.1:7001"]))
+    s = load(flags, config)
+    assert (s.pool_size, s.write_queue, s.listen, s.pepper) == (
+        16, 700, "127.0.0.1:7001", b"pepper-from-its-own-file"
+    )  # fmt: skip
+    found = sources(flags, config)
+    assert found["pool_size"] == f"config file ({config})"
+    assert (found["write_queue"], found["listen"], found["identity_pepper"]) == (
+        "environment",
+        "flag",
+        "file",
+    )
+    assert found["max_streams"] == "default"
+
+
+def test_ledger_config_names_the_file_from_the_environment_and_the_flag_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from_env = _file(tmp_path, "pool_size = 3\n", name="env.toml")
+    from_flag = _file(tmp_path, "pool_size = 4\n", name="flag.toml")
+    monkeypatch.setenv("LEDGER_CONFIG", from_env)
+    assert (load().pool_size, sources()["pool_size"]) == (3, f"config file ({from_env})")
+    assert (load(config=from_flag).pool_size, sources(config=from_flag)["pool_size"]) == (
+        4, f"config file ({from_flag})"
+    )  # fmt: skip
+    assert Settings().pool_size == 3  # built directly, the settings read LEDGER_CONFIG's file as well
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ('stor = "memory://"\n', "unknown key 'stor' (did you mean 'store'?)"),
+        ("LEDGER_POOL_SIZE = 3\n", "unknown key 'LEDGER_POOL_SIZE' (did you mean 'pool_size'?)"),
+        ("colour = 'blue'\n", "unknown key 'colour' (the keys are the settings' names: store, "),
+        ("pool_size = = 3\n", "is not valid TOML: "),
+        ("[pool_size\n", "is not valid TOML: "),
+    ],
+)
+def test_a_bad_config_file_is_one_line_naming_it(tmp_path: Path, text: str, complaint: str) -> None:
+    config = _file(tmp_path, text)
+    with pytest.raises(SystemExit) as stopped:
+        load(config=config)
+    message = str(stopped.value)
+    assert message.startswith(f"ledger: configuration: config file {config}") and complaint in message, (
+        message
+    )
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"config file .*absent\.toml: cannot read it: No such file"):
+        load(config=str(tmp_path / "absent.toml"))
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("pool_size = 0\n", "key pool_size: Input should be greater than 0 (got 0)"),
+        ('pool_size = "many"\n', "key pool_size: Input should be a valid integer"),
+        ('sqlite_synchronous = "SOMETIMES"\n', "key sqlite_synchronous: Input should be 'OFF'"),
+        ('rate_limit = "fast"\n', "key rate_limit: give PER_SECOND[:BURST]"),
+        ("listen = 50051\n", "key listen: Input should be a valid string"),
+    ],
+)
+def test_a_bad_value_in_the_config_file_names_the_file_and_the_key(
+    tmp_path: Path, text: str, complaint: str
+) -> None:
+    config = _file(tmp_path, text)
+    with pytest.raises(SystemExit) as stopped:
+        load(config=config)
+    assert f"config file {config}, {complaint}" in str(stopped.value), str(stopped.value)
+
+
+def test_a_bad_secret_in_the_config_file_is_not_repeated(tmp_path: Path) -> None:
+    config = _file(tmp_path, f'store = "mysql://root:{PASSWORD}@db"\n')
+    with pytest.raises(SystemExit) as stopped:
+        load(config=config)
+    assert f"config file {config}, key store: unsupported store URL" in str(stopped.value)
+    assert PASSWORD not in str(stopped.value)
+
+
+def test_a_config_file_holding_a_secret_must_be_private(tmp_path: Path) -> None:
+    shared = _file(tmp_path, f'identity_pepper = "{PEPPER}"\n', mode=0o640)
+    with pytest.raises(SystemExit) as stopped:
+        load(config=shared)
+    message = str(stopped.value)
+    assert "holds a secret (identity_pepper) but is readable by group or others (mode 0640)" in message
+    assert PEPPER not in message
+    assert load({"sandbox": True}, shared).pepper == PEPPER.encode()  # a throwaway store may
+    private = _file(tmp_path, f'identity_pepper = "{PEPPER}"\n', name="private.toml")
+    assert load(config=private).pepper == PEPPER.encode()
+    with_password = _file(tmp_path, f'store = "postgresql://ledger:{PASSWORD}@db/ledger"\n', 0o644, "pg.toml")
+    with pytest.raises(SystemExit, match=r"holds a secret \(store\)"):
+        load(config=with_password)
+    plain = _file(
+        tmp_path, 'store = "sqlite:///var/ledger.db"\nfeed_nats = "nats://nats:4222"\n', 0o644, "p.toml"
+    )
+    assert load(config=plain).store_url == "sqlite:///var/ledger.db"  # no password in it: no secret
+
+
+def test_ledger_config_shows_the_config_file_as_a_source_and_masks_its_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _file(
+        tmp_path,
+        f'store = "postgresql://ledger:{PASSWORD}@db/ledger"\nidentity_pepper = "{PEPPER}"\npool_size = 12\n',
+    )
+    code, out, err = _config(capsys, "--config", config, "config")
+    assert code == 0, err
+    shown = json.loads(out)
+    where = f"config file ({config})"
+    assert (shown["LEDGER_POOL_SIZE"]["value"], shown["LEDGER_POOL_SIZE"]["source"]) == (12, where)
+    assert (shown["LEDGER_STORE"]["value"], shown["LEDGER_STORE"]["source"]) == ("**********", where)
+    assert (shown["LEDGER_IDENTITY_PEPPER"]["value"], shown["LEDGER_IDENTITY_PEPPER"]["source"]) == (
+        "**********", where
+    )  # fmt: skip
+    assert shown["LEDGER_LISTEN"]["source"] == "default"
+    code, out_env, err_env = _config(capsys, "--config", config, "config", "--format", "env")
+    assert f"LEDGER_POOL_SIZE=12  # {where}" in out_env.splitlines()
+    for text in (out, err, out_env, err_env):
+        for secret in (PEPPER, PASSWORD, PEPPER[:6], PASSWORD[:6]):
+            assert secret not in text
+    (tmp_path / "ledger.toml").write_text("pool_size = 0\n")
+    code, out, err = _config(capsys, "--config", config, "config", "--check")
+    assert code == 1 and "key pool_size" in err and out == ""

@@ -5,7 +5,8 @@ Each finished call (health checks excepted: load balancers ask every few seconds
 request names one, ``key_id`` of the presented API key (the public part of ``lk_<key_id>_<secret>``; never the
 secret, and not proof that the key was valid: ``status`` says that), ``error_id`` when the call failed with
 INTERNAL (the id the caller got; the record ``rpc_failed`` of :mod:`ledger.entrypoints.grpc.errors` has it
-with the stack), ``trace_id`` when the caller sent a W3C ``traceparent``, and ``transport: http`` for a call
+with the stack), ``trace_id`` (the call's trace, :data:`CALL_TRACE_ID`, with traces on, whether the caller
+sent a W3C ``traceparent`` or the server started the trace; with traces off, the caller's), and ``transport: http`` for a call
 that came as JSON over HTTP (:mod:`ledger.entrypoints.http.gateway`). Nothing else of the request is
 written: member ids, phone numbers, names and amounts never reach the log from here.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import grpc
@@ -31,6 +33,10 @@ _ERROR_ID = re.compile(r"\berror id ([0-9a-f]{8,64})\b")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 #: Server-side faults: logged at error level (the caller's own mistakes are info).
 _FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS"})
+
+CALL_TRACE_ID: ContextVar[str] = ContextVar("ledger_call_trace_id", default="")
+"""The trace id (32 hex digits) of the call being served, set by the tracing layer (outside this one) while
+traces are on; empty otherwise."""
 
 class CallObserver(Protocol):
     """Told of every finished call (metrics): the method (``Service/Method``), the status name, the seconds."""
@@ -74,6 +80,7 @@ class AccessLog(Layer):
                 return
             metadata = context.invocation_metadata()
             key_id, trace_id = caller_of(metadata)
+            trace_id = CALL_TRACE_ID.get() or trace_id
             fields: dict[str, Any] = {"method": method, "status": code, "duration_ms": round(seconds * 1000, 3)}
             if forwarded(metadata) is not None:
                 fields["transport"] = "http"

@@ -11,8 +11,17 @@ unset. Health checks and reflection get no span; an unknown method never reaches
 
 Inside a call's span, :meth:`Tracing.writer_wait` (the writer's ``on_wait`` hook) adds a child span
 ``ledger.writer.wait`` around the wait for the one writer (its queue, the decision, the commit), with
-``ledger.writer.requests`` and ``ledger.writer.queued`` (requests already waiting). The ledger's own writes
-(the scheduler) have no call span and get none.
+``ledger.writer.requests`` and ``ledger.writer.queued`` (requests already waiting). Under it, once the answer is
+in, the phases of the group of commands that answered (the writer's :class:`GroupPhases`, plain times): spans
+``ledger.writer.decide``, ``ledger.store.append`` and ``ledger.projection.write`` with the times the writer
+recorded (``start_time`` / ``end_time``), each with ``ledger.writer.group_size`` and ``ledger.writer.attempt``.
+The projection is a child of the append when it ran inside the append's transaction (SQLite, PostgreSQL), a
+sibling after it otherwise (KurrentDB, ``memory://``). A group answers many calls: each call's wait gets its own
+copy of the group's phase spans (the same times in every trace), so one trace tells the whole story of its call.
+The ledger's own writes (the scheduler) have no call span and get none.
+
+While a call's span is current, :data:`ledger.entrypoints.grpc.access.CALL_TRACE_ID` holds its trace id, so the
+access line carries it whether the caller sent a ``traceparent`` or the server started the trace.
 
 Only the OpenTelemetry API is used here: the tracer (and so the SDK and the exporter behind it) is given.
 """
@@ -20,14 +29,26 @@ Only the OpenTelemetry API is used here: the tracer (and so the SDK and the expo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import grpc
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, get_current_span, use_span
+from opentelemetry.trace import (
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+    use_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from ledger.application.writer import GroupPhases, PhaseSink
+from ledger.entrypoints.grpc.access import CALL_TRACE_ID
 from ledger.entrypoints.grpc.pipeline import LEDGER_METHODS, Handler, Layer
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -116,15 +137,42 @@ class Tracing(Layer):
             )
         return handler
 
-    def writer_wait(self, requests: int, queued: int) -> AbstractContextManager[object]:
-        """A child span of the current call's span around its wait for the writer; nothing outside a call."""
+    def writer_wait(self, requests: int, queued: int) -> AbstractContextManager[PhaseSink | None]:
+        """A child span of the current call's span around its wait for the writer, entered as what the writer
+        tells the phases of the groups that answered; nothing outside a call."""
         if not get_current_span().is_recording():
             return nullcontext()
-        return self._tracer.start_as_current_span(
+        return self._waiting(requests, queued)
+
+    @contextmanager
+    def _waiting(self, requests: int, queued: int) -> Iterator[PhaseSink]:
+        with self._tracer.start_as_current_span(
             "ledger.writer.wait", kind=SpanKind.INTERNAL,
             attributes={"ledger.writer.requests": requests, "ledger.writer.queued": queued},
             record_exception=False, set_status_on_exception=False,
+        ) as wait:  # fmt: skip
+            yield partial(_phase_spans, self._tracer, wait)
+
+
+def _phase_spans(tracer: Tracer, wait: Span, phases: GroupPhases) -> None:
+    """The group's phases as spans under ``wait``, at the times the writer recorded."""
+    under_wait = set_span_in_context(wait)
+    attributes = {"ledger.writer.group_size": phases.commands, "ledger.writer.attempt": phases.attempt}
+
+    def span(name: str, times: tuple[int, int], context: Context) -> Span:
+        return tracer.start_span(
+            name, context=context, kind=SpanKind.INTERNAL, attributes=attributes, start_time=times[0],
+            record_exception=False, set_status_on_exception=False,
         )  # fmt: skip
+
+    span("ledger.writer.decide", phases.decide, under_wait).end(end_time=phases.decide[1])
+    if phases.append is None:
+        return
+    append = span("ledger.store.append", phases.append, under_wait)
+    if phases.project is not None:
+        inside = set_span_in_context(append) if phases.projected_in_append else under_wait
+        span("ledger.projection.write", phases.project, inside).end(end_time=phases.project[1])
+    append.end(end_time=phases.append[1])
 
 
 def _caller_context(context: grpc.ServicerContext) -> Context | None:
@@ -133,9 +181,16 @@ def _caller_context(context: grpc.ServicerContext) -> Context | None:
     return _PROPAGATOR.extract(carrier) if carrier else None
 
 
-def _current(span: Span) -> AbstractContextManager[Span]:
-    """``span`` as the current one (for spans of the call's own work), ended by :func:`_finish`, not here."""
-    return use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+@contextmanager
+def _current(span: Span) -> Iterator[Span]:
+    """``span`` as the current one (for spans of the call's own work; its trace id for the access line), ended
+    by :func:`_finish`, not here."""
+    token = CALL_TRACE_ID.set(format(span.get_span_context().trace_id, "032x"))
+    try:
+        with use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield span
+    finally:
+        CALL_TRACE_ID.reset(token)
 
 
 def _finish(span: Span, context: grpc.ServicerContext, error: BaseException | None) -> None:
