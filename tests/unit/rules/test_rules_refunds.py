@@ -131,6 +131,18 @@ def test_take_back_beyond_the_balance_is_forgiven_when_the_program_caps_at_the_b
     assert (m.state.active, m.state.arrears, m.state.pending) == (0, 0, 50)
 
 
+def test_take_back_one_point_beyond_the_balance_puts_that_point_into_arrears() -> None:
+    m = Member(sh(2026, 3, 1))
+    m.award("workshop", now=sh(2026, 3, 2, 10))  # 100 points
+    m.buy("O1", line(10_000), now=sh(2026, 3, 2, 11))  # 100 points, active 03-09
+    m.advance(sh(2026, 3, 10))
+    m.redeem("X1", 101, 1_000_000)  # 99 points left
+    refunded = m.refund("O1", "F1")
+    assert (refunded.points_taken, sum(d.points for d in refunded.debits)) == (100, 99)
+    assert (refunded.arrears_added, refunded.forgiven) == (1, 0)
+    assert (m.state.active, m.state.arrears) == (0, 1)
+
+
 # -- the points that paid come back ------------------------------------------------------------------------
 
 
@@ -288,3 +300,20 @@ def test_the_same_refund_is_applied_once_and_no_line_is_refunded_beyond_what_it_
         m.refund("O1", "F3")
     assert whole.value.reason == "REFUND_EXCEEDS_LINE"
     assert (m.state.pending, sum(e.points_taken for e in m.of_type(ev.PurchaseRefunded))) == (0, 100)
+
+
+def test_a_new_lot_of_returned_points_expiring_with_an_older_lot_is_taken_back_after_it() -> None:
+    """Equal expiry, earliest business time first: the refund's own new lot (its business time the refund's)
+    comes after a lot earned a year before that expires at the same instant."""
+    m = Member(sh(2026, 2, 1))
+    paying = lot_id(m.award("workshop", now=sh(2026, 2, 10, 10)))  # expires at the end of February 2027
+    m.redeem("C1", 100, 1_000)
+    m.buy("C1", line(900), points_paid=100)  # 9 points, active 02-17, expires at the end of February 2027
+    older = lot_id(m.award("workshop", now=sh(2026, 3, 2, 10)))  # expires at the end of March 2027
+    m.advance(sh(2027, 3, 2))
+    assert m.lot(paying).expires_at == sh(2027, 3, 1) and m.lot(paying).remaining == 0  # spent empty, then expired
+    assert m.lot("P-C1").expired and not m.lot(older).expired
+    refunded = m.refund("C1", "F1")  # at 2027-03-02 00:00 local: the new lot expires 30 days later, 04-01 00:00
+    assert refunded.relot is not None and refunded.relot.expires_at == m.lot(older).expires_at == sh(2027, 4, 1)
+    assert (refunded.points_taken, pairs(refunded.debits)) == (9, [(older, 9)])
+    assert m.remaining(older, refunded.relot.lot_id) == [91, 100]
