@@ -384,6 +384,41 @@ class Reward(PolicyModel):
         return self
 
 
+# --- family accounts (households) ---------------------------------------------------------------------------
+
+
+class HouseholdTransfers(PolicyModel):
+    """What one member of a household may give another: at most ``per_transfer_max`` points in one transfer and
+    ``per_month_per_giver`` points in one local calendar month (by the transfers' business time)."""
+
+    per_transfer_max: PositiveInt = 10_000
+    per_month_per_giver: PositiveInt = 10_000
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HouseholdTransfers:
+        if self.per_transfer_max > self.per_month_per_giver:
+            raise FieldProblems([("per_transfer_max", "cannot be more than per_month_per_giver")])
+        return self
+
+
+class Household(PolicyModel):
+    """Family accounts: an owner and at most ``max_members`` more members of the same program, who transfer
+    points to each other within ``transfers``. ``growth_to_owner``: the members' growth value would also count
+    toward the owner's tier (not supported yet: a policy that sets it is refused). Off unless ``enabled``."""
+
+    enabled: bool = False
+    max_members: PositiveInt = 5
+    """Members besides the owner."""
+    transfers: HouseholdTransfers = Field(default_factory=HouseholdTransfers)
+    growth_to_owner: bool = False
+
+    @model_validator(mode="after")
+    def _supported(self) -> Household:
+        if self.growth_to_owner:
+            raise FieldProblems([("growth_to_owner", "is not supported yet: growth value stays personal")])
+        return self
+
+
 # --- the policy -----------------------------------------------------------------------------------------------
 
 
@@ -406,6 +441,8 @@ class Policy(PolicyModel):
     grants: tuple[GrantRule, ...] = ()
     mall: dict[Code, Reward] = Field(default_factory=dict)
     """The points mall's catalog: reward id -> reward."""
+    household: Household = Field(default_factory=Household)
+    """Family accounts (off by default)."""
 
     @field_validator("timezone")
     @classmethod
