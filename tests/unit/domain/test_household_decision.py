@@ -71,7 +71,9 @@ def test_a_transfer_is_judged_at_its_business_time_and_recorded_with_it() -> Non
     out, into = transfer(
         TransferPoints("m2", "m1", "T1", 100), m2, owner, Context(now=later, at=at, policies=HISTORY)
     )
-    assert out[0].at == into[0].at == at and out[0].policy_version == 1
+    (given,) = out
+    assert isinstance(given, ev.PointsTransferredOut) and given.policy_version == 1
+    assert given.at == into[0].at == at
 
 
 def test_leaving_returns_no_event_for_an_owner_closing_and_refuses_one_with_members() -> None:

@@ -65,8 +65,10 @@ def test_a_program_without_family_accounts_refuses_seats_and_transfers() -> None
 def _with_household(**household: object) -> dict[str, object]:
     import yaml
 
-    data = yaml.safe_load(dump_policy(POLICY))
-    data["household"] = {**data["household"], **household}
+    data: dict[str, object] = yaml.safe_load(dump_policy(POLICY))
+    current = data["household"]
+    assert isinstance(current, dict)
+    data["household"] = {**current, **household}
     return data
 
 
