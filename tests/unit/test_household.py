@@ -337,3 +337,38 @@ def test_a_survivor_in_a_household_keeps_its_seat_and_gives_what_it_absorbed(wir
     with pytest.raises(Refusal) as caught:
         run(wired, cmd.JoinHousehold("m4", "m1"), "join-merged")
     assert caught.value.reason == "MEMBER_MERGED"
+
+
+def test_balances_as_of_a_date_before_and_after_a_transfer_fold_both_sides(wired: Wired) -> None:
+    from ledger.application.as_of import member_as_of
+
+    household(wired, "m1", "m2")
+    credit(wired, 1_000, "c1")
+    wired.app.advance_clock(P, START + timedelta(days=2), "clock-1")
+    transfer(wired, "m1", "m2", 300, "T1")
+    wired.app.advance_clock(P, START + timedelta(days=4), "clock-2")
+    before, after = START + timedelta(days=1), START + timedelta(days=3)
+    assert member_as_of(wired.app, P, "m1", before, None).state.available == 1_000
+    assert member_as_of(wired.app, P, "m2", before, None).state.available == 0
+    assert member_as_of(wired.app, P, "m1", after, None).state.available == 700
+    received = member_as_of(wired.app, P, "m2", after, None).state
+    assert received.available == 300 and received.household_of == "m1"
+    history = [e.event.type for e in wired.app.replay(P, "m2")]
+    assert history[-1] == "PointsTransferredIn" and "JoinedHousehold" in history
+
+
+def test_a_late_transfer_counts_in_the_month_of_its_business_time() -> None:
+    early_april = datetime(2026, 3, 31, 16, 10, tzinfo=UTC)  # 00:10 on 1 April in Asia/Shanghai
+    w = wire(document(), at=early_april - timedelta(hours=1))
+    try:
+        household(w, "m1", "m2")
+        credit(w, 30_000, "c1")
+        w.app.advance_clock(P, early_april, "clock-1")
+        late = early_april - timedelta(minutes=20)  # 23:50 on 31 March, recorded after midnight
+        run(w, cmd.TransferPoints("m1", "m2", "T1", 10_000), "t1", occurred_at=late)
+        transfer(w, "m1", "m2", 10_000, "T2")  # April's limit is untouched
+        with pytest.raises(Refusal) as caught:
+            run(w, cmd.TransferPoints("m1", "m2", "T3", 1), "t3-march", occurred_at=late)
+        assert caught.value.reason == "TRANSFER_LIMIT_REACHED" and caught.value.metadata["left"] == "0"
+    finally:
+        w.app.close()
