@@ -36,7 +36,7 @@ class HouseholdQueries(MallQueries):
         return query_pb2.GetHouseholdResponse(
             owner_member_id=owner_id,
             member_ids=owner.state.household_members,
-            max_members=owner.state.household_max,
+            max_members=view.policy.policy.household.max_members,
             transfer_left_this_month=standing.left_this_month,
             per_transfer_max=standing.per_transfer_max,
             owner_version=owner.state.version,
