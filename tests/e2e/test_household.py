@@ -4,12 +4,14 @@ Python client."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 import pytest
 
 from clients.python.loyalty_client import LedgerRefusal, LoyaltyClient
 from loyalty.v1 import audit_pb2, common_pb2, ledger_pb2, member_pb2, query_pb2
-from tests.e2e.conftest import Program, dt
+from tests.e2e.conftest import START, Program, dt, ts
 from tests.e2e.test_api import enroll, failure
 from tests.e2e.test_mall import credit
 
@@ -70,6 +72,13 @@ def test_a_transfer_between_household_members_keeps_the_expiry_and_a_retry_is_an
     assert (household.owner_member_id, list(household.member_ids), household.max_members) == ("m1", ["m2"], 5)
     mine = query.GetHousehold(query_pb2.GetHouseholdRequest(program_id=program.program_id, member_id="m1"))
     assert mine.transfer_left_this_month == 8_800
+    since = ts(START - timedelta(seconds=1))
+    liability = program.server.audit.GetLiability(
+        audit_pb2.GetLiabilityRequest(program_id=program.program_id, since=since)
+    )
+    moved = liability.movements
+    assert moved.transferred_in.points == moved.transferred_out.points == 1_200
+    assert liability.total.points == 3_000  # a transfer moves no point of the program's liability
     for m in ("m1", "m2"):
         report = program.server.audit.VerifyMember(
             audit_pb2.VerifyMemberRequest(program_id=program.program_id, member_id=m)
