@@ -403,20 +403,15 @@ class HouseholdTransfers(PolicyModel):
 
 class Household(PolicyModel):
     """Family accounts: an owner and at most ``max_members`` more members of the same program, who transfer
-    points to each other within ``transfers``. ``growth_to_owner``: the members' growth value would also count
-    toward the owner's tier (not supported yet: a policy that sets it is refused). Off unless ``enabled``."""
+    points to each other within ``transfers``. ``growth_to_owner``: growth value a member earns (or has taken
+    back) while in the household also counts toward the owner's tier; the member keeps its own. Off unless
+    ``enabled``."""
 
     enabled: bool = False
     max_members: PositiveInt = 5
     """Members besides the owner."""
     transfers: HouseholdTransfers = Field(default_factory=HouseholdTransfers)
     growth_to_owner: bool = False
-
-    @model_validator(mode="after")
-    def _supported(self) -> Household:
-        if self.growth_to_owner:
-            raise FieldProblems([("growth_to_owner", "is not supported yet: growth value stays personal")])
-        return self
 
 
 # --- the policy -----------------------------------------------------------------------------------------------

@@ -757,7 +757,10 @@ class CommandWriter:
                 s.identities.extend(command.identities)
                 self._claimed.update(((req.program_id, i), s.member_id) for i in command.identities)
             start = len(s.events)
+            growth_before = len(s.state.growth)
             self._apply(s, produced, req, ctx)
+            if len(s.state.growth) > growth_before and household.counts_growth_to_owner(s.state, ctx):
+                self._count_household_growth(req, s, s.state.growth[growth_before:], staged)
         applied = s.events[start:]
         payloads: list[bytes] | None = [a[1].payload for a in applied]
         if len(applied) != len(produced) or any(a[0] is not e for a, e in zip(applied, produced, strict=False)):
@@ -825,6 +828,20 @@ class CommandWriter:
             for e in theirs if isinstance(e, ev.PointsTransferredIn) for t in e.lots
         ]  # fmt: skip
         return mine, ({"received": received} if received else {})
+
+    def _count_household_growth(
+        self, req: cmd.Envelope, s: _Staged, entries: list[Any], staged: dict[str, _Staged]
+    ) -> None:
+        """Growth a household member just earned or had taken back, counted on its owner's stream too (the
+        policy's ``household.growth_to_owner``), in the same atomic append, with the upgrade it causes."""
+        owner_id = s.state.household_of
+        assert owner_id is not None
+        owner = self._load(req.program_id, owner_id, staged)
+        octx = self._context(owner, req.occurred_at)
+        self._catch_up(owner, octx)
+        events = household.count_growth(owner.state, s.member_id, list(entries), octx)
+        if events:
+            self._apply(owner, events, req, octx)
 
     def _stock_of(
         self, program_id: str, command: cmd.ExchangePoints | cmd.CancelExchange, state: MemberState

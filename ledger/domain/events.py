@@ -519,6 +519,17 @@ class PointsTransferredIn(_Event):
     policy_version: int
 
 
+class HouseholdGrowthCounted(_Event):
+    """On the owner's stream, when the policy counts household growth toward the owner's tier
+    (``household.growth_to_owner``): growth value a member of its household earned (or had taken back, negative)
+    at business time ``at``, in the same append as the member's own event."""
+
+    type: Literal["HouseholdGrowthCounted"] = "HouseholdGrowthCounted"
+    from_member_id: str
+    amount: int
+    policy_version: int
+
+
 MemberEvent = Annotated[
     MemberEnrolled
     | PurchaseRecorded
@@ -554,7 +565,8 @@ MemberEvent = Annotated[
     | LeftHousehold
     | HouseholdClosed
     | PointsTransferredOut
-    | PointsTransferredIn,
+    | PointsTransferredIn
+    | HouseholdGrowthCounted,
     Field(discriminator="type"),
 ]
 

@@ -561,6 +561,12 @@ def _transferred_in(s: MemberState, e: ev.PointsTransferredIn) -> None:
         raise InvariantBroken("transferred lots do not add up")
 
 
+def _household_growth_counted(s: MemberState, e: ev.HouseholdGrowthCounted) -> None:
+    if not s.owns_household:
+        raise InvariantBroken("household growth counted for a member that owns no household")
+    s.growth.append(GrowthEntry(e.at, e.amount))
+
+
 _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "MemberEnrolled": _enrolled,
     "PurchaseRecorded": _purchase,
@@ -597,4 +603,5 @@ _APPLY: dict[str, Callable[[MemberState, Any], None]] = {
     "HouseholdClosed": _household_closed,
     "PointsTransferredOut": _transferred_out,
     "PointsTransferredIn": _transferred_in,
+    "HouseholdGrowthCounted": _household_growth_counted,
 }

@@ -255,6 +255,8 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
             f"transfer {e.transfer_id} from member {e.from_member_id}: {_points(e.points)} in {n} "
             f"lot{'' if n == 1 else 's'} keeping their expiry{_repaid(e.arrears_repaid)}"
         )
+    if isinstance(e, ev.HouseholdGrowthCounted):
+        return f"household growth from member {e.from_member_id}: {e.amount:+d} toward the owner's tier"
     raise TypeError(f"no summary for {type(event).__name__}")  # pragma: no cover - the union is exhaustive
 
 
@@ -328,5 +330,7 @@ def growth_delta(event: ev.MemberEvent) -> int:
             return sum(g.amount for g in event.growth)
         case ev.MemberImported():
             return event.growth
+        case ev.HouseholdGrowthCounted():
+            return event.amount
         case _:
             return 0

@@ -372,3 +372,47 @@ def test_a_late_transfer_counts_in_the_month_of_its_business_time() -> None:
         assert caught.value.reason == "TRANSFER_LIMIT_REACHED" and caught.value.metadata["left"] == "0"
     finally:
         w.app.close()
+
+
+# -- growth toward the owner's tier (off for Little Sprout) ---------------------------------------------------
+
+
+def sale(w: Wired, member: str, order: str, fen: int) -> None:
+    run(w, cmd.RecordPurchase(member, order, (OrderLine("L1", "SKU", "toys", 1, fen),), fen), f"sale-{order}")
+
+
+def test_growth_stays_personal_in_the_reference_program(wired: Wired) -> None:
+    household(wired, "m1", "m2")
+    sale(wired, "m2", "O1", 300_000)  # 3,000 growth: Silver for m2
+    assert state(wired, "m2").tier == "silver"
+    owner = state(wired, "m1")
+    assert owner.tier == "regular" and owner.growth == []
+    assert not any(isinstance(e, ev.HouseholdGrowthCounted) for e in events_of(wired, "m1"))
+
+
+def test_with_the_switch_on_a_members_growth_counts_for_the_owners_tier_and_a_refund_takes_it_back() -> None:
+    w = wire(document(growth_to_owner=True))
+    try:
+        household(w, "m1", "m2")
+        sale(w, "m3", "O0", 300_000)  # not in the household: counts for m3 alone
+        sale(w, "m2", "O1", 150_000)  # 1,500 growth
+        owner = state(w, "m1")
+        assert owner.tier == "regular" and owner.growth_between(START - timedelta(days=1), START) == 1_500
+        sale(w, "m1", "O2", 60_000)  # the owner's own 600: 2,100 in the window, Silver
+        assert state(w, "m1").tier == "silver"
+        assert state(w, "m2").tier == "regular"  # the member keeps its own growth, and only its own
+        counted = [e for e in events_of(w, "m1") if isinstance(e, ev.HouseholdGrowthCounted)]
+        assert [(e.from_member_id, e.amount) for e in counted] == [("m2", 1_500)]
+        run(w, cmd.RefundPurchase("m2", "O1", "R1"), "refund")
+        counted = [e for e in events_of(w, "m1") if isinstance(e, ev.HouseholdGrowthCounted)]
+        assert [(e.from_member_id, e.amount) for e in counted] == [("m2", 1_500), ("m2", -1_500)]
+        assert state(w, "m1").growth_between(START - timedelta(days=1), START) == 600
+        sale(w, "m2", "O3", 500_000)  # 5,000 more: 5,600 for the owner, Gold at once
+        assert state(w, "m1").tier == "gold"
+        run(w, cmd.LeaveHousehold("m2"), "leave")
+        sale(w, "m2", "O4", 900_000)  # after leaving: nothing more counts for the owner
+        assert state(w, "m1").growth_between(START - timedelta(days=1), START) == 5_600
+        for m in ("m1", "m2"):
+            assert w.app.verify_member(P, m).ok
+    finally:
+        w.app.close()

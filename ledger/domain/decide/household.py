@@ -14,6 +14,9 @@ active time and expiry, named by ``source_lot_id`` under the transfer's id (the 
 receives (the brief's arrears rule). The per-transfer and per-month limits are the policy version's in force
 at the transfer's business time; the month is the local calendar month of that time.
 
+With ``household.growth_to_owner`` on, growth a member earns (or has taken back) while in the household is
+also counted on its owner's stream (``HouseholdGrowthCounted``) toward the owner's tier, in the same append.
+
 Every function here is pure and returns the events for each stream it names; the writer appends them together.
 """
 
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 from ledger.domain import events as ev
 from ledger.domain.commands import CreateHousehold, JoinHousehold, LeaveHousehold, TransferPoints
+from ledger.domain.decide import tiers
 from ledger.domain.decide.context import Context, check_business_time, require_member
 from ledger.domain.decide.lots import spendable_lots, take
 from ledger.domain.errors import InvalidCommand, Refusal
-from ledger.domain.state import MemberState
+from ledger.domain.state import GrowthEntry, MemberState
 from policies import Policy, judge_seat, judge_transfer, transfer_month
 
 HOUSEHOLDS_DISABLED = "HOUSEHOLDS_DISABLED"
@@ -216,3 +220,37 @@ def transfer(
         policy_version=pv.version,
     )
     return [out], [into]
+
+
+def counts_growth_to_owner(member: MemberState, ctx: Context) -> bool:
+    """Whether growth the member earns now also counts toward its household owner's tier (the policy version in
+    force at the command's business time says so, and the member is in a household it does not own)."""
+    if member.household_of is None or member.household_of == member.member_id:
+        return False
+    rule = ctx.version.policy.household
+    return rule.enabled and rule.growth_to_owner
+
+
+def count_growth(
+    owner: MemberState, member_id: str, entries: list[GrowthEntry], ctx: Context
+) -> list[ev.MemberEvent]:
+    """The owner's events for growth a member of its household just earned or had taken back: each entry at its
+    own business time, then the upgrade (if any) that the owner's growth in the window now reaches."""
+    if not owner.owns_household or member_id not in owner.household_members:
+        return []  # the household changed under the member (decided again by the writer): nothing counts
+    pv = ctx.policy_at(ctx.now)
+    counted = [
+        ev.HouseholdGrowthCounted(
+            at=g.at, from_member_id=member_id, amount=g.amount, policy_version=pv.version
+        )
+        for g in entries
+        if g.amount
+    ]
+    if not counted:
+        return []
+    scratch = owner.clone()
+    for event in counted:
+        scratch.growth.append(GrowthEntry(event.at, event.amount))
+    out: list[ev.MemberEvent] = [*counted]
+    # the upgrade is judged now, with the counted growth already in the state
+    return out + tiers.upgrade(scratch, ctx.for_time(ctx.now))

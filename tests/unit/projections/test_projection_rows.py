@@ -369,12 +369,14 @@ def test_every_event_type_has_a_summary():
                                     occurred_at=at, active_at=at, expires_at=sh(2027, 1, 1)),),
             arrears_repaid=20, policy_version=1,
         ),
+        ev.HouseholdGrowthCounted(at=at, from_member_id="m2", amount=-150, policy_version=1),
     ]  # fmt: skip
     assert summary(households[1]) == "member m2 joined the household (1 of 5 members)"
     assert summary(households[6]) == "transfer T1 to member m2: -300 points"
     assert summary(households[7]) == (
         "transfer T1 from member m1: +300 points in 1 lot keeping their expiry, 20 repaid arrears"
     )
+    assert summary(households[8]) == "household growth from member m2: -150 toward the owner's tier"
     others += households
     for event in others:
         assert summary(event, SHANGHAI)

@@ -72,10 +72,9 @@ def _with_household(**household: object) -> dict[str, object]:
     return data
 
 
-def test_growth_to_the_owner_is_refused_until_it_is_supported() -> None:
-    with pytest.raises(PolicyInvalid) as caught:
-        policy_from_data(_with_household(growth_to_owner=True))
-    assert "growth_to_owner" in str(caught.value)
+def test_growth_to_the_owner_is_a_switch_off_in_the_reference_program() -> None:
+    assert POLICY.household.growth_to_owner is False
+    assert policy_from_data(_with_household(growth_to_owner=True)).household.growth_to_owner is True
 
 
 def test_a_transfer_limit_above_the_monthly_limit_is_refused() -> None:
