@@ -218,3 +218,13 @@ def test_a_manifest_altered_into_nonsense_is_a_finding(
     (bundle / "manifest.json").unlink()
     code, text = ledger(capsys, "verify-bundle", str(bundle))
     assert code == 1 and "FAIL: no manifest" in text
+
+
+def test_the_read_models_rebuilt_after_a_household_transfer_verify(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = ledger(capsys, "--store", store, "rebuild-projections", "--program", P)
+    assert code == 0, text
+    for member in ("alice", "carol"):
+        code, text = ledger(capsys, "--store", store, "verify", "--program", P, "--member", member)
+        assert code == 0, text
