@@ -39,6 +39,8 @@ from policies.model import (
     Earning,
     Expiry,
     GrantRule,
+    Household,
+    HouseholdTransfers,
     Lots,
     MemberDay,
     MembershipPlan,
@@ -79,6 +81,7 @@ from policies.rules.grants import (
     membership_grant_moments,
     tier_grants,
 )
+from policies.rules.household import HouseholdVerdict, judge_seat, judge_transfer, transfer_month
 from policies.rules.lots import activation_time, lot_expiry, relot_expiry
 from policies.rules.mall import ExchangeVerdict, judge_exchange, limit_period, stock_left
 from policies.rules.memberships import cooling_off_end, membership_plan, term_end
@@ -114,6 +117,9 @@ __all__ = [
     "ExchangeVerdict",
     "Expiry",
     "GrantRule",
+    "Household",
+    "HouseholdTransfers",
+    "HouseholdVerdict",
     "LineEarning",
     "Lots",
     "MemberDay",
@@ -165,6 +171,8 @@ __all__ = [
     "grant_moments",
     "in_utc",
     "judge_exchange",
+    "judge_seat",
+    "judge_transfer",
     "limit_period",
     "line_rate",
     "little_sprout",
@@ -202,6 +210,7 @@ __all__ = [
     "tier_multiplier",
     "tier_rank",
     "tier_redemption_cap",
+    "transfer_month",
     "window_start",
     "year_end_exclusive",
 ]

@@ -384,6 +384,36 @@ class Reward(PolicyModel):
         return self
 
 
+# --- family accounts (households) ---------------------------------------------------------------------------
+
+
+class HouseholdTransfers(PolicyModel):
+    """What one member of a household may give another: at most ``per_transfer_max`` points in one transfer and
+    ``per_month_per_giver`` points in one local calendar month (by the transfers' business time)."""
+
+    per_transfer_max: PositiveInt = 10_000
+    per_month_per_giver: PositiveInt = 10_000
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HouseholdTransfers:
+        if self.per_transfer_max > self.per_month_per_giver:
+            raise FieldProblems([("per_transfer_max", "cannot be more than per_month_per_giver")])
+        return self
+
+
+class Household(PolicyModel):
+    """Family accounts: an owner and at most ``max_members`` more members of the same program, who transfer
+    points to each other within ``transfers``. ``growth_to_owner``: growth value a member earns (or has taken
+    back) while in the household also counts toward the owner's tier; the member keeps its own. Off unless
+    ``enabled``."""
+
+    enabled: bool = False
+    max_members: PositiveInt = 5
+    """Members besides the owner."""
+    transfers: HouseholdTransfers = Field(default_factory=HouseholdTransfers)
+    growth_to_owner: bool = False
+
+
 # --- the policy -----------------------------------------------------------------------------------------------
 
 
@@ -406,6 +436,8 @@ class Policy(PolicyModel):
     grants: tuple[GrantRule, ...] = ()
     mall: dict[Code, Reward] = Field(default_factory=dict)
     """The points mall's catalog: reward id -> reward."""
+    household: Household = Field(default_factory=Household)
+    """Family accounts (off by default)."""
 
     @field_validator("timezone")
     @classmethod

@@ -38,7 +38,7 @@ from ledger.application.deadline import deadline_after
 from ledger.application.results import CommandResult, fingerprint
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
-from ledger.domain.decide import Context, decide, next_due, tick
+from ledger.domain.decide import Context, decide, household, next_due, tick
 from ledger.domain.decide.earning import names_an_invitee, quote
 from ledger.domain.decide.members import merge
 from ledger.domain.errors import Conflict, DomainError, NotFound, Refusal
@@ -686,6 +686,10 @@ class CommandWriter:
                 members = (req.command.member_id,)
             elif isinstance(req.command, cmd.MergeMembers):
                 members = (req.command.member_id, req.command.source_member_id)
+            elif isinstance(req.command, cmd.JoinHousehold):
+                members = (req.command.member_id, req.command.owner_member_id)
+            elif isinstance(req.command, cmd.TransferPoints):
+                members = (req.command.member_id, req.command.to_member_id)
             elif isinstance(req.command, cmd.AdjustStock):
                 continue  # no member: the reward's stock stream is read when the command is decided
             else:
@@ -781,6 +785,7 @@ class CommandWriter:
         s = self._load(req.program_id, command.member_id, staged)
         ctx = self._context(s, req.occurred_at)
         start = len(s.events)
+        extra: dict[str, Any] = {}
         caught_up = self._catch_up(s, ctx)
         if isinstance(command, cmd.EnrollMember | cmd.ImportMember):
             self._check_identities(req.program_id, command)
@@ -794,6 +799,9 @@ class CommandWriter:
             s.identities.extend(source.state.identities)  # the source's cards now find the survivor
             self._claimed.update(((req.program_id, i), s.member_id) for i in source.state.identities)
             produced: list[ev.MemberEvent] = target_events
+        elif isinstance(command, cmd.JoinHousehold | cmd.LeaveHousehold | cmd.TransferPoints):
+            produced, extra = self._stage_household(req, command, s, ctx, staged)
+            start = len(s.events) - len(produced)
         elif isinstance(command, cmd.ExchangePoints | cmd.CancelExchange):
             stock = self._stock_of(req.program_id, command, s.state)
             if stock is not None:
@@ -815,7 +823,10 @@ class CommandWriter:
                 s.identities.extend(command.identities)
                 self._claimed.update(((req.program_id, i), s.member_id) for i in command.identities)
             start = len(s.events)
+            growth_before = len(s.state.growth)
             self._apply(s, produced, req, ctx)
+            if len(s.state.growth) > growth_before and household.counts_growth_to_owner(s.state, ctx):
+                self._count_household_growth(req, s, s.state.growth[growth_before:], staged)
         applied = s.events[start:]
         payloads: list[bytes] | None = [a[1].payload for a in applied]
         if len(applied) != len(produced) or any(a[0] is not e for a, e in zip(applied, produced, strict=False)):
@@ -827,9 +838,76 @@ class CommandWriter:
             version=s.state.version,
             balance=Balances.of(s.state),
             recorded_at=ctx.now,
+            extra=extra,
             state_after=s.state.clone() if with_state else None,
         )
         return result, payloads
+
+    def _stage_household(
+        self,
+        req: cmd.Envelope,
+        command: cmd.JoinHousehold | cmd.LeaveHousehold | cmd.TransferPoints,
+        s: _Staged,
+        ctx: Context,
+        staged: dict[str, _Staged],
+    ) -> tuple[list[ev.MemberEvent], dict[str, Any]]:
+        """A household command: decided on the member's state and the other member's it names (the owner for a
+        join or a leave, the receiver for a transfer), both ticked up to now; the events of both streams are
+        applied here and go out in the group's one atomic append, at the versions they were decided on.
+
+        Returns the member's events, and for a transfer the receiver's lots (``extra["received"]``, kept with the
+        answer so a retry gives them too)."""
+        if isinstance(command, cmd.LeaveHousehold):
+            owner_id = s.state.household_of if s.state.enrolled and s.state.merged_into is None else None
+            other_id = owner_id if owner_id is not None and owner_id != s.member_id else None
+        elif isinstance(command, cmd.JoinHousehold):
+            other_id = command.owner_member_id
+        else:
+            other_id = command.to_member_id
+        if other_id is None or other_id == s.member_id:
+            if not s.state.enrolled:
+                raise NotFound("member", command.member_id)
+            if isinstance(command, cmd.LeaveHousehold):
+                mine, theirs = household.leave(command, s.state, None, ctx)
+            elif isinstance(command, cmd.JoinHousehold):
+                mine, theirs = household.join(command, s.state, s.state, ctx)
+            else:
+                mine, theirs = household.transfer(command, s.state, s.state, ctx)
+            self._apply(s, mine, req, ctx)
+            return mine, {}
+        other = self._load(req.program_id, other_id, staged)
+        if other.state.enrolled:
+            self._catch_up(other, self._context(other, req.occurred_at))
+        if not s.state.enrolled:
+            raise NotFound("member", command.member_id)
+        if isinstance(command, cmd.LeaveHousehold):
+            mine, theirs = household.leave(command, s.state, other.state, ctx)
+        elif isinstance(command, cmd.JoinHousehold):
+            mine, theirs = household.join(command, s.state, other.state, ctx)
+        else:
+            mine, theirs = household.transfer(command, s.state, other.state, ctx)
+        self._apply(s, mine, req, ctx)
+        self._apply(other, theirs, req, ctx)
+        received = [
+            {"lot_id": t.lot_id, "source_lot_id": t.source_lot_id, "points": t.points,
+             "arrears_repaid": t.arrears_repaid, "expires_at": t.expires_at.isoformat()}
+            for e in theirs if isinstance(e, ev.PointsTransferredIn) for t in e.lots
+        ]  # fmt: skip
+        return mine, ({"received": received} if received else {})
+
+    def _count_household_growth(
+        self, req: cmd.Envelope, s: _Staged, entries: list[Any], staged: dict[str, _Staged]
+    ) -> None:
+        """Growth a household member just earned or had taken back, counted on its owner's stream too (the
+        policy's ``household.growth_to_owner``), in the same atomic append, with the upgrade it causes."""
+        owner_id = s.state.household_of
+        assert owner_id is not None
+        owner = self._load(req.program_id, owner_id, staged)
+        octx = self._context(owner, req.occurred_at)
+        self._catch_up(owner, octx)
+        events = household.count_growth(owner.state, s.member_id, list(entries), octx)
+        if events:
+            self._apply(owner, events, req, octx)
 
     def _stock_of(
         self, program_id: str, command: cmd.ExchangePoints | cmd.CancelExchange, state: MemberState

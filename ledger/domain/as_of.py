@@ -120,6 +120,10 @@ def touched(event: ev.MemberEvent, hold_lots: dict[str, list[str]]) -> list[str]
         return [*(f"lot:{t.lot_id}" for t in event.lots), *(["arrears"] if event.arrears else [])]
     if isinstance(event, ev.MemberImported):
         return [*(f"lot:{lot.lot_id}" for lot in event.lots)]
+    if isinstance(event, ev.PointsTransferredOut):
+        return [f"transfer:{event.transfer_id}", *_lots(event.debits)]
+    if isinstance(event, ev.PointsTransferredIn):
+        return [*(f"lot:{t.lot_id}" for t in event.lots), *(["arrears"] if event.arrears_repaid else [])]
     return []
 
 

@@ -240,6 +240,40 @@ class ImportMember:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateHousehold:
+    """Open a family account owned by ``member_id`` (the household's id is its owner's member id)."""
+
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinHousehold:
+    """Put ``member_id`` into the household owned by ``owner_member_id``: one till or operator command naming
+    both, recorded on both members' streams in one atomic append."""
+
+    member_id: str
+    owner_member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveHousehold:
+    """``member_id`` leaves its household with the points it holds; an owner leaving an empty household closes it."""
+
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferPoints:
+    """``member_id`` gives ``points`` of its active points to ``to_member_id`` of the same household
+    (``transfer_id``: the caller's id for it, unique per giver)."""
+
+    member_id: str
+    to_member_id: str
+    transfer_id: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Run everything due for the member up to the program's current time."""
 
@@ -266,6 +300,10 @@ MemberCommand = (
     | CancelExchange
     | AdjustStock
     | ImportMember
+    | CreateHousehold
+    | JoinHousehold
+    | LeaveHousehold
+    | TransferPoints
 )
 
 

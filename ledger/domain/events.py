@@ -57,7 +57,7 @@ class NewLot(_Model):
     """A lot created by the event that carries it."""
 
     lot_id: str
-    source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge", "imported"]
+    source: Literal["purchase", "behaviour", "adjustment", "refund_return", "merge", "imported", "transfer"]
     points: int
     active_at: Instant
     expires_at: Instant
@@ -430,6 +430,106 @@ class MemberImported(_Event):
     policy_version: int
 
 
+class HouseholdCreated(_Event):
+    """This member opened a family account and owns it (the household's id is the owner's member id)."""
+
+    type: Literal["HouseholdCreated"] = "HouseholdCreated"
+    max_members: int
+    """The seats besides the owner under the policy version it was opened under."""
+    policy_version: int
+
+
+class HouseholdMemberJoined(_Event):
+    """On the owner's stream: a member joined its household (the seat count lives here)."""
+
+    type: Literal["HouseholdMemberJoined"] = "HouseholdMemberJoined"
+    member_id: str
+    members_after: int
+    max_members: int
+    policy_version: int
+
+
+class JoinedHousehold(_Event):
+    """On the joining member's stream: it joined the household of ``owner_member_id``."""
+
+    type: Literal["JoinedHousehold"] = "JoinedHousehold"
+    owner_member_id: str
+    policy_version: int
+
+
+class HouseholdMemberLeft(_Event):
+    """On the owner's stream: a member left its household (or was merged away)."""
+
+    type: Literal["HouseholdMemberLeft"] = "HouseholdMemberLeft"
+    member_id: str
+    members_after: int
+
+
+class LeftHousehold(_Event):
+    """On the leaving member's stream: it left the household of ``owner_member_id``, keeping what it holds."""
+
+    type: Literal["LeftHousehold"] = "LeftHousehold"
+    owner_member_id: str
+
+
+class HouseholdClosed(_Event):
+    """The owner closed its household (it had no other member left)."""
+
+    type: Literal["HouseholdClosed"] = "HouseholdClosed"
+
+
+class TransferredLot(_Model):
+    """Points a transfer moved from one of the giver's lots into a new lot of the receiver, with the giver's lot's
+    dates (its expiry is kept). ``arrears_repaid``: the part that repaid the receiver's arrears at once."""
+
+    lot_id: str
+    source_lot_id: str
+    points: int
+    arrears_repaid: int
+    occurred_at: Instant
+    active_at: Instant
+    expires_at: Instant
+
+
+class PointsTransferredOut(_Event):
+    """On the giver's stream: points given to another member of its household, soonest-expiring lots first."""
+
+    type: Literal["PointsTransferredOut"] = "PointsTransferredOut"
+    transfer_id: str
+    to_member_id: str
+    owner_member_id: str
+    points: int
+    debits: tuple[LotDebit, ...]
+    given_in_month: int
+    """What the giver has given in the transfer's local month, this transfer included."""
+    policy_version: int
+
+
+class PointsTransferredIn(_Event):
+    """On the receiver's stream, in the same append: the points received, one lot per giver's lot, each naming the
+    giver's lot; the giver's ``PointsTransferredOut`` has the same ``transfer_id``."""
+
+    type: Literal["PointsTransferredIn"] = "PointsTransferredIn"
+    transfer_id: str
+    from_member_id: str
+    owner_member_id: str
+    points: int
+    lots: tuple[TransferredLot, ...]
+    arrears_repaid: int
+    policy_version: int
+
+
+class HouseholdGrowthCounted(_Event):
+    """On the owner's stream, when the policy counts household growth toward the owner's tier
+    (``household.growth_to_owner``): growth value a member of its household earned (or had taken back, negative)
+    at business time ``at``, in the same append as the member's own event."""
+
+    type: Literal["HouseholdGrowthCounted"] = "HouseholdGrowthCounted"
+    from_member_id: str
+    amount: int
+    policy_version: int
+
+
 MemberEvent = Annotated[
     MemberEnrolled
     | PurchaseRecorded
@@ -457,7 +557,16 @@ MemberEvent = Annotated[
     | MemberErased
     | PointsExchanged
     | ExchangeCancelled
-    | MemberImported,
+    | MemberImported
+    | HouseholdCreated
+    | HouseholdMemberJoined
+    | JoinedHousehold
+    | HouseholdMemberLeft
+    | LeftHousehold
+    | HouseholdClosed
+    | PointsTransferredOut
+    | PointsTransferredIn
+    | HouseholdGrowthCounted,
     Field(discriminator="type"),
 ]
 

@@ -37,6 +37,8 @@ ACCOUNTS: Mapping[str, tuple[str, str]] = {
     "merged_in": ("member_merge_clearing", LIABILITY),
     "merged_out": (LIABILITY, "member_merge_clearing"),
     "imported": ("opening_balance_clearing", LIABILITY),
+    "transferred_in": ("member_transfer_clearing", LIABILITY),
+    "transferred_out": (LIABILITY, "member_transfer_clearing"),
 }
 """The (debit, credit) accounts of each entry kind; a kind that raises the liability credits it."""
 

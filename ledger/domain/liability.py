@@ -17,14 +17,14 @@ from ledger.domain.state import MemberState
 
 CATEGORIES = (
     "issued", "redeemed", "expired", "clawed_back", "returned", "adjusted_in", "adjusted_out",
-    "applied_to_arrears", "merged_in", "merged_out", "imported",
+    "applied_to_arrears", "merged_in", "merged_out", "imported", "transferred_in", "transferred_out",
 )  # fmt: skip
 """The movement categories, each an amount of points (never negative)."""
 
 SIGN = {
     "issued": 1, "redeemed": -1, "expired": -1, "clawed_back": -1, "returned": 1, "adjusted_in": 1,
     "adjusted_out": -1, "applied_to_arrears": -1, "merged_in": 1, "merged_out": -1,
-    "imported": 1,
+    "imported": 1, "transferred_in": 1, "transferred_out": -1,
 }  # fmt: skip
 """How each category moves the outstanding points."""
 
@@ -76,6 +76,11 @@ def movement(state: MemberState, event: ev.MemberEvent) -> dict[str, int]:
         add("merged_in", sum(t.points for t in event.lots))
     elif isinstance(event, ev.MemberImported):
         add("imported", sum(lot.points for lot in event.lots))
+    elif isinstance(event, ev.PointsTransferredOut):
+        add("transferred_out", event.points)
+    elif isinstance(event, ev.PointsTransferredIn):
+        add("transferred_in", event.points)
+        add("applied_to_arrears", event.arrears_repaid)
     return out
 
 

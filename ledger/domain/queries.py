@@ -235,6 +235,28 @@ def summary(event: ev.MemberEvent, tz: tzinfo = UTC) -> str:
     if isinstance(e, ev.MemberErased):
         n = e.identities_removed
         return f"personal data erased (request {e.request_reference}): {n} identit{'y' if n == 1 else 'ies'} removed"
+    if isinstance(e, ev.HouseholdCreated):
+        return f"household opened: owner and up to {e.max_members} members"
+    if isinstance(e, ev.HouseholdMemberJoined):
+        return f"member {e.member_id} joined the household ({e.members_after} of {e.max_members} members)"
+    if isinstance(e, ev.JoinedHousehold):
+        return f"joined the household of member {e.owner_member_id}"
+    if isinstance(e, ev.HouseholdMemberLeft):
+        return f"member {e.member_id} left the household ({e.members_after} members left)"
+    if isinstance(e, ev.LeftHousehold):
+        return f"left the household of member {e.owner_member_id}"
+    if isinstance(e, ev.HouseholdClosed):
+        return "household closed"
+    if isinstance(e, ev.PointsTransferredOut):
+        return f"transfer {e.transfer_id} to member {e.to_member_id}: {_points(-e.points)}"
+    if isinstance(e, ev.PointsTransferredIn):
+        n = len(e.lots)
+        return (
+            f"transfer {e.transfer_id} from member {e.from_member_id}: {_points(e.points)} in {n} "
+            f"lot{'' if n == 1 else 's'} keeping their expiry{_repaid(e.arrears_repaid)}"
+        )
+    if isinstance(e, ev.HouseholdGrowthCounted):
+        return f"household growth from member {e.from_member_id}: {e.amount:+d} toward the owner's tier"
     raise TypeError(f"no summary for {type(event).__name__}")  # pragma: no cover - the union is exhaustive
 
 
@@ -276,6 +298,8 @@ def rule(event: ev.MemberEvent) -> str:
             return f"mall:{event.reward_id}"
         case ev.MemberImported():
             return f"import:{event.source}#{event.row}"
+        case ev.PointsTransferredOut() | ev.PointsTransferredIn():
+            return f"household_transfer:{event.transfer_id}"
         case _:
             return ""
 
@@ -306,5 +330,7 @@ def growth_delta(event: ev.MemberEvent) -> int:
             return sum(g.amount for g in event.growth)
         case ev.MemberImported():
             return event.growth
+        case ev.HouseholdGrowthCounted():
+            return event.amount
         case _:
             return 0

@@ -15,6 +15,7 @@ from ledger.domain.decide.earning import CapPeriod, CapUsage, cap_usage
 from ledger.domain.queries import current_tier
 from ledger.domain.state import DowngradeNotice, Entitlement, Membership, MemberState, TierOverride
 from policies import Policy
+from policies.rules.household import transfer_month
 from policies.rules.memberships import cooling_off_end
 from policies.rules.tiers import tier_gap, window_start
 
@@ -22,10 +23,12 @@ __all__ = [
     "CapPeriod",
     "CapUsage",
     "EntitlementUse",
+    "HouseholdStanding",
     "TierStanding",
     "cap_usage",
     "cooling_off_ends",
     "entitlement_use",
+    "household_standing",
     "tier_standing",
 ]
 
@@ -96,3 +99,18 @@ def cooling_off_ends(policy: Policy | None, membership: Membership) -> datetime 
     with contextlib.suppress(LookupError):
         return cooling_off_end(policy, membership.plan, membership.purchased_at)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdStanding:
+    """What a member may still give in the local month of ``at``, and the most one transfer may move."""
+
+    left_this_month: int
+    per_transfer_max: int
+
+
+def household_standing(state: MemberState, policy: Policy, at: datetime) -> HouseholdStanding:
+    limits = policy.household.transfers
+    start, end = transfer_month(policy, at)
+    left = max(limits.per_month_per_giver - state.given_between(start, end), 0) if policy.household.enabled else 0
+    return HouseholdStanding(left, limits.per_transfer_max)

@@ -228,6 +228,14 @@ class MemberState:
     grants_through: datetime | None = None
     exchanges: dict[str, Exchange] = field(default_factory=dict)
     """The member's points-mall exchanges by exchange id (cancelled ones included)."""
+    household_of: str | None = None
+    """The owner of the household the member is in (itself for an owner); None: in no household."""
+    household_members: list[str] = field(default_factory=list)
+    """For an owner: the members of its household besides itself, in the order they joined."""
+    household_max: int = 0
+    """For an owner: the seats besides itself its household was opened with."""
+    transfers_out: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    """Points this member gave to household members: transfer id -> (business time, points)."""
     lot_seq: int = 0
     active_total: int = 0
     pending_total: int = 0
@@ -331,3 +339,13 @@ class MemberState:
             for x in self.exchanges.values()
             if x.reward_id == reward_id and x.cancelled_at is None and start <= x.at < end
         )
+
+    # -- households ----------------------------------------------------------------------------------------
+
+    @property
+    def owns_household(self) -> bool:
+        return self.household_of is not None and self.household_of == self.member_id
+
+    def given_between(self, start: datetime, end: datetime) -> int:
+        """Points given to household members with business time in ``[start, end)``."""
+        return sum(points for at, points in self.transfers_out.values() if start <= at < end)

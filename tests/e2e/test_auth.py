@@ -39,9 +39,10 @@ pytestmark = pytest.mark.e2e
 
 MODULES = (program_pb2, ledger_pb2, query_pb2, audit_pb2, keys_pb2)
 READS = {"LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
-         "GetPolicy", "GetClock", "ListRewards", "ListExchanges"}
+         "GetPolicy", "GetClock", "ListRewards", "ListExchanges", "GetHousehold"}
 TILL = READS | {"EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
-                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership", "ExchangePoints", "CancelExchange"}
+                "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership", "ExchangePoints", "CancelExchange",
+                "CreateHousehold", "JoinHousehold", "LeaveHousehold", "TransferPoints"}
 ALLOWED: dict[str, set[str]] = {
     "pos": TILL,
     "checkout": TILL,

@@ -53,6 +53,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         app.execute(
             cmd.Envelope(P, cmd.RefundPurchase("bob", "B1", "R1", (cmd.RefundLine("l1", 50_00),)), "r1")
         )
+        # a household transfer: folded, booked (transferred_out / transferred_in) and verified like the rest
+        app.execute(cmd.Envelope(P, cmd.CreateHousehold("alice"), "hh1"))
+        app.execute(cmd.Envelope(P, cmd.JoinHousehold("carol", "alice"), "hh2"))
+        app.execute(cmd.Envelope(P, cmd.TransferPoints("carol", "alice", "T1", 200), "hh3"))
         app.advance_clock(P, datetime(2027, 5, 2, 2, 0, tzinfo=UTC), "t2")  # past every lot's expiry
         sale("bob", "B2", 80_00, "s3")
     finally:
@@ -126,7 +130,10 @@ def test_a_whole_history_bundle_books_the_refund_and_the_expiry(
     assert code == 0, text
     totals = json.loads((out / "liability.json").read_text())["journal_totals"]
     assert totals["issued"]["points"] == 300 + 200 + 80 and totals["redeemed"]["points"] == 100
-    assert totals["clawed_back"]["points"] == 50 and totals["expired"]["points"] == 200 + 150
+    # alice's own 200 left, bob's 150, and the 200 alice received from carol, expiring with carol's lot
+    assert totals["clawed_back"]["points"] == 50 and totals["expired"]["points"] == 200 + 150 + 200
+    # carol, who gave them, is not in this bundle
+    assert totals["transferred_in"]["points"] == 200 and totals["transferred_out"]["points"] == 0
     assert ledger(capsys, "verify-bundle", str(out))[0] == 0
 
 
@@ -211,3 +218,13 @@ def test_a_manifest_altered_into_nonsense_is_a_finding(
     (bundle / "manifest.json").unlink()
     code, text = ledger(capsys, "verify-bundle", str(bundle))
     assert code == 1 and "FAIL: no manifest" in text
+
+
+def test_the_read_models_rebuilt_after_a_household_transfer_verify(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = ledger(capsys, "--store", store, "rebuild-projections", "--program", P)
+    assert code == 0, text
+    for member in ("alice", "carol"):
+        code, text = ledger(capsys, "--store", store, "verify", "--program", P, "--member", member)
+        assert code == 0, text

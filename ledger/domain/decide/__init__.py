@@ -11,7 +11,18 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ledger.domain import commands as cmd
-from ledger.domain.decide import adjust, benefits, earning, holds, lots_due, mall, memberships, refunds, tiers
+from ledger.domain.decide import (
+    adjust,
+    benefits,
+    earning,
+    holds,
+    household,
+    lots_due,
+    mall,
+    memberships,
+    refunds,
+    tiers,
+)
 from ledger.domain.decide.context import Context, effective_tier, next_id, require_member
 from ledger.domain.decide.imports import import_member
 from ledger.domain.decide.members import enroll, erase
@@ -119,4 +130,5 @@ _HANDLERS: dict[type, Callable[[Any, MemberState, Context], list[MemberEvent]]] 
     cmd.ConsumeEntitlement: benefits.consume,
     cmd.ExchangePoints: mall.exchange,
     cmd.CancelExchange: mall.cancel,
+    cmd.CreateHousehold: household.create,
 }

@@ -35,6 +35,12 @@ def merge(
         raise InvalidCommand("source_member_id", "a member cannot be merged into itself")
     require_member(target)
     require_member(source)
+    if source.household_of is not None:
+        raise Refusal(
+            "SOURCE_IN_HOUSEHOLD",
+            f"member {source.member_id} is in the household of {source.household_of}; it leaves it first",
+            {"member_id": source.member_id, "owner_member_id": source.household_of},
+        )
     if source.holds:
         raise Refusal(
             "HOLDS_OPEN",

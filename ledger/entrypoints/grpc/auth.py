@@ -29,12 +29,12 @@ from ledger.entrypoints.grpc.rate_limit import Limit, RateLimits, limited_status
 PERMISSIONS: Final[Mapping[str, str]] = {
     **{m: "member.read" for m in (
         "LookupMember", "QuotePurchase", "GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory",
-        "ListRewards", "ListExchanges",
+        "ListRewards", "ListExchanges", "GetHousehold",
     )},
     **{m: "member.write" for m in (
         "EnrollMember", "RecordPurchase", "AwardPoints", "HoldPoints", "CommitHold", "ReleaseHold",
         "RefundPurchase", "ConsumeEntitlement", "PurchaseMembership",
-        "ExchangePoints", "CancelExchange",
+        "ExchangePoints", "CancelExchange", "CreateHousehold", "JoinHousehold", "LeaveHousehold", "TransferPoints",
     )},
     **{m: "member.manage" for m in (
         "AdjustPoints", "OverrideTier", "MergeMembers", "CancelMembership", "EraseMember", "ExportMemberData",

@@ -81,6 +81,7 @@ LOT_SOURCES: Mapping[str, member_pb2.LotSource.ValueType] = {
     "refund_return": member_pb2.LOT_SOURCE_REFUND_RETURN,
     "merge": member_pb2.LOT_SOURCE_MERGE,
     "imported": member_pb2.LOT_SOURCE_IMPORTED,
+    "transfer": member_pb2.LOT_SOURCE_TRANSFER,
 }
 
 ENTITLEMENT_STATUSES: Mapping[str, member_pb2.EntitlementStatus.ValueType] = {
@@ -420,6 +421,11 @@ def lots_credited(event: ev.MemberEvent) -> list[common_pb2.LotPortion]:
                 portion = common_pb2.LotPortion(lot_id=t.lot_id, points=t.points)
                 stamp(portion.expires_at, t.expires_at)
                 out.append(portion)
+        case ev.PointsTransferredIn():
+            for lot in event.lots:
+                portion = common_pb2.LotPortion(lot_id=lot.lot_id, points=lot.points)
+                stamp(portion.expires_at, lot.expires_at)
+                out.append(portion)
         case _:
             pass
     return out
@@ -429,7 +435,7 @@ def lots_debited(event: ev.MemberEvent) -> list[common_pb2.LotPortion]:
     match event:
         case ev.PointsHeld():
             return portions(event.allocations)
-        case ev.HoldCommitted() | ev.PointsAdjusted():
+        case ev.HoldCommitted() | ev.PointsAdjusted() | ev.PointsTransferredOut():
             return portions(event.debits)
         case ev.PurchaseRefunded():
             return portions(event.debits)

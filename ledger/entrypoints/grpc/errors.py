@@ -57,7 +57,8 @@ DOMAIN = "loyalty.v1"
 
 #: Refusal reasons that say "a caller-chosen id is already taken": ALREADY_EXISTS, not FAILED_PRECONDITION.
 ALREADY_EXISTS_REASONS = frozenset(
-    {"PROGRAM_EXISTS", "MEMBER_EXISTS", "HOLD_EXISTS", "REFUND_EXISTS", "MEMBERSHIP_EXISTS", "EXCHANGE_EXISTS"}
+    {"PROGRAM_EXISTS", "MEMBER_EXISTS", "HOLD_EXISTS", "REFUND_EXISTS", "MEMBERSHIP_EXISTS", "EXCHANGE_EXISTS",
+     "TRANSFER_EXISTS"}
 )
 
 #: Field names of domain commands that differ from the request field they come from.

@@ -16,7 +16,7 @@ from ledger.domain.standing import CapPeriod, cap_usage
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.common import line_earning, order_lines
 from ledger.entrypoints.grpc.errors import rpc
-from ledger.entrypoints.grpc.mall_writes import MallWrites
+from ledger.entrypoints.grpc.household_writes import HouseholdWrites
 from ledger.entrypoints.grpc.validation import (
     MAX_HOLD_TTL,
     MAX_IDENTITIES,
@@ -43,9 +43,9 @@ _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
-class LedgerService(MallWrites, ledger_pb2_grpc.LedgerServiceServicer):
+class LedgerService(HouseholdWrites, ledger_pb2_grpc.LedgerServiceServicer):
     """Points writes here; paid memberships, tier overrides and benefit write-offs in :class:`BenefitWrites`;
-    the points mall in :class:`MallWrites`."""
+    the points mall in :class:`MallWrites`; family accounts in :class:`HouseholdWrites`."""
 
     @rpc
     def EnrollMember(

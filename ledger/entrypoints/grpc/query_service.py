@@ -16,7 +16,7 @@ from ledger.domain.errors import InvalidCommand, Refusal
 from ledger.entrypoints.grpc import convert as cv
 from ledger.entrypoints.grpc.common import line_earning, order_lines, page_bounds
 from ledger.entrypoints.grpc.errors import rpc
-from ledger.entrypoints.grpc.mall_queries import MallQueries
+from ledger.entrypoints.grpc.household_queries import HouseholdQueries
 from ledger.entrypoints.grpc.validation import (
     Checks,
     check_purchase_shape,
@@ -36,7 +36,7 @@ def _times(request: Any) -> tuple[datetime | None, datetime | None] | None:
     return None if as_of is None and as_known_at is None else (as_of, as_known_at)
 
 
-class MemberQueryService(MallQueries, query_pb2_grpc.MemberQueryServiceServicer):
+class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServicer):
     def _view_at(self, request: Any) -> MemberView:
         """The member now, or folded from the log as of ``as_of`` as known at ``as_known_at`` when either is set."""
         times = _times(request)

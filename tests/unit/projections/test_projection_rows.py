@@ -352,6 +352,32 @@ def test_every_event_type_has_a_summary():
     )
     assert summary(others[2]) == "adjustment goodwill by op: -5 points"
     assert summary(others[3], SHANGHAI) == "tier review: downgrade to bronze on 2026-04-01 unless requalified"
+    households: list[ev.MemberEvent] = [
+        ev.HouseholdCreated(at=at, max_members=5, policy_version=1),
+        ev.HouseholdMemberJoined(at=at, member_id="m2", members_after=1, max_members=5, policy_version=1),
+        ev.JoinedHousehold(at=at, owner_member_id="m1", policy_version=1),
+        ev.HouseholdMemberLeft(at=at, member_id="m2", members_after=0),
+        ev.LeftHousehold(at=at, owner_member_id="m1"),
+        ev.HouseholdClosed(at=at),
+        ev.PointsTransferredOut(
+            at=at, transfer_id="T1", to_member_id="m2", owner_member_id="m1", points=300,
+            debits=(ev.LotDebit(lot_id="B", points=300),), given_in_month=300, policy_version=1,
+        ),
+        ev.PointsTransferredIn(
+            at=at, transfer_id="T1", from_member_id="m1", owner_member_id="m1", points=300,
+            lots=(ev.TransferredLot(lot_id="T-m1-T1.1", source_lot_id="B", points=300, arrears_repaid=20,
+                                    occurred_at=at, active_at=at, expires_at=sh(2027, 1, 1)),),
+            arrears_repaid=20, policy_version=1,
+        ),
+        ev.HouseholdGrowthCounted(at=at, from_member_id="m2", amount=-150, policy_version=1),
+    ]  # fmt: skip
+    assert summary(households[1]) == "member m2 joined the household (1 of 5 members)"
+    assert summary(households[6]) == "transfer T1 to member m2: -300 points"
+    assert summary(households[7]) == (
+        "transfer T1 from member m1: +300 points in 1 lot keeping their expiry, 20 repaid arrears"
+    )
+    assert summary(households[8]) == "household growth from member m2: -150 toward the owner's tier"
+    others += households
     for event in others:
         assert summary(event, SHANGHAI)
     covered |= {e.type for e in others}
