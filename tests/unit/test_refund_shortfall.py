@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ledger.application.clock import ManualClock
+from ledger.application.service import LedgerApp
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
@@ -45,7 +46,7 @@ def test_a_take_back_short_by_a_point_leaves_that_point_in_arrears(wired: Wired,
     assert report.ok, report.mismatches
 
 
-def paid_with_points(app: object, order: str, hold: str, points: int) -> None:
+def paid_with_points(app: LedgerApp, order: str, hold: str, points: int) -> None:
     """A sale of 92 CNY (which earns points of its own) with ``points`` redeemed through a committed hold."""
     execute = app.execute
     execute(cmd.Envelope(P, cmd.HoldPoints("m1", hold, order, points, 100_00), f"hold-{hold}"))
