@@ -79,12 +79,19 @@ def member_fold(
         state = MemberState(program_id=program_id, member_id=member_id)
     zone = zone_of(state.program_id) if zone_of is not None else UTC
     rows: list[HistoryRow] = []
+    pid, mid = state.program_id, state.member_id  # the stream's, as history_row would parse them from its id
+    decode = ev.decode
+    before = Balances.of(state)
     for stored in events:
-        event = ev.decode(stored.payload)
-        before = Balances.of(state)
+        event = decode(stored.payload)
         evolve(state, event)
+        after = Balances.of(state)
         tier = tier_of(state, stored.occurred_at) if tier_of is not None else None
-        rows.append(history_row(stored, event, before, Balances.of(state), tz=zone, tier_after=tier))
+        row = history_row(
+            stored, event, before, after, program_id=pid, member_id=mid, tz=zone, tier_after=tier
+        )
+        rows.append(row)
+        before = after  # the balances after one event are those before the next
     return state, rows
 
 

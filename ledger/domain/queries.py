@@ -6,6 +6,7 @@ named the same way wherever it is shown.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from fractions import Fraction
@@ -79,6 +80,9 @@ def lot_status(lot: Lot) -> LotStatus:
     return "active" if lot.activated else "pending"
 
 
+# ``_when`` and ``_factor`` are pure and see the same few values again and again (a month's expiry instant, a
+# multiplier's text) when a rebuild or a replay writes the summary of every event: both are cached.
+@functools.lru_cache(maxsize=4096)
 def _when(t: datetime, tz: tzinfo) -> str:
     """A date in ``tz`` (``2026-03-17``), with the time of day when it is not midnight (``2026-03-17 14:30``)."""
     t = t.astimezone(tz)
@@ -100,6 +104,7 @@ def _money(fen: int) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
+@functools.lru_cache(maxsize=256)
 def _factor(text: str) -> str:
     """A multiplier as short exact text: ``"3/2"`` -> ``"1.5"``, ``"1/3"`` stays ``"1/3"``."""
     try:

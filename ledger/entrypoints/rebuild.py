@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ledger.application.service import LedgerApp
@@ -13,8 +15,31 @@ from ledger.eventlog.port import StoredEvent
 from projections.rows import HistoryRow
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block, as it was after it.
+
+    A rebuild keeps every member's state until the end, and each event it decodes allocates a dozen objects:
+    with the collector on, its passes traverse the growing heap of states again and again (measured: about
+    half the cost of decoding an event that is kept). The fold makes no reference cycles (a rebuild with the
+    collector off leaves nothing for ``gc.collect`` to find), so reference counting frees everything it drops
+    and memory is what it would be with the collector on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
-    """Rebuild into fresh tables beside the live ones and switch over in one transaction (service keeps running)."""
+    """Rebuild into fresh tables beside the live ones and switch over in one transaction (service keeps running).
+
+    The cyclic garbage collector is paused meanwhile (:func:`cyclic_gc_paused`): this is a process of its own
+    (``ledger rebuild-projections``), never a server's.
+    """
 
     programs = set(app.program_ids())
     history = history_fold(app)
@@ -24,7 +49,8 @@ def rebuild_projections(app: LedgerApp, backend: Backend) -> dict[str, Any]:
             raise ValueError(f"stream {events[0].stream_id} belongs to no known program")
         return history(state, events)
 
-    report = backend.rebuild(fold, app.due_at)
+    with cyclic_gc_paused():
+        report = backend.rebuild(fold, app.due_at)
     app.writer.forget()
     return {
         "members": report.members,

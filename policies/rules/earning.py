@@ -1,13 +1,13 @@
 """Points and growth value earned by a purchase.
 
-Per line: ``floor(paid_fen * rate * multiplier / 100) + bonus_per_unit * quantity``, exact (``Fraction``), each
-line rounded down separately. The rate is the line category's rate, else ``points_per_cny``; the bonus of a
-designated SKU is added after the multiplier and is not multiplied. Growth is ``floor(total paid_fen / 100)``.
+Per line: ``floor(paid_fen * rate * multiplier / 100) + bonus_per_unit * quantity``, exact (integer arithmetic on
+the ``Fraction``s' numerators and denominators), each line rounded down separately. The rate is the line
+category's rate, else ``points_per_cny``; the bonus of a designated SKU is added after the multiplier and is not
+multiplied. Growth is ``floor(total paid_fen / 100)``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,7 +105,10 @@ def line_rate(policy: Policy, line: OrderLine) -> Fraction:
 def earn_line(policy: Policy, line: OrderLine, multiplier: Fraction) -> LineEarning:
     """What ``line`` earns under ``multiplier``."""
     rate = line_rate(policy, line)
-    base = math.floor(line.paid_fen * rate * multiplier / FEN_PER_CNY)
+    # floor(paid_fen * rate * multiplier / FEN_PER_CNY) on the numerators and denominators: the same exact
+    # rational, one integer floor division (denominators are positive), without building Fractions on the way.
+    numerator = line.paid_fen * rate.numerator * multiplier.numerator
+    base = numerator // (rate.denominator * multiplier.denominator * FEN_PER_CNY)
     bonus = policy.earning.sku_bonus_points.get(line.sku, 0) * line.quantity
     return LineEarning(
         line_id=line.line_id, paid_fen=line.paid_fen, rate=rate, base_points=base, bonus_points=bonus,

@@ -66,3 +66,37 @@ def test_replay_after_version_folds_the_skipped_events(app: LedgerApp, after_ver
     whole = list(app.replay("p", "m"))
     tail = list(app.replay("p", "m", after_version=after_version))
     assert tail == whole[after_version:]
+
+
+def test_verify_reads_the_stream_once_and_compares_the_final_state(
+    app: LedgerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify folds the very events whose chain it checked: one read of the stream, and the state it hands the
+    projection check is the member's state after the last event (as a fresh fold gives it)."""
+    reads: list[str] = []
+    real_read = app.store.read_stream
+
+    def counting_read(stream_id: str, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        reads.append(stream_id)
+        return real_read(stream_id, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.store, "read_stream", counting_read)
+    checked: list[tuple[MemberState, int]] = []
+    real_check = app._check_projection
+    assert real_check is not None
+
+    def check(state: MemberState, entries: list[audit.ReplayEntry]) -> list[str]:
+        checked.append((state, len(entries)))
+        return real_check(state, entries)
+
+    monkeypatch.setattr(app, "_check_projection", check)
+    report = app.verify_member("p", "m")
+    assert report.ok, (report.chain_break, report.mismatches)
+    assert reads == ["member-p-m"]
+    stored = real_read("member-p-m")
+    fresh = MemberState(program_id="p", member_id="m")
+    for s in stored:
+        evolve(fresh, ev.decode(s.payload))
+    [(state, entries)] = checked
+    assert entries == len(stored) == report.events
+    assert state == fresh
