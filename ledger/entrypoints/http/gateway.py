@@ -139,11 +139,13 @@ class HttpGateway:
     def close(self) -> None:
         """Stop accepting connections. The connections open get one more answer each, with ``Connection: close``
         (a call that arrives once the server's gate is shut: ``unavailable``, ``SHUTTING_DOWN``)."""
-        with self._lock:
-            self._closing = True
         self._server.shutdown()
         self._server.take_waiting()  # connected already, in the listen queue: answered, not reset by the close
         self._server.server_close()
+        # Only now do answers say ``Connection: close``: a client told so earlier would connect again at once and
+        # could land in the listen queue between the last accept and the close, to be reset by the kernel.
+        with self._lock:
+            self._closing = True
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is being answered (True), or ``timeout`` (False)."""
