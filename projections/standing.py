@@ -10,7 +10,9 @@ facts: the row holds the growth entries, referral times and every use with its t
 the write.
 
 The document is compact JSON: times are integer microseconds since the Unix epoch (UTC), collections are
-lists of positional arrays in a fixed order, so equal states give equal rows.
+lists of positional arrays in the state's own order (memberships and entitlements in the order the fold added
+them, which breaks ties among equal purchase times as the writer's answer does), so equal states give equal
+rows.
 
 What the rebuilt state holds: version, enrolment time, merge target, tier and its history, review and
 downgrade notice, overrides (their history and the current one), last purchase, growth entries, referrals,
@@ -106,7 +108,7 @@ def _document(s: MemberState) -> dict[str, Any]:
                 m.status,
                 m.benefits_granted,
             ]
-            for m in (s.memberships[k] for k in sorted(s.memberships))
+            for m in s.memberships.values()
         ],
         "entitlements": [
             [
@@ -125,7 +127,7 @@ def _document(s: MemberState) -> dict[str, Any]:
                 _t(e.revoked_at),
                 e.revoked_reason,
             ]
-            for e in (s.entitlements[k] for k in sorted(s.entitlements))
+            for e in s.entitlements.values()
         ],
     }
 

@@ -172,11 +172,11 @@ def test_apply_writes_only_lots_that_changed_and_is_repeatable(ledger: Ledger):
     update = MemberUpdate(PROGRAM, "m1", state, (), simple_due_at(state), ())
 
     def work(apply: Any) -> None:
-        assert apply([update]) == 3  # balance, tier, due; none of the 4 unchanged lots
+        assert apply([update]) == 4  # balance, tier, standing, due; none of the 4 unchanged lots
         state.lots["P-O4"].remaining = 6  # a state that differs in one lot, and lacks another
         gone = state.lots.pop("B-1")
         try:
-            assert apply([update]) == 3 + 1 + 1
+            assert apply([update]) == 4 + 1 + 1
         finally:
             state.lots["P-O4"].remaining = 7
             state.lots["B-1"] = gone
