@@ -1,17 +1,19 @@
 """GetTierState, ListEntitlements and LookupMember under a write load: from the read models, and from the writer.
 
-Run as ``python -m bench.standing_reads [--queries N] [--writers N]`` (under a minute). On a fresh SQLite store
-(durable, ``synchronous=FULL``) with 200 members, each with a few purchases, a paid plan and its entitlements,
-``--writers`` threads record purchases without pause while one thread calls the three query servicer methods
-directly (no network, as ``bench.cost_split``), in two modes:
+Run as ``python -m bench.standing_reads [--rate N] [--seconds S] [--writers N]`` (about a minute). On a fresh
+SQLite store (durable, ``synchronous=FULL``) with 200 members, each with a few purchases and half of them with a
+paid plan and its entitlements, ``--writers`` threads record purchases without pause while one thread calls one
+of the three query servicer methods directly (no network, as ``bench.cost_split``), paced at ``--rate`` calls a
+second, in two modes:
 
 * **read models**: as served (the ``standing`` row, the writer only when something is due);
 * **writer**: the same calls with the read models' standing switched off, so every answer is the writer's
   state (``Peek``), as before the ``standing`` table: what each query cost then.
 
-For each mode and query it prints the wall-clock latency (p50, p99, in ms), the writer trips per query (the
-``Peek`` requests counted at the writer) and the purchases written meanwhile per second. Nothing is written to
-a file; ``BENCHMARKS.md`` quotes a run.
+The read-model mode runs again after the writer mode: the store grows while the writers run, so any drift
+shows between its first and last rows. For each mode and query it prints the wall-clock latency (p50, p99, in ms), the writer trips per query (the
+``Peek`` requests counted at the writer) and the purchases written meanwhile per second (the same query load
+in both modes, so the write rates compare). Nothing is written to a file; ``BENCHMARKS.md`` quotes a run.
 """
 
 from __future__ import annotations
@@ -67,9 +69,16 @@ class _Trips:
 
 
 def _measure(
-    wired: Wired, trips: _Trips, writers: int, queries: int, name: str, one: Callable[[int], object]
+    wired: Wired,
+    trips: _Trips,
+    writers: int,
+    rate: int,
+    seconds: float,
+    name: str,
+    one: Callable[[int], object],
 ) -> tuple[str, float, float, float, float]:
-    """``(name, p50 ms, p99 ms, writer trips per query, purchases per second)`` of ``queries`` calls of ``one``."""
+    """``(name, p50 ms, p99 ms, writer trips per query, purchases per second)``: ``one(i)`` called ``rate`` times a
+    second for ``seconds`` while the writers record purchases without pause."""
     context: Any = _Context()
     writes = LedgerService(wired.app)
     stop = threading.Event()
@@ -83,24 +92,34 @@ def _measure(
     threads = [threading.Thread(target=write, args=(t,), daemon=True) for t in range(writers)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    time.sleep(0.5)
     before_trips, before_written, began = trips.peeks, sum(written), time.perf_counter()
     latencies: list[float] = []
-    for i in range(queries):
+    i = 0
+    while (elapsed := time.perf_counter() - began) < seconds:
+        if elapsed < i / rate:
+            time.sleep(i / rate - elapsed)
         start = time.perf_counter()
         one(i)
         latencies.append(1e3 * (time.perf_counter() - start))
-    seconds = time.perf_counter() - began
-    per_query = (trips.peeks - before_trips) / queries
-    rate = (sum(written) - before_written) / seconds
+        i += 1
+    took = time.perf_counter() - began
+    per_query = (trips.peeks - before_trips) / len(latencies)
+    purchases = (sum(written) - before_written) / took
     stop.set()
     for t in threads:
         t.join()
     latencies.sort()
-    return name, statistics.median(latencies), latencies[int(0.99 * (len(latencies) - 1))], per_query, rate
+    return (
+        name,
+        statistics.median(latencies),
+        latencies[int(0.99 * (len(latencies) - 1))],
+        per_query,
+        purchases,
+    )
 
 
-def run(queries: int, writers: int) -> list[tuple[str, float, float, float, float]]:
+def run(rate: int, seconds: float, writers: int) -> list[tuple[str, float, float, float, float]]:
     wired = _wired()
     trips = _Trips(wired)
     context: Any = _Context()
@@ -123,13 +142,14 @@ def run(queries: int, writers: int) -> list[tuple[str, float, float, float, floa
     app: Any = wired.app
     served = (app._standing_now, app._member_now)
     try:
-        for mode in ("read models", "writer"):
+        # Read models again last: the store grows as the writers run, so a drift shows between the first and last.
+        for mode in ("read models", "writer", "read models"):
             if mode == "writer":
                 app._standing_now = app._member_now = None
             else:
                 app._standing_now, app._member_now = served
             for name, one in calls:
-                rows.append(_measure(wired, trips, writers, queries, f"{name}, {mode}", one))
+                rows.append(_measure(wired, trips, writers, rate, seconds, f"{name}, {mode}", one))
     finally:
         wired.app.close()
     return rows
@@ -137,13 +157,17 @@ def run(queries: int, writers: int) -> list[tuple[str, float, float, float, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--queries", type=int, default=2_000)
+    parser.add_argument("--rate", type=int, default=100, help="queries per second, from one thread")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per row")
     parser.add_argument("--writers", type=int, default=8)
     args = parser.parse_args()
-    print(f"{args.writers} writer threads recording purchases; {args.queries} queries per row, one thread")
+    print(
+        f"{args.writers} writer threads recording purchases; queries paced at {args.rate}/s from one thread, "
+        f"{args.seconds:g} s per row"
+    )
     print(f"{'query, answered by':40} {'p50 ms':>8} {'p99 ms':>8} {'trips/query':>12} {'purchases/s':>12}")
-    for name, p50, p99, per_query, rate in run(args.queries, args.writers):
-        print(f"{name:40} {p50:8.2f} {p99:8.2f} {per_query:12.2f} {rate:12.0f}")
+    for name, p50, p99, per_query, purchases in run(args.rate, args.seconds, args.writers):
+        print(f"{name:40} {p50:8.2f} {p99:8.2f} {per_query:12.2f} {purchases:12.0f}")
 
 
 if __name__ == "__main__":
