@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -34,6 +35,10 @@ START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 PROGRAM = "prop"
 MEMBERS = ("m1", "m2", "m3")
 DEEP = os.environ.get("LEDGER_DEEP_TESTS", "") not in ("", "0")  # `make test-deep`
+
+# A pass takes about 20 s; shrinking a failing history builds a store per attempt and takes minutes (about five
+# for a two-step history), beyond the suite's default timeout.
+pytestmark = pytest.mark.timeout(900)
 
 
 def answers(view: MemberView) -> tuple[Any, list[Any]]:
