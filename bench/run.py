@@ -1177,11 +1177,13 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
         "PostgreSQL replicas): [docs/performance.md](docs/performance.md).",
         "",
     ]
-    from bench import import_rate
+    from bench import import_rate, standing_reads
     from bench.security_overhead import kept_section
 
-    # the figures bench.security_overhead and bench.import_rate wrote stay
-    path.write_text("\n".join(lines) + kept_section(path) + import_rate.kept_section(path))
+    # the figures bench.security_overhead, bench.import_rate and bench.standing_reads wrote stay
+    path.write_text(
+        "\n".join(lines) + kept_section(path) + import_rate.kept_section(path) + standing_reads.kept_section(path)
+    )
 
 
 if __name__ == "__main__":

@@ -13,17 +13,21 @@ second, in two modes:
 The read-model mode runs again after the writer mode: the store grows while the writers run, so any drift
 shows between its first and last rows. For each mode and query it prints the wall-clock latency (p50, p99, in ms), the writer trips per query (the
 ``Peek`` requests counted at the writer) and the purchases written meanwhile per second (the same query load
-in both modes, so the write rates compare). Nothing is written to a file; ``BENCHMARKS.md`` quotes a run.
+in both modes, so the write rates compare). With ``--out`` the figures replace the section between
+``<!-- standing-reads -->`` markers of that file (added at its end if it has none; ``make bench`` keeps it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.cost_split import _Context, _purchase
@@ -36,6 +40,7 @@ from loyalty.v1 import common_pb2, query_pb2
 
 PROGRAM = "little_sprout"
 MEMBERS = 200
+BEGIN, END = "<!-- standing-reads -->", "<!-- /standing-reads -->"
 
 
 def _wired() -> Wired:
@@ -120,6 +125,7 @@ def _measure(
 
 
 def run(rate: int, seconds: float, writers: int) -> list[tuple[str, float, float, float, float]]:
+    """Every query in both modes (read models, writer, read models again), in that order."""
     wired = _wired()
     trips = _Trips(wired)
     context: Any = _Context()
@@ -155,19 +161,68 @@ def run(rate: int, seconds: float, writers: int) -> list[tuple[str, float, float
     return rows
 
 
+Row = tuple[str, float, float, float, float]
+
+
+def report(rows: list[Row], rate: int, seconds: float, writers: int) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        BEGIN,
+        "## Tier state, entitlements and look-up under a write load",
+        "",
+        f"`python -m bench.standing_reads --rate {rate} --seconds {seconds:g} --writers {writers}`, "
+        f"{platform.machine()} with {os.cpu_count()} CPUs (load average {load:.1f} at the end): {writers} threads "
+        f"record purchases without pause while one thread calls the query, {rate} calls/s for {seconds:g} s per row; "
+        f"the servicer methods in process on an embedded SQLite store (`synchronous=FULL`), {MEMBERS} members. "
+        '"writer": the same calls with the `standing` read model switched off, as every such call was answered '
+        "before it (a `Peek` through the writer thread). The store grows while the writers run, so the read-model "
+        "rows are measured again last: compare the write rates of the writer rows with those.",
+        "",
+        "| query, answered by | p50 ms | p99 ms | writer trips per query | purchases/s meanwhile |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {n} | {p50:.2f} | {p99:.2f} | {trips:.2f} | {rate_:,.0f} |" for n, p50, p99, trips, rate_ in rows
+    ]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def kept_section(path: Path) -> str:
+    """This section of ``path`` with a blank line before it, or "" (for bench/run.py, which rewrites the rest)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+    return ""
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, default=100, help="queries per second, from one thread")
     parser.add_argument("--seconds", type=float, default=4.0, help="per row")
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--out", help="replace this section of the file (e.g. BENCHMARKS.md)")
     args = parser.parse_args()
     print(
         f"{args.writers} writer threads recording purchases; queries paced at {args.rate}/s from one thread, "
         f"{args.seconds:g} s per row"
     )
     print(f"{'query, answered by':40} {'p50 ms':>8} {'p99 ms':>8} {'trips/query':>12} {'purchases/s':>12}")
-    for name, p50, p99, per_query, purchases in run(args.rate, args.seconds, args.writers):
+    rows = run(args.rate, args.seconds, args.writers)
+    for name, p50, p99, per_query, purchases in rows:
         print(f"{name:40} {p50:8.2f} {p99:8.2f} {per_query:12.2f} {purchases:12.0f}")
+    if args.out:
+        write_section(Path(args.out), report(rows, args.rate, args.seconds, args.writers))
 
 
 if __name__ == "__main__":
