@@ -127,7 +127,12 @@ def test_the_standing_row_is_written_with_the_append_and_read_back(ledger: Ledge
 def test_members_whose_standing_row_predates_the_table_have_none_until_a_rebuild(ledger: Ledger):
     before = ledger.dump()
     ledger.execute("DROP TABLE standing")  # a store made before the table
-    again = type(ledger)(ledger.path if isinstance(ledger, SqliteLedger) else ledger.url)  # type: ignore[arg-type, union-attr]
+    again: Ledger
+    if isinstance(ledger, SqliteLedger):
+        again = SqliteLedger(ledger.path)  # opening it creates the missing table, empty
+    else:
+        assert isinstance(ledger, PgLedger)
+        again = PgLedger(ledger.url)
     try:
         assert again.reads.standing_now(PROGRAM, "m1") is None
         both = again.reads.member_now(PROGRAM, "m1", sh(2026, 6, 1))
