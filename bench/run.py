@@ -1177,11 +1177,14 @@ def write_report(path: Path, plan: Plan, *, figures: list[StoreFigures], echo_ru
         "PostgreSQL replicas): [docs/performance.md](docs/performance.md).",
         "",
     ]
-    from bench import import_rate, replay_rebuild
+    from bench import import_rate, replay_rebuild, standing_reads
     from bench.security_overhead import kept_section
 
-    # the figures bench.security_overhead, bench.import_rate and bench.replay_rebuild wrote stay
-    kept = kept_section(path) + import_rate.kept_section(path) + replay_rebuild.kept_section(path)
+    # the figures bench.security_overhead, bench.import_rate, bench.replay_rebuild and bench.standing_reads wrote stay
+    kept = (
+        kept_section(path) + import_rate.kept_section(path) + replay_rebuild.kept_section(path)
+        + standing_reads.kept_section(path)
+    )
     path.write_text("\n".join(lines) + kept)
 
 

@@ -21,6 +21,7 @@ from projections.rows import (
     MembershipRow,
     TierRow,
 )
+from projections.standing import StandingRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -121,5 +122,6 @@ MEMBERSHIP = RowCodec(
 HISTORY = RowCodec(
     HistoryRow, "history", ("program_id", "member_id", "version"), ("occurred_at", "recorded_at")
 )
+STANDING = RowCodec(StandingRow, "standing", ("program_id", "member_id"))
 IDENTITY = RowCodec(IdentityRow, "identity", ("program_id", "identity"))
 DUE = RowCodec(DueRow, "due", ("program_id", "member_id"), ("due_at",))

@@ -37,6 +37,7 @@ from projections.rows import (
     MembershipRow,
     TierRow,
 )
+from projections.standing import StandingRow
 from projections.update import DEFAULT_CHECKPOINT
 
 MAX_PAGE_SIZE: Final = 1000
@@ -61,6 +62,21 @@ class BalanceNow(NamedTuple):
     next_expiry_at: datetime | None
     next_expiry_points: int
     expiring_soon: int
+
+
+class StandingNow(NamedTuple):
+    """A member's standing row and its next due moment (one snapshot)."""
+
+    row: StandingRow
+    due_at: datetime | None
+
+
+class MemberNow(NamedTuple):
+    """A member's balance as :class:`BalanceNow` and its standing row, from one snapshot (None: no standing row
+    yet, e.g. written before the table existed)."""
+
+    balance: BalanceNow
+    standing: StandingRow | None
 
 
 class InvalidPageToken(ValueError):
@@ -126,6 +142,16 @@ class ReadModelQueries:
             f"(SELECT coalesce(sum(l.remaining), 0) {live} AND l.expires_at >= ? AND l.expires_at < ?) "
             f"FROM {p}balance b WHERE b.program_id = ? AND b.member_id = ?"
         )
+        standing_of_b = f"FROM {p}standing s WHERE s.program_id = b.program_id AND s.member_id = b.member_id"
+        self._sql_member_now = self._sql_balance_now.replace(
+            f" FROM {p}balance b WHERE",
+            f", (SELECT s.version {standing_of_b}), (SELECT s.document {standing_of_b}) FROM {p}balance b WHERE",
+        )
+        self._sql_standing_now = (
+            f"SELECT s.program_id, s.member_id, s.version, s.document, "
+            f"(SELECT d.due_at FROM {p}due d WHERE d.program_id = s.program_id AND d.member_id = s.member_id) "
+            f"FROM {p}standing s WHERE s.program_id = ? AND s.member_id = ?"
+        )
         self._sql_history_head = f"SELECT max(version) FROM {p}history{member}"
         self._sql_history_through = (
             f"SELECT {', '.join(HISTORY.columns)}, ({self._sql_history_head}) FROM {p}history{member} "
@@ -173,6 +199,39 @@ class ReadModelQueries:
             next_expiry_points=int(next_points),
             expiring_soon=int(expiring),
         )
+
+    def standing_now(self, program_id: str, member_id: str) -> StandingNow | None:
+        """The member's standing row (the facts its tier state and entitlements are computed from) and when it
+        next has time-driven work, from one statement (None: no row)."""
+        rows = self._run(self._sql_standing_now, (program_id, member_id))
+        if not rows:
+            return None
+        program, member, version, document, due_at = rows[0]
+        return StandingNow(
+            StandingRow(str(program), str(member), int(version), str(document)),
+            from_micros(due_at) if due_at is not None else None,
+        )
+
+    def member_now(self, program_id: str, member_id: str, now: datetime) -> MemberNow | None:
+        """:meth:`balance_now` with the member's standing row, from one statement (one snapshot): what a
+        look-up shows (None: no balance row)."""
+        soon = to_micros(now + EXPIRING_SOON)
+        member = (program_id, member_id)
+        rows = self._run(self._sql_member_now, (*member, *member, *member, *member, to_micros(now), soon, *member))
+        if not rows:
+            return None
+        row = rows[0]
+        n = len(BALANCE.columns)
+        due_at, next_expiry, next_points, expiring, version, document = row[n : n + 6]
+        balance = BalanceNow(
+            BALANCE.decode(row[:n]),
+            due_at=from_micros(due_at) if due_at is not None else None,
+            next_expiry_at=from_micros(next_expiry) if next_expiry is not None else None,
+            next_expiry_points=int(next_points),
+            expiring_soon=int(expiring),
+        )
+        standing = None if version is None else StandingRow(program_id, member_id, int(version), str(document))
+        return MemberNow(balance, standing)
 
     def tier(self, program_id: str, member_id: str) -> TierRow | None:
         rows = self._run(self._sql_tier, (program_id, member_id))

@@ -24,6 +24,7 @@ from ledger.domain.queries import LotStatus, growth_delta, lot_status, order_of,
 from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
+from projections.standing import StandingRow, standing_row
 
 # -- rows -------------------------------------------------------------------------------------------------------
 
@@ -162,6 +163,7 @@ class MemberRows:
     entitlements: tuple[EntitlementRow, ...]
     memberships: tuple[MembershipRow, ...]
     identities: tuple[IdentityRow, ...]
+    standing: StandingRow
 
 
 # -- from the state ---------------------------------------------------------------------------------------------
@@ -278,6 +280,7 @@ def member_rows(state: MemberState) -> MemberRows:
         entitlements=tuple(entitlement_row(state, state.entitlements[k]) for k in sorted(state.entitlements)),
         memberships=tuple(membership_row(state, state.memberships[k]) for k in sorted(state.memberships)),
         identities=tuple(IdentityRow(state.program_id, i, state.member_id) for i in member_identities(state)),
+        standing=standing_row(state),
     )
 
 

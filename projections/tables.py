@@ -11,6 +11,7 @@ TABLES: Final = (
     "entitlement",
     "membership",
     "history",
+    "standing",
     "identity",
     "due",
     "projection_checkpoint",

@@ -68,11 +68,12 @@ class Projector(Protocol):
 
 
 if TYPE_CHECKING:
-    from projections.queries import BalanceNow, LotsPage
+    from projections.queries import BalanceNow, LotsPage, MemberNow, StandingNow
 
 
 class ReadModels(Protocol):
-    """What the application reads back from the read models: identity owners, members with work due, balances."""
+    """What the application reads back from the read models: identity owners, members with work due, balances,
+    history and lot pages, standings."""
 
     def lookup_identity(self, program_id: str, identity: str) -> str | None: ...
 
@@ -87,3 +88,7 @@ class ReadModels(Protocol):
     def lots_in_debit_order(
         self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, limit: int
     ) -> LotsPage | None: ...
+
+    def standing_now(self, program_id: str, member_id: str) -> StandingNow | None: ...
+
+    def member_now(self, program_id: str, member_id: str, now: datetime) -> MemberNow | None: ...

@@ -24,6 +24,7 @@ from projections.codec import (
     HISTORY,
     LOT,
     MEMBERSHIP,
+    STANDING,
     TIER,
     RowCodec,
 )
@@ -154,6 +155,7 @@ def compare(
 
     one(BALANCE, [expected.balance])
     one(TIER, [expected.tier])
+    one(STANDING, [expected.standing])
     one(LOT, expected.lots)
     one(ENTITLEMENT, expected.entitlements)
     one(MEMBERSHIP, expected.memberships)

@@ -1,8 +1,10 @@
-"""Answering the member queries: balance, lots and history pages from the read models, or the writer's state.
+"""Answering the member queries: balance, lots, history pages, tier state, entitlements and look-ups from the
+read models, or the writer's state.
 
 :class:`MemberReads` is a part of :class:`~ledger.application.service.LedgerApp`. The read models answer when
-they can answer for now (nothing due for the member, the caller's ``min_version`` reached, the columns a page
-needs present); otherwise the member's state from the writer (due work applied first) or a replay answers.
+they can answer for now (nothing due for the member, the caller's ``min_version`` reached, the rows and columns
+an answer needs present); otherwise the member's state from the writer (due work applied first) or a replay
+answers. Either way the same domain functions compute the answer.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from zoneinfo import ZoneInfo
 
 from ledger.domain import program as prog
 from ledger.domain.errors import InvalidCommand
-from ledger.domain.queries import BalanceFigures, balance_figures, growth_delta, lot_status, order_of, summary
+from ledger.domain.queries import (
+    BalanceFigures,
+    balance_figures,
+    current_tier,
+    growth_delta,
+    lot_status,
+    order_of,
+    summary,
+)
 from ledger.domain.state import Balances, MemberState
 from policies import PolicyVersion
-from projections.queries import BalanceNow, LotsPage
+from projections.queries import BalanceNow, LotsPage, MemberNow, StandingNow
 from projections.rows import HistoryRow, LotRow, lot_row
+from projections.standing import standing_state
 
 if TYPE_CHECKING:
     from ledger.application.audit import ReplayEntry
@@ -31,6 +42,18 @@ class MemberView:
     state: MemberState
     now: datetime
     policy: PolicyVersion
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLookup:
+    """What LookupMember shows of the member an identity resolves to."""
+
+    member_id: str
+    merged_into: str | None
+    tier: str
+    """In effect now."""
+    enrolled_at: datetime | None
+    balance: BalanceFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +88,32 @@ def _net(b: Balances) -> int:
     return b.active + b.pending - b.arrears
 
 
+def _nothing_due(due_at: datetime | None, now: datetime) -> bool:
+    """Whether a member whose next due moment is ``due_at`` has nothing due at ``now`` (its rows are current)."""
+    return due_at is None or due_at > now
+
+
+def _figures(found: BalanceNow, now: datetime) -> BalanceFigures:
+    """:class:`BalanceFigures` from a balance row and its figures at ``now`` (as ``balance_figures`` of the state)."""
+    r = found.row
+    return BalanceFigures(
+        member_id=r.member_id,
+        active=r.active,
+        pending=r.pending,
+        held=r.held,
+        available=max(r.available, 0),
+        arrears=r.arrears,
+        expiring_soon=found.expiring_soon,
+        next_expiry_at=found.next_expiry_at,
+        next_expiry_points=found.next_expiry_points,
+        lifetime_earned=r.lifetime_earned,
+        lifetime_redeemed=r.lifetime_redeemed,
+        lifetime_expired=r.lifetime_expired,
+        version=r.version,
+        as_of=now,
+    )
+
+
 def _entry_of(r: HistoryRow) -> HistoryEntry:
     assert r.event_id is not None and r.tier_after is not None
     return HistoryEntry(
@@ -91,6 +140,8 @@ class MemberReads:
         _balance_now: Callable[[str, str, datetime], BalanceNow | None] | None
         _history_through: Callable[[str, str, int | None, int], tuple[list[HistoryRow], int]] | None
         _lots_in_debit_order: Callable[[str, str, Sequence[str], int, int], LotsPage | None] | None
+        _standing_now: Callable[[str, str], StandingNow | None] | None
+        _member_now: Callable[[str, str, datetime], MemberNow | None] | None
 
         shared: bool
 
@@ -103,6 +154,8 @@ class MemberReads:
         def time_zone(self, program_id: str) -> ZoneInfo: ...
 
         def view(self, program_id: str, member_id: str) -> MemberView: ...
+
+        def lookup(self, program_id: str, kind: str, value: str) -> str: ...
 
         def replay(self, program_id: str, member_id: str, after_version: int = 0) -> Iterator[ReplayEntry]: ...
 
@@ -122,26 +175,54 @@ class MemberReads:
         if self._balance_now is not None:
             now = self._now_for_reads(program_id)
             found = self._balance_now(program_id, member_id, now)
-            if found is not None and found.row.version >= min_version and (found.due_at is None or found.due_at > now):
-                r = found.row
-                return BalanceFigures(
-                    member_id=member_id,
-                    active=r.active,
-                    pending=r.pending,
-                    held=r.held,
-                    available=max(r.available, 0),
-                    arrears=r.arrears,
-                    expiring_soon=found.expiring_soon,
-                    next_expiry_at=found.next_expiry_at,
-                    next_expiry_points=found.next_expiry_points,
-                    lifetime_earned=r.lifetime_earned,
-                    lifetime_redeemed=r.lifetime_redeemed,
-                    lifetime_expired=r.lifetime_expired,
-                    version=r.version,
-                    as_of=now,
-                )
+            if found is not None and found.row.version >= min_version and _nothing_due(found.due_at, now):
+                return _figures(found, now)
         view = self.view(program_id, member_id)
         return balance_figures(view.state, view.now)
+
+    def standing_view(self, program_id: str, member_id: str, min_version: int = 0) -> MemberView:
+        """The member now for its tier state and entitlements (GetTierState, ListEntitlements).
+
+        From the read models (the standing row, :mod:`projections.standing`) when nothing is due for the member
+        and the row has reached ``min_version``: the view's state then holds only the facts those answers read
+        (no lots, holds or orders), which the same domain functions turn into the same answers. Otherwise the
+        writer's full state, after the due work (a review, a grant, an override ending, a membership lapsing)."""
+        self.program(program_id)
+        if self._standing_now is not None:
+            now = self._now_for_reads(program_id)
+            found = self._standing_now(program_id, member_id)
+            if found is not None and found.row.version >= min_version and _nothing_due(found.due_at, now):
+                policy = self.program(program_id).policies.in_force_at(now)
+                return MemberView(standing_state(found.row), now, policy)
+        return self.view(program_id, member_id)
+
+    def look_up(self, program_id: str, kind: str, value: str) -> MemberLookup:
+        """The member an identity resolves to (the identity read model: an erased member's identities are gone,
+        so it is not found), with its tier in effect now and its balance: from the balance and standing rows
+        (one snapshot) when nothing is due for the member and both rows are of the same version, else from the
+        writer's state."""
+        member_id = self.lookup(program_id, kind, value)
+        if self._member_now is not None:
+            now = self._now_for_reads(program_id)
+            found = self._member_now(program_id, member_id, now)
+            if (
+                found is not None
+                and found.standing is not None
+                and found.standing.version == found.balance.row.version
+                and _nothing_due(found.balance.due_at, now)
+            ):
+                state = standing_state(found.standing)
+                policy = self.program(program_id).policies.in_force_at(now).policy
+                tier = current_tier(state, policy, now)
+                return MemberLookup(member_id, state.merged_into, tier, state.enrolled_at, _figures(found.balance, now))
+        view = self.view(program_id, member_id)
+        return MemberLookup(
+            member_id,
+            view.state.merged_into,
+            current_tier(view.state, view.policy.policy, view.now),
+            view.state.enrolled_at,
+            balance_figures(view.state, view.now),
+        )
 
     def lots(
         self, program_id: str, member_id: str, statuses: Sequence[str], offset: int, size: int

@@ -54,7 +54,7 @@ from ledger.eventlog.port import (
     WrongExpectedVersion,
 )
 from policies import NoPolicyInForce, OrderEarning, PolicyVersion, dump_policy
-from projections.queries import BalanceNow, LotsPage
+from projections.queries import BalanceNow, LotsPage, MemberNow, StandingNow
 from projections.rows import HistoryRow
 
 TICK_CHUNK = 500
@@ -79,6 +79,8 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
         balance_now: Callable[[str, str, datetime], BalanceNow | None] | None = None,
         history_through: Callable[[str, str, int | None, int], tuple[list[HistoryRow], int]] | None = None,
         lots_in_debit_order: Callable[[str, str, Sequence[str], int, int], LotsPage | None] | None = None,
+        standing_now: Callable[[str, str], StandingNow | None] | None = None,
+        member_now: Callable[[str, str, datetime], MemberNow | None] | None = None,
         pepper: bytes = b"little-sprout-dev-pepper",
         max_batch: int = 256,
         max_queue: int = 1_000,
@@ -95,6 +97,8 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
         self._balance_now = balance_now
         self._history_through = history_through
         self._lots_in_debit_order = lots_in_debit_order
+        self._standing_now = standing_now
+        self._member_now = member_now
         self._pepper = pepper
         self._programs: dict[str, prog.ProgramState] = {}
         self._program_lock = threading.RLock()

@@ -36,6 +36,7 @@ from projections.codec import (
     IDENTITY,
     LOT,
     MEMBERSHIP,
+    STANDING,
     TIER,
     RowCodec,
 )
@@ -60,7 +61,7 @@ from tests.unit.projections.projection_timeline import (
 
 BACKENDS = ("sqlite", "postgres")
 
-_KEYED: tuple[RowCodec[Any], ...] = (BALANCE, TIER, DUE, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY)
+_KEYED: tuple[RowCodec[Any], ...] = (BALANCE, TIER, DUE, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY, STANDING)
 
 
 class Ledger:

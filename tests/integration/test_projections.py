@@ -25,6 +25,7 @@ from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
 from ledger.testing.postgres import fresh_schema, require_postgres
 from projections.rows import DueRow, HistoryRow, member_rows
+from projections.standing import standing_row, standing_state
 from projections.update import MemberUpdate
 from projections.verify import ROW, Mismatch, compare
 from tests.integration.projection_backends import (
@@ -109,6 +110,39 @@ def test_rows_are_written_with_the_append_and_read_back(ledger: Ledger):
     assert reads.checkpoint("other") == 0
 
 
+def test_the_standing_row_is_written_with_the_append_and_read_back(ledger: Ledger):
+    for member_id in ("m1", "m2", "m3"):
+        state = ledger.state(member_id)
+        found = ledger.reads.standing_now(PROGRAM, member_id)
+        assert found is not None and found.row == member_rows(state).standing
+        assert found.due_at == ledger.reads.balance_now(PROGRAM, member_id, sh(2026, 6, 1)).due_at  # type: ignore[union-attr]
+        assert standing_row(standing_state(found.row)) == found.row  # the facts survive the round trip
+        both = ledger.reads.member_now(PROGRAM, member_id, sh(2026, 6, 1))
+        assert both is not None and both.standing == found.row
+        assert both.balance == ledger.reads.balance_now(PROGRAM, member_id, sh(2026, 6, 1))
+    assert ledger.reads.standing_now(PROGRAM, "nobody") is None
+    assert ledger.reads.member_now(PROGRAM, "nobody", sh(2026, 6, 1)) is None
+
+
+def test_members_whose_standing_row_predates_the_table_have_none_until_a_rebuild(ledger: Ledger):
+    before = ledger.dump()
+    ledger.execute("DROP TABLE standing")  # a store made before the table
+    again: Ledger
+    if isinstance(ledger, SqliteLedger):
+        again = SqliteLedger(ledger.path)  # opening it creates the missing table, empty
+    else:
+        assert isinstance(ledger, PgLedger)
+        again = PgLedger(ledger.url)
+    try:
+        assert again.reads.standing_now(PROGRAM, "m1") is None
+        both = again.reads.member_now(PROGRAM, "m1", sh(2026, 6, 1))
+        assert both is not None and both.standing is None  # the balance is there, the standing is not
+        again.rebuild()
+        assert again.dump() == before
+    finally:
+        again.close()
+
+
 def test_lot_pages(ledger: Ledger):
     reads = ledger.reads
     open_lots, token = reads.lots(PROGRAM, "m1", include_closed=False, page_size=10)
@@ -172,11 +206,11 @@ def test_apply_writes_only_lots_that_changed_and_is_repeatable(ledger: Ledger):
     update = MemberUpdate(PROGRAM, "m1", state, (), simple_due_at(state), ())
 
     def work(apply: Any) -> None:
-        assert apply([update]) == 3  # balance, tier, due; none of the 4 unchanged lots
+        assert apply([update]) == 4  # balance, tier, standing, due; none of the 4 unchanged lots
         state.lots["P-O4"].remaining = 6  # a state that differs in one lot, and lacks another
         gone = state.lots.pop("B-1")
         try:
-            assert apply([update]) == 3 + 1 + 1
+            assert apply([update]) == 4 + 1 + 1
         finally:
             state.lots["P-O4"].remaining = 7
             state.lots["B-1"] = gone
@@ -312,6 +346,15 @@ def test_verify_names_a_tampered_balance_field(ledger: Ledger):
     found = verify_all(ledger)
     assert found == [Mismatch("balance", (PROGRAM, "m1"), "active", 90, 95)]
     assert str(found[0]) == "balance[little_sprout/m1].active: expected 90, found 95"
+
+
+def test_verify_names_a_tampered_standing_row(ledger: Ledger):
+    ledger.execute(f"UPDATE standing SET version = version + 1 WHERE program_id = {P} AND member_id = 'm2'")
+    version = ledger.state("m2").version
+    assert verify_all(ledger) == [Mismatch("standing", (PROGRAM, "m2"), "version", version, version + 1)]
+    ledger.execute(f"DELETE FROM standing WHERE program_id = {P} AND member_id = 'm2'")
+    [missing] = verify_all(ledger)
+    assert (missing.table, missing.key, missing.actual) == ("standing", (PROGRAM, "m2"), None)
 
 
 def test_verify_finds_missing_extra_and_changed_rows(ledger: Ledger):

@@ -29,3 +29,18 @@ def test_the_replay_rebuild_section_is_replaced_in_place_and_kept(tmp_path: Path
     assert path.read_text() == f"# Benchmarks\n\n{BEGIN}\nsecurity\n{END}\n\n{begin}\nsecond\n{end}\n"
     assert replay_rebuild.kept_section(path) == f"\n{begin}\nsecond\n{end}\n"
     assert kept_section(path) == f"\n{BEGIN}\nsecurity\n{END}\n"
+
+
+def test_the_standing_reads_section_is_kept_beside_the_others(tmp_path: Path) -> None:
+    from bench import standing_reads
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Benchmarks\n\n{BEGIN}\nsecurity\n{END}\n")
+    standing_reads.write_section(path, f"{standing_reads.BEGIN}\nfirst\n{standing_reads.END}")
+    standing_reads.write_section(path, f"{standing_reads.BEGIN}\nsecond\n{standing_reads.END}")
+    assert kept_section(path) == f"\n{BEGIN}\nsecurity\n{END}\n"
+    assert standing_reads.kept_section(path) == f"\n{standing_reads.BEGIN}\nsecond\n{standing_reads.END}\n"
+    row = ("GetTierState, read models", 0.3, 1.1, 0.0, 1_209.0)
+    section = standing_reads.report([row], 100, 4.0, 8)
+    assert section.startswith(standing_reads.BEGIN) and section.endswith(standing_reads.END)
+    assert "| GetTierState, read models | 0.30 | 1.10 | 0.00 | 1,209 |" in section

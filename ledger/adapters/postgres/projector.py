@@ -2,7 +2,7 @@
 :class:`~ledger.adapters.sqlite.projector.SqliteProjector` (same methods, same semantics, same rows).
 
 ``apply`` runs inside the caller's transaction (the event store's append) and never begins, commits or rolls
-back. For each member of a batch it replaces the ``balance``, ``tier_state`` and ``due`` rows, brings the
+back. For each member of a batch it replaces the ``balance``, ``tier_state``, ``standing`` and ``due`` rows, brings the
 ``lot``, ``entitlement`` and ``membership`` rows in line with the state (reading the stored rows of the batch's
 members, writing only the rows that are new or differ, deleting the ones the state no longer has), upserts the
 history rows (applying the same update twice is harmless), points new identities at the member, and moves
@@ -36,11 +36,20 @@ from projections.codec import (
     IDENTITY,
     LOT,
     MEMBERSHIP,
+    STANDING,
     TIER,
     RowCodec,
     opt_micros,
 )
-from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
+from projections.rows import (
+    HistoryRow,
+    balance_row,
+    entitlement_row,
+    lot_row,
+    membership_row,
+    tier_row,
+)
+from projections.standing import standing_row
 from projections.update import DEFAULT_CHECKPOINT, MemberUpdate, encode_history, erases
 
 __all__ = ["DEFAULT_CHECKPOINT", "MemberUpdate", "PgProjector"]
@@ -119,6 +128,7 @@ class PgProjector:
         p = prefix
         self._sql_balance = BALANCE.upsert(p + BALANCE.table)
         self._sql_tier = TIER.upsert(p + TIER.table)
+        self._sql_standing = STANDING.upsert(p + STANDING.table)
         self._sql_due = DUE.upsert(p + DUE.table)
         self._sql_history = HISTORY.upsert(p + HISTORY.table)
         self._sql_identity = IDENTITY.upsert(p + IDENTITY.table)
@@ -213,6 +223,7 @@ class PgProjector:
             p = self.prefix
             _copy(conn, BALANCE, p + BALANCE.table, [BALANCE.encode(balance_row(u.state)) for u in members])
             _copy(conn, TIER, p + TIER.table, [TIER.encode(tier_row(u.state)) for u in members])
+            _copy(conn, STANDING, p + STANDING.table, [tuple(standing_row(u.state)) for u in members])
             _copy(
                 conn, DUE, p + DUE.table, [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members]
             )
@@ -281,6 +292,7 @@ class PgProjector:
         with conn.cursor() as cur:
             cur.executemany(self._sql_balance, [BALANCE.encode(balance_row(u.state)) for u in members])
             cur.executemany(self._sql_tier, [TIER.encode(tier_row(u.state)) for u in members])
+            cur.executemany(self._sql_standing, [tuple(standing_row(u.state)) for u in members])
             cur.executemany(
                 self._sql_due,
                 [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members],

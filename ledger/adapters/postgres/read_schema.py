@@ -155,6 +155,15 @@ _TABLE_DDL: Final = {
             tier_after           TEXT
         )
     """,
+    "standing": f"""
+        CREATE TABLE IF NOT EXISTS {{p}}standing (
+            program_id {_T} NOT NULL,
+            member_id  {_T} NOT NULL,
+            version    BIGINT NOT NULL,
+            document   TEXT   NOT NULL,
+            CONSTRAINT {{p}}standing_pkey PRIMARY KEY (program_id, member_id)
+        )
+    """,
     "identity": f"""
         CREATE TABLE IF NOT EXISTS {{p}}identity (
             program_id {_T} NOT NULL,
@@ -187,6 +196,7 @@ _CONSTRAINTS: Final = {
     "entitlement": ("entitlement_pkey",),
     "membership": ("membership_pkey",),
     "history": (),
+    "standing": ("standing_pkey",),
     "identity": ("identity_pkey",),
     "due": ("due_pkey",),
     "projection_checkpoint": ("projection_checkpoint_pkey",),

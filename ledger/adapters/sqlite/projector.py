@@ -5,7 +5,7 @@ commit (or roll back) with the events they come from. The projector never begins
 
 For each member of a batch ``apply``
 
-- replaces its ``balance``, ``tier_state`` and ``due`` rows;
+- replaces its ``balance``, ``tier_state``, ``standing`` and ``due`` rows;
 - brings its ``lot``, ``entitlement`` and ``membership`` rows in line with the state: it reads the stored
   rows of the batch's members (one query per table and program, in chunks of members) and writes only the
   rows that are new or differ, and deletes rows the state no longer has, so a member with hundreds of closed
@@ -32,11 +32,20 @@ from projections.codec import (
     HISTORY,
     LOT,
     MEMBERSHIP,
+    STANDING,
     TIER,
     RowCodec,
     opt_micros,
 )
-from projections.rows import HistoryRow, balance_row, entitlement_row, lot_row, membership_row, tier_row
+from projections.rows import (
+    HistoryRow,
+    balance_row,
+    entitlement_row,
+    lot_row,
+    membership_row,
+    tier_row,
+)
+from projections.standing import standing_row
 from projections.update import DEFAULT_CHECKPOINT, Encoded, MemberKey, MemberUpdate, encode_history, erases
 
 _CHUNK: Final = 400  # member ids per IN (...) list
@@ -51,6 +60,7 @@ class SqliteProjector:
         p = prefix
         self._sql_balance = BALANCE.insert(p + BALANCE.table, replace=True)
         self._sql_tier = TIER.insert(p + TIER.table, replace=True)
+        self._sql_standing = STANDING.insert(p + STANDING.table, replace=True)
         self._sql_history = HISTORY.insert(p + HISTORY.table, replace=True)
         self._sql_history_fresh = HISTORY.insert(p + HISTORY.table)
         self._sql_due = f"INSERT OR REPLACE INTO {p}due (program_id, member_id, due_at) VALUES (?, ?, ?)"
@@ -170,6 +180,7 @@ class SqliteProjector:
             return
         conn.executemany(self._sql_balance, [BALANCE.encode(balance_row(u.state)) for u in members])
         conn.executemany(self._sql_tier, [TIER.encode(tier_row(u.state)) for u in members])
+        conn.executemany(self._sql_standing, [tuple(standing_row(u.state)) for u in members])
         conn.executemany(self._sql_due, [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members])
         entitlements = {
             (u.program_id, u.member_id): [

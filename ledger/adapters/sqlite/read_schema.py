@@ -136,6 +136,15 @@ _TABLE_DDL: Final = {
             tier_after           TEXT
         )
     """,
+    "standing": """
+        CREATE TABLE IF NOT EXISTS {p}standing (
+            program_id TEXT    NOT NULL,
+            member_id  TEXT    NOT NULL,
+            version    INTEGER NOT NULL,
+            document   TEXT    NOT NULL,
+            PRIMARY KEY (program_id, member_id)
+        ) WITHOUT ROWID
+    """,
     "identity": """
         CREATE TABLE IF NOT EXISTS {p}identity (
             program_id TEXT NOT NULL,

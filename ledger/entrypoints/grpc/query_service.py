@@ -37,11 +37,12 @@ def _times(request: Any) -> tuple[datetime | None, datetime | None] | None:
 
 
 class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServicer):
-    def _view_at(self, request: Any) -> MemberView:
-        """The member now, or folded from the log as of ``as_of`` as known at ``as_known_at`` when either is set."""
+    def _standing_at(self, request: Any) -> MemberView:
+        """The member now for its tier state and entitlements (the read models when they are current, else the
+        writer), or folded from the log as of ``as_of`` as known at ``as_known_at`` when either is set."""
         times = _times(request)
         if times is None:
-            return self._view(request.program_id, request.member_id)
+            return self.app.standing_view(request.program_id, request.member_id)
         return member_as_of(self.app, request.program_id, request.member_id, *times)
 
     @staticmethod
@@ -72,19 +73,16 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
             c.enum("identity.kind", request.identity.kind, common_pb2.IdentityKind)
             c.text("identity.value", request.identity.value, required=True)
         c.done()
-        member_id = self.app.lookup(
+        found = self.app.look_up(
             request.program_id, cv.IDENTITY_KINDS[request.identity.kind], request.identity.value
         )
-        view = self._view(request.program_id, member_id)
         response = query_pb2.LookupMemberResponse(
-            member_id=member_id,
-            status=query_pb2.MEMBER_STATUS_MERGED
-            if view.state.merged_into
-            else query_pb2.MEMBER_STATUS_ACTIVE,
-            tier=queries.current_tier(view.state, view.policy.policy, view.now),
-            balance=cv.balance(view.state, view.now),
+            member_id=found.member_id,
+            status=query_pb2.MEMBER_STATUS_MERGED if found.merged_into else query_pb2.MEMBER_STATUS_ACTIVE,
+            tier=found.tier,
+            balance=cv.balance_message(found.balance),
         )
-        cv.stamp(response.enrolled_at, view.state.enrolled_at)
+        cv.stamp(response.enrolled_at, found.enrolled_at)
         return response
 
     @rpc
@@ -208,7 +206,7 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         self, request: query_pb2.GetTierStateRequest, context: grpc.ServicerContext
     ) -> query_pb2.GetTierStateResponse:
         self._member(request)
-        view = self._view_at(request)
+        view = self._standing_at(request)
         return query_pb2.GetTierStateResponse(
             tier_state=cv.tier_state(view.state, view.policy.policy, view.now)
         )
@@ -224,7 +222,7 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         for i, s in enumerate(request.statuses):
             c.enum(f"statuses[{i}]", s, member_pb2.EntitlementStatus)
         c.done()
-        view = self._view_at(request)
+        view = self._standing_at(request)
         wanted = set(request.statuses)
         items = [
             cv.entitlement(ent, view.policy.policy, view.now)

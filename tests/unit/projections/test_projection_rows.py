@@ -25,6 +25,7 @@ from projections.codec import (
     IDENTITY,
     LOT,
     MEMBERSHIP,
+    STANDING,
     TIER,
     RowCodec,
     from_micros,
@@ -421,7 +422,7 @@ def test_table_columns_match_the_row_fields():
     conn = sqlite3.connect(":memory:")
     for statement in table_statements("x_"):
         conn.execute(statement)
-    codecs = {c.table: c for c in (BALANCE, TIER, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY, DUE)}
+    codecs = {c.table: c for c in (BALANCE, TIER, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY, DUE, STANDING)}
     for table in TABLES:
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info(x_{table})"))
         if table in codecs:
