@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import sections
 from ledger.application.clock import ManualClock
 from ledger.application.importing import MemberImport
 from ledger.bootstrap import Settings, build, reference_document
@@ -101,20 +102,11 @@ def report(rows: int, chunk: int, figures: dict[str, float]) -> str:
 
 def kept_section(path: Path) -> str:
     """The import section of ``path`` with a blank line before it, or "" (for bench/run.py, which rewrites the rest)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-    return ""
+    return sections.kept(path, BEGIN, END)
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    sections.write(path, section, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import sections
 from bench.run import OPERATOR, POS, PROGRAM, SETUP_CREDIT, copy_events, generate_template
 from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.bootstrap import Settings, build
@@ -179,20 +180,11 @@ def report(args: argparse.Namespace, replay: dict[str, Any] | None, rebuild: dic
 
 def kept_section(path: Path) -> str:
     """This section of ``path`` with a blank line before it, or "" (for bench/run.py, which rewrites the rest)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-    return ""
+    return sections.kept(path, BEGIN, END)
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    sections.write(path, section, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from bench import sections
 from clients.python.loyalty_client import keyed_channel, tls_credentials
 from ledger.testing.certs import TestCA
 from ledger.testing.server import RunningServer, start_server, stop_server
@@ -106,20 +107,11 @@ def report(rates: dict[str, list[float]], failures: dict[str, int], args: argpar
 
 def kept_section(path: Path) -> str:
     """The overhead section of ``path`` with a blank line before it, or "" (for bench/run.py, which rewrites the rest)."""
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-    return ""
+    return sections.kept(path, BEGIN, END)
 
 
 def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    sections.write(path, section, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
