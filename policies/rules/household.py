@@ -6,30 +6,19 @@ the month is the local calendar month of the transfer's business time in the pol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from policies.calendar import local_month_start, month_end_exclusive
 from policies.model import Policy
+from policies.rules.verdict import Verdict
 
 HOUSEHOLDS_DISABLED = "HOUSEHOLDS_DISABLED"
 HOUSEHOLD_FULL = "HOUSEHOLD_FULL"
 TRANSFER_LIMIT_REACHED = "TRANSFER_LIMIT_REACHED"
 INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
 
-
-@dataclass(frozen=True, slots=True)
-class HouseholdVerdict:
-    """``reason`` None: allowed; else the first rule that stops it, with its numbers."""
-
-    reason: str | None
-    message: str = ""
-    details: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def allowed(self) -> bool:
-        return self.reason is None
-
+HouseholdVerdict = Verdict
+"""A household rule's answer (:class:`~policies.rules.verdict.Verdict`)."""
 
 ALLOWED = HouseholdVerdict(None)
 

@@ -6,12 +6,12 @@ may do is what an exchange then does. Pure: the time, the tier, the stock left a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from policies.calendar import local_month_start, month_end_exclusive, year_end_exclusive
 from policies.model import Policy, Reward
 from policies.rules.tiers import tier_rank
+from policies.rules.verdict import Verdict
 
 OUT_OF_STOCK = "OUT_OF_STOCK"
 EXCHANGE_LIMIT_REACHED = "EXCHANGE_LIMIT_REACHED"
@@ -20,17 +20,8 @@ OUTSIDE_SALE_WINDOW = "OUTSIDE_SALE_WINDOW"
 INSUFFICIENT_POINTS = "INSUFFICIENT_POINTS"
 
 
-@dataclass(frozen=True, slots=True)
-class ExchangeVerdict:
-    """``reason`` None: the member may exchange the reward; else the first rule that stops them, with its numbers."""
-
-    reason: str | None
-    message: str = ""
-    details: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def allowed(self) -> bool:
-        return self.reason is None
+ExchangeVerdict = Verdict
+"""Whether the member may exchange the reward (:class:`~policies.rules.verdict.Verdict`)."""
 
 
 def limit_period(policy: Policy, reward: Reward, at: datetime) -> tuple[datetime, datetime] | None:
