@@ -246,4 +246,5 @@ def _wrap(handler: Handler, check: Callable[[Any, grpc.ServicerContext], Princip
         return grpc.stream_stream_rpc_method_handler(
             stream_stream, handler.request_deserializer, handler.response_serializer
         )
-    return handler
+    # A handler of no kind above would be served without its key checked: refused here (fail closed), never passed on.
+    raise AssertionError("a method handler of no known kind cannot be wrapped by the key check")
