@@ -234,20 +234,7 @@ def _refunded(s: MemberState, e: ev.PurchaseRefunded) -> None:
     order.refunded_fen += e.refunded_fen
     order.growth_taken += e.growth_taken
     order.points_returned += e.points_returned
-    for r in e.returned:
-        lot = s.lots[r.lot_id]
-        before = _share(lot)
-        lot.remaining += r.points
-        _account(s, lot, before)
-        if not (lot.remaining <= lot.amount):
-            raise InvariantBroken(f"lot {r.lot_id} refilled beyond its amount")
-    if e.relot is not None:
-        _add_lot(s, e.relot, e.at, e.at, e.arrears_repaid)
-    elif e.arrears_repaid:
-        raise InvariantBroken("a refund repays arrears only from the points it returns as a new lot")
-    if sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) != e.points_returned:
-        raise InvariantBroken("returned points do not add up")
-    s.lifetime_returned += e.points_returned
+    _return_points(s, e, "a refund")
     taken = _debit(s, e.debits)
     if not (taken + e.arrears_added + e.forgiven == e.points_taken):
         raise InvariantBroken("take-back does not add up")
@@ -446,6 +433,16 @@ def _exchange_cancelled(s: MemberState, e: ev.ExchangeCancelled) -> None:
     x = s.exchanges.get(e.exchange_id)
     if x is None or x.cancelled_at is not None:
         raise InvariantBroken(f"exchange {e.exchange_id} cancelled while not open")
+    if e.points_returned != x.points:
+        raise InvariantBroken(f"exchange {e.exchange_id} returns {e.points_returned} of {x.points} points")
+    _return_points(s, e, "a cancelled exchange")
+    x.cancelled_at = e.at
+    x.cancel_reason = e.reason
+
+
+def _return_points(s: MemberState, e: ev.PurchaseRefunded | ev.ExchangeCancelled, what: str) -> None:
+    """Points given back (by a refund of a points-paid order, or a cancelled exchange): into the lots they came
+    from (``returned``), and as a new lot (``relot``) for the part whose lot had expired, which repays arrears first."""
     for r in e.returned:
         lot = s.lots[r.lot_id]
         before = _share(lot)
@@ -456,13 +453,9 @@ def _exchange_cancelled(s: MemberState, e: ev.ExchangeCancelled) -> None:
     if e.relot is not None:
         _add_lot(s, e.relot, e.at, e.at, e.arrears_repaid)
     elif e.arrears_repaid:
-        raise InvariantBroken("a cancelled exchange repays arrears only from the points it returns as a new lot")
+        raise InvariantBroken(f"{what} repays arrears only from the points it returns as a new lot")
     if sum(r.points for r in e.returned) + (e.relot.points if e.relot else 0) != e.points_returned:
         raise InvariantBroken("returned points do not add up")
-    if e.points_returned != x.points:
-        raise InvariantBroken(f"exchange {e.exchange_id} returns {e.points_returned} of {x.points} points")
-    x.cancelled_at = e.at
-    x.cancel_reason = e.reason
     s.lifetime_returned += e.points_returned
 
 
