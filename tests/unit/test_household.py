@@ -16,12 +16,14 @@ import pytest
 
 from ledger.application.clock import ManualClock
 from ledger.application.liability import program_liability
+from ledger.application.results import CommandResult
 from ledger.bootstrap import Settings, Wired, build
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from ledger.domain.streams import member_stream
 from policies import OrderLine, dump_policy, little_sprout
+from tests.unit.writer_groups import in_one_group
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 P = "sandbox"
@@ -128,14 +130,26 @@ def test_a_program_without_family_accounts_refuses_every_household_command() -> 
 
 
 def test_leaving_keeps_the_points_and_the_owner_leaves_last(wired: Wired) -> None:
-    household(wired, "m1", "m2")
+    household(wired, "m1", "m2", "m3")
     credit(wired, 700, "c2", "m2")
+    credit(wired, 500, "c1")
+    transfer(wired, "m1", "m2", 200, "T1")  # points received in the household are the member's too
     not_empty = refused(wired, cmd.LeaveHousehold("m1"), "owner-leaves")
-    assert not_empty.reason == "HOUSEHOLD_NOT_EMPTY" and not_empty.metadata["members"] == "m2"
-    run(wired, cmd.LeaveHousehold("m2"), "m2-leaves")
-    assert state(wired, "m2").household_of is None and state(wired, "m2").available == 700
-    assert state(wired, "m1").household_members == []
+    assert not_empty.reason == "HOUSEHOLD_NOT_EMPTY" and not_empty.metadata["members"] == "m2,m3"
+    before = state(wired, "m2")
+    left = run(wired, cmd.LeaveHousehold("m2"), "m2-leaves")
+    assert [type(e) for e in left.events] == [ev.LeftHousehold]
+    after = state(wired, "m2")
+    assert after.household_of is None and after.available == 900
+    assert after.lots == before.lots and after.arrears == before.arrears == 0  # every point, every lot kept
+    assert state(wired, "m1").household_members == ["m3"] and state(wired, "m1").available == 300
     assert refused(wired, cmd.LeaveHousehold("m2"), "m2-again").reason == "NOT_IN_HOUSEHOLD"
+    assert refused(wired, cmd.TransferPoints("m2", "m3", "T2", 10), "t-after").reason == "NOT_IN_HOUSEHOLD"
+    run(wired, cmd.AdjustPoints("m2", -900, "CORRECTION", "spends it all", "op1"), "m2-spends")
+    assert state(wired, "m2").available == 0
+    assert refused(wired, cmd.LeaveHousehold("m1"), "owner-leaves-2").metadata["members"] == "m3"
+    run(wired, cmd.LeaveHousehold("m3"), "m3-leaves")
+    assert state(wired, "m1").household_members == []
     run(wired, cmd.LeaveHousehold("m1"), "owner-closes")
     assert state(wired, "m1").household_of is None
     assert isinstance(events_of(wired, "m1")[-1], ev.HouseholdClosed)
@@ -166,6 +180,11 @@ def test_a_transfer_takes_the_soonest_expiring_lots_and_the_receiver_keeps_their
         (giver_lots[0].lot_id, 1_000, giver_lots[0].expires_at, giver_lots[0].active_at),
         (giver_lots[1].lot_id, 500, giver_lots[1].expires_at, giver_lots[1].active_at),
     ]
+    # the business time too (it orders lots of equal expiry), on the event and on the receiver's lots
+    assert [t.occurred_at for t in into.lots] == [lot.occurred_at for lot in giver_lots]
+    assert giver_lots[0].occurred_at == START != into.at
+    received = state(wired, "m2").lots
+    assert [received[t.lot_id].occurred_at for t in into.lots] == [lot.occurred_at for lot in giver_lots]
     receiver = state(wired, "m2")
     assert receiver.available == 1_500 and state(wired, "m1").available == 1_500
     assert {lot.lot_id: (lot.source, lot.expires_at) for lot in receiver.lots.values()} == {
@@ -274,16 +293,47 @@ def test_owner_and_members_give_each_other_and_a_transfer_id_is_used_once(wired:
 def test_a_retry_answers_the_first_transfer_once_and_the_key_with_other_points_is_refused(
     wired: Wired,
 ) -> None:
-    household(wired, "m1", "m2")
+    household(wired, "m1", "m2", "m3")
     credit(wired, 1_000, "c1")
     first = transfer(wired, "m1", "m2", 300, "T1", key="k1")
+    (into,) = [e for e in events_of(wired, "m2") if isinstance(e, ev.PointsTransferredIn)]
+    assert first.extra["received"] == [
+        {"lot_id": t.lot_id, "source_lot_id": t.source_lot_id, "points": t.points,
+         "arrears_repaid": t.arrears_repaid, "expires_at": t.expires_at.isoformat()}
+        for t in into.lots
+    ]  # fmt: skip
     log = wired.app.store.read_all(0, 10_000)
     again = transfer(wired, "m1", "m2", 300, "T1", key="k1")
     assert again.replayed and again.events == first.events
+    assert again.extra == first.extra  # the receiver's lots are part of the answer a retry gets
     assert wired.app.store.read_all(0, 10_000) == log
     with pytest.raises(Conflict):
         transfer(wired, "m1", "m2", 301, "T1", key="k1")
-    assert state(wired, "m2").available == 300
+    with pytest.raises(Conflict):  # another receiver is another request
+        transfer(wired, "m1", "m3", 300, "T1", key="k1")
+    with pytest.raises(Conflict):  # and so is another transfer id
+        transfer(wired, "m1", "m2", 300, "T2", key="k1")
+    assert state(wired, "m2").available == 300 and state(wired, "m3").available == 0
+    assert state(wired, "m1").available == 700
+
+
+def test_in_one_group_a_transfer_retry_gets_the_first_answer_with_the_receivers_lots(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    household(wired, "m1", "m2")
+    credit(wired, 1_000, "c1")
+    t = cmd.TransferPoints("m1", "m2", "T1", 300)
+    requests = [
+        cmd.Envelope(P, t, "k1"),
+        cmd.Envelope(P, t, "k1"),
+        cmd.Envelope(P, cmd.TransferPoints("m1", "m2", "T1", 301), "k1"),
+    ]
+    answered, again, other = in_one_group(wired, monkeypatch, requests, P, blocker="m8")
+    assert isinstance(answered, CommandResult) and isinstance(again, CommandResult)
+    assert (again.events, again.version, again.replayed) == (answered.events, answered.version, True)
+    assert answered.extra["received"] and again.extra == answered.extra
+    assert isinstance(other, Conflict)
+    assert (state(wired, "m1").available, state(wired, "m2").available) == (700, 300)
 
 
 def test_a_receiver_in_arrears_repays_them_first_from_what_it_receives(wired: Wired) -> None:

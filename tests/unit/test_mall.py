@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ledger.application.clock import ManualClock
+from ledger.application.results import CommandResult
 from ledger.bootstrap import Settings, Wired, build
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
@@ -21,6 +22,7 @@ from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
 from ledger.domain.stock import StockState, decode, evolve_stock
 from ledger.domain.streams import stock_stream
 from policies import dump_policy, little_sprout
+from tests.unit.writer_groups import in_one_group
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 P = "sandbox"
@@ -122,6 +124,41 @@ def test_a_retry_answers_the_first_exchange_once_and_the_key_with_another_reward
     assert stock(wired, "nursing_pillow").net_taken == 1 and available(wired) == 2_000
     with pytest.raises(Conflict):
         exchange(wired, "X1", "coupon_20", key="k1")
+    with pytest.raises(Conflict):  # the exchange id is part of the request too
+        exchange(wired, "X2", "nursing_pillow", key="k1")
+    assert stock(wired, "nursing_pillow").net_taken == 1 and available(wired) == 2_000
+
+
+def test_an_exchange_of_the_last_unit_retried_after_the_stock_ran_out_is_still_answered_once() -> None:
+    w = wire(document(nursing_pillow=1), members=2)
+    try:
+        credit(w, 5_000, "a1")
+        credit(w, 5_000, "a2", member="m2")
+        first = exchange(w, "X1", "nursing_pillow", key="k1")
+        assert refused(w, cmd.ExchangePoints("m2", "X1", "nursing_pillow"), "k2").reason == "OUT_OF_STOCK"
+        again = exchange(w, "X1", "nursing_pillow", key="k1")
+        assert again.replayed and again.events == first.events and again.version == first.version
+        assert stock(w, "nursing_pillow").net_taken == 1 and available(w) == 2_000
+    finally:
+        w.app.close()
+
+
+def test_in_one_group_an_exchange_retry_is_answered_once_and_the_key_with_another_reward_refused(
+    wired: Wired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credit(wired, 5_000, "a1")
+    wired.app.enroll(P, "m2", [("card_number", "C-2")], None, "enroll-m2")
+    x = cmd.ExchangePoints("m1", "X1", "nursing_pillow")
+    requests = [
+        cmd.Envelope(P, x, "k1"),
+        cmd.Envelope(P, x, "k1"),
+        cmd.Envelope(P, cmd.ExchangePoints("m1", "X1", "coupon_20"), "k1"),
+    ]
+    answered, again, other = in_one_group(wired, monkeypatch, requests, P, blocker="m2")
+    assert isinstance(answered, CommandResult) and isinstance(again, CommandResult)
+    assert (again.events, again.version, again.replayed) == (answered.events, answered.version, True)
+    assert isinstance(other, Conflict)
+    assert stock(wired, "nursing_pillow").net_taken == 1 and available(wired) == 2_000
 
 
 def test_an_exchange_id_used_twice_is_refused(wired: Wired) -> None:
@@ -182,6 +219,22 @@ def test_a_cancelled_exchange_does_not_count_towards_the_limit(wired: Wired) -> 
     )
 
 
+def test_a_late_exchange_counts_towards_the_limit_of_the_month_of_its_business_time(wired: Wired) -> None:
+    credit(wired, 20_000, "a1")
+    exchange(wired, "X1", "coupon_20")
+    exchange(wired, "X2", "coupon_20")  # March's two
+    wired.app.advance_clock(P, datetime(2026, 4, 2, 2, 0, tzinfo=UTC), "clock-1")  # 2 April, 10:00 local
+    march_31 = datetime(2026, 3, 31, 2, 0, tzinfo=UTC)
+    with pytest.raises(Refusal) as caught:
+        run(wired, cmd.ExchangePoints("m1", "X3", "coupon_20"), "x3", occurred_at=march_31)
+    assert (caught.value.reason, caught.value.metadata["used"]) == ("EXCHANGE_LIMIT_REACHED", "2")
+    exchange(wired, "X4", "coupon_20")
+    exchange(wired, "X5", "coupon_20")  # April's two: the late refusal did not count, March's do not
+    assert (
+        refused(wired, cmd.ExchangePoints("m1", "X6", "coupon_20"), "x6").reason == "EXCHANGE_LIMIT_REACHED"
+    )
+
+
 def test_a_reward_for_silver_and_up_is_refused_to_a_regular_member(wired: Wired) -> None:
     credit(wired, 1_000, "a1")
     r = refused(wired, cmd.ExchangePoints("m1", "X1", "home_delivery"), "x1")
@@ -198,6 +251,10 @@ def test_the_618_gift_box_is_on_sale_from_1_to_18_june_only(wired: Wired) -> Non
     credit(wired, 20_000, "a1")
     r = refused(wired, cmd.ExchangePoints("m1", "X1", "gift_box_618"), "x1")
     assert r.reason == "OUTSIDE_SALE_WINDOW"
+    wired.app.advance_clock(P, datetime(2026, 5, 31, 15, 59, tzinfo=UTC), "clock-0")  # 31 May 23:59 local
+    assert (
+        refused(wired, cmd.ExchangePoints("m1", "X1", "gift_box_618"), "x0").reason == "OUTSIDE_SALE_WINDOW"
+    )
     wired.app.advance_clock(P, datetime(2026, 5, 31, 16, 0, tzinfo=UTC), "clock-1")  # 1 June 00:00 local
     exchange(wired, "X1", "gift_box_618")
     wired.app.advance_clock(P, datetime(2026, 6, 18, 16, 0, tzinfo=UTC), "clock-2")  # 19 June 00:00 local
@@ -353,60 +410,6 @@ def test_a_stock_adjustment_names_the_field_it_cannot_take(wired: Wired) -> None
         with pytest.raises(InvalidCommand) as caught:
             run(wired, command, f"bad-{field}-{command.reward_id}-{command.units}")
         assert caught.value.field == field
-
-
-# -- verification of the stock streams ------------------------------------------------------------------------
-
-
-def test_the_stock_streams_verify_against_the_members_exchanges_and_a_forged_unit_is_found(
-    wired: Wired,
-) -> None:
-    from ledger.application.mall import verify_stock
-    from ledger.domain.stock import StockTaken, encode
-    from ledger.eventlog.port import AppendBatch, NewEvent, StreamAppend
-
-    credit(wired, 10_000, "a1")
-    exchange(wired, "X1", "nursing_pillow")
-    run(wired, cmd.CancelExchange("m1", "X1", "changed mind"), "c1")
-    exchange(wired, "X2", "nursing_pillow")
-    run(wired, cmd.AdjustStock("nursing_pillow", 5, "delivery", "op1"), "s1")
-    [report] = verify_stock(wired.app, P)
-    assert (report.stream_id, report.ok, report.events, report.problems) == (
-        stock_stream(P, "nursing_pillow"),
-        True,
-        4,
-        [],
-    )
-    # a unit taken that no member's exchange accounts for (written straight to the log, as tampering would)
-    sid = stock_stream(P, "nursing_pillow")
-    forged = StockTaken(at=START, reward_id="nursing_pillow", member_id="m1", exchange_id="X9")
-    wired.app.store.append(
-        AppendBatch(
-            [
-                StreamAppend(
-                    sid,
-                    wired.app.store.stream_version(sid),
-                    [
-                        NewEvent(
-                            "forged-1",
-                            forged.type,
-                            1,
-                            START,
-                            START,
-                            None,
-                            None,
-                            None,
-                            None,
-                            {},
-                            encode(forged),
-                        )
-                    ],
-                )
-            ]
-        )
-    )
-    [report] = verify_stock(wired.app, P)
-    assert not report.ok and any("no exchange X9 of m1" in p for p in report.problems)
 
 
 def test_every_mall_event_moves_the_liability_by_what_it_changes_of_the_outstanding_points(

@@ -86,3 +86,28 @@ def test_leaving_returns_no_event_for_an_owner_closing_and_refuses_one_with_memb
     with pytest.raises(Refusal) as caught:
         leave(LeaveHousehold("m1"), owner, None, ctx())
     assert caught.value.reason == "HOUSEHOLD_NOT_EMPTY"
+
+
+def test_a_members_leave_is_written_on_both_streams_and_moves_no_point() -> None:
+    owner, m2, m3 = member("m1"), member("m2", 400), member("m3")
+    fold(owner, create(CreateHousehold("m1"), owner, ctx()))
+    for m in (m2, m3):
+        mine, theirs = join(JoinHousehold(m.member_id, "m1"), m, owner, ctx())
+        fold(m, mine)
+        fold(owner, theirs)
+    before = (owner.clone(), m2.clone())
+    mine, theirs = leave(LeaveHousehold("m2"), m2, owner, ctx())
+    assert (owner, m2) == before
+    assert [type(e) for e in mine] == [ev.LeftHousehold] and [type(e) for e in theirs] == [
+        ev.HouseholdMemberLeft
+    ]
+    (left,) = mine
+    (seat,) = theirs
+    assert isinstance(left, ev.LeftHousehold) and isinstance(seat, ev.HouseholdMemberLeft)
+    assert left.owner_member_id == "m1" and (seat.member_id, seat.members_after) == ("m2", 1)
+    fold(m2, mine)
+    fold(owner, theirs)
+    assert m2.household_of is None and m2.lots == before[1].lots and m2.available == 400
+    with pytest.raises(Refusal) as caught:
+        leave(LeaveHousehold("m1"), owner, None, ctx())
+    assert caught.value.reason == "HOUSEHOLD_NOT_EMPTY" and caught.value.metadata["members"] == "m3"

@@ -70,11 +70,33 @@ def test_each_rule_refuses_with_its_reason_and_the_first_one_broken_wins() -> No
         verdict("home_delivery", tier="silver") is None and verdict("home_delivery", tier="diamond") is None
     )
     assert verdict("gift_box_618") == "OUTSIDE_SALE_WINDOW"
+    assert verdict("gift_box_618", at=datetime(2026, 5, 31, 23, 59, tzinfo=SH)) == "OUTSIDE_SALE_WINDOW"
     assert verdict("gift_box_618", at=datetime(2026, 6, 1, tzinfo=SH)) is None
     assert verdict("gift_box_618", at=datetime(2026, 6, 18, 23, 59, tzinfo=SH)) is None
     assert verdict("gift_box_618", at=datetime(2026, 6, 19, tzinfo=SH)) == "OUTSIDE_SALE_WINDOW"
     assert verdict("coupon_20", used=1, left=None) is None
     assert verdict("coupon_20", used=2, left=None) == "EXCHANGE_LIMIT_REACHED"
+
+
+def test_a_reward_with_every_rule_is_judged_window_tier_limit_stock_points_in_that_order() -> None:
+    """No reference reward has all five rules, so the order between some of them shows only on one that does."""
+    limit = MALL["nursing_pillow"].limit
+    assert limit is not None
+    box = MALL["gift_box_618"].model_copy(update={"min_tier": "gold", "limit": limit})
+    june, may = datetime(2026, 6, 10, tzinfo=SH), datetime(2026, 5, 31, 23, 59, tzinfo=SH)
+
+    def judged(**kw: object) -> str | None:
+        args: dict[str, object] = {"tier": "gold", "at": june, "exchanged_in_period": 0, "units_left": 1,
+                                   "available_points": 10_000, **kw}  # fmt: skip
+        return judge_exchange(POLICY, "box", box, **args).reason  # type: ignore[arg-type]
+
+    everything_broken = {"tier": "regular", "exchanged_in_period": 1, "units_left": 0, "available_points": 0}
+    assert judged(at=may, **everything_broken) == "OUTSIDE_SALE_WINDOW"
+    assert judged(**everything_broken) == "TIER_NOT_ELIGIBLE"
+    assert judged(**{**everything_broken, "tier": "gold"}) == "EXCHANGE_LIMIT_REACHED"
+    assert judged(units_left=0, available_points=0) == "OUT_OF_STOCK"
+    assert judged(available_points=4_999) == "INSUFFICIENT_POINTS"
+    assert judged() is None and judged(tier="diamond") is None
 
 
 def test_the_limit_counts_in_the_local_calendar_month_and_year() -> None:
@@ -124,3 +146,36 @@ def test_an_exchange_without_its_stock_loaded_is_a_bug_not_a_free_unit() -> None
         decide(
             cmd.ExchangePoints("m1", "X1", "nursing_pillow"), state, Context(now=T0, at=T0, policies=HISTORY)
         )
+
+
+def test_an_exchange_given_another_rewards_stock_is_a_bug_not_a_unit_of_the_wrong_stock() -> None:
+    state = member_with(5_000)
+    other = StockState(stock_stream("ls", "gift_box_618"), version=3, taken=3)
+    with pytest.raises(AssertionError):
+        decide(
+            cmd.ExchangePoints("m1", "X1", "nursing_pillow"),
+            state,
+            Context(now=T0, at=T0, policies=HISTORY, stock=other),
+        )
+
+
+def test_a_cancellation_is_pure_and_without_its_stock_loaded_fails_rather_than_return_a_unit() -> None:
+    state = member_with(5_000)
+    stock = StockState(stock_stream("ls", "nursing_pillow"), version=7, taken=199)
+    ctx = Context(now=T0, at=T0, policies=HISTORY, stock=stock)
+    fold(state, decide(cmd.ExchangePoints("m1", "X1", "nursing_pillow"), state, ctx))
+    later = T0 + timedelta(days=1)
+    after_ctx = Context(now=later, at=later, policies=HISTORY, stock=replace(stock, version=8, taken=200))
+    before = state.clone()
+    first = decide(cmd.CancelExchange("m1", "X1", "changed mind"), state, after_ctx)
+    assert decide(cmd.CancelExchange("m1", "X1", "changed mind"), state, after_ctx) == first
+    cancelled = first[0]
+    assert isinstance(cancelled, ev.ExchangeCancelled) and cancelled.stock_stream == stock.stream_id
+    assert state == before and after_ctx.stock is not None and after_ctx.stock.taken == 200
+    for wrong in (None, StockState(stock_stream("ls", "gift_box_618"), version=1, taken=1)):
+        with pytest.raises(AssertionError):
+            decide(
+                cmd.CancelExchange("m1", "X1", "changed mind"),
+                state,
+                Context(now=later, at=later, policies=HISTORY, stock=wrong),
+            )
