@@ -6,8 +6,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The ledger's log lines in tests, as structlog prints them by default, but with a failure's traceback as
+    plain text: no frame locals (they could hold a key or a member's name, and rendering them with rich costs
+    seconds per failure, which a mutation run pays for every mutant that breaks the writer)."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
+        ]
+    )
 
 
 @pytest.fixture(params=BACKENDS)

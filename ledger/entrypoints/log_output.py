@@ -57,7 +57,9 @@ def configure(stream: TextIO | None = None, *, fmt: str | None = None, level: st
     if chosen_format == "json":
         renderer = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(ensure_ascii=False)]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
+        # A traceback as plain text: never the frames' locals (rich would print them), which may hold a key.
+        console = structlog.dev.ConsoleRenderer(colors=_isatty(stream), exception_formatter=structlog.dev.plain_traceback)
+        renderer = [console]
     # Records of the standard library (grpc, psycopg, nats) are rendered by a formatter with the same chain.
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],

@@ -86,3 +86,27 @@ def test_a_stream_without_a_file_descriptor_takes_every_line() -> None:
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == ["first", "second", "third"]
+
+
+LOCALS_PROGRAM = """
+import structlog
+from ledger.entrypoints import log_output
+log_output.configure()
+def check(presented_key):
+    raise ValueError("key check failed")
+try:
+    check("lk_live_do_not_print_me")
+except ValueError:
+    structlog.get_logger("ledger.test").exception("check_failed")
+"""
+
+
+def test_a_failure_s_traceback_never_prints_the_frames_locals_in_either_format() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_LOG_")}
+    for fmt in ("json", "console"):
+        done = subprocess.run(
+            [sys.executable, "-c", LOCALS_PROGRAM], cwd=ROOT, capture_output=True, text=True, check=True,
+            env={**clean, "PYTHONPATH": str(ROOT), "LEDGER_LOG_FORMAT": fmt}, timeout=60,
+        )  # fmt: skip
+        assert "ValueError: key check failed" in done.stderr, fmt  # the traceback is there ...
+        assert "lk_live_do_not_print_me" not in done.stderr, fmt  # ... without the key a frame held

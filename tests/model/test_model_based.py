@@ -31,6 +31,7 @@ from ledger.domain import program as program_events
 from ledger.domain.errors import Conflict, DomainError, InvalidCommand, NotFound, Refusal
 from ledger.domain.state import MemberState
 from policies import OrderLine, Policy, dump_policy, load_policy
+from tests.budget import UNDER_MUTATION, examples
 from tests.model.reference_model import (
     TIER_MIN_GROWTH,
     TZ,
@@ -49,9 +50,8 @@ CATEGORIES = ("infant_formula", "toys", "clothing")
 SKUS = ("LS-RICE-CEREAL-01", "SKU-1", "SKU-2")
 BEHAVIOURS = ("check_in", "review", "review_with_photos", "offline_event", "workshop", "referral")
 
-DEEP = os.environ.get("LEDGER_DEEP_TESTS", "") not in ("", "0")
-MAX_EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "500" if DEEP else "60"))
-STEPS = int(os.environ.get("LEDGER_MODEL_STEPS", "80" if DEEP else "40"))
+MAX_EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", str(examples(60, deep=500, mutation=6))))
+STEPS = int(os.environ.get("LEDGER_MODEL_STEPS", str(examples(40, deep=80, mutation=30))))
 
 LineSpec = tuple[str, str, int, int]  # sku, category, quantity, paid fen
 
@@ -428,5 +428,6 @@ ModelMachine.TestCase.settings = settings(
     stateful_step_count=STEPS,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=UNDER_MUTATION,
 )
 test_ledger_agrees_with_the_reference_model = ModelMachine.TestCase

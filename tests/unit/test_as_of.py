@@ -24,6 +24,7 @@ from ledger.domain import commands as cmd
 from ledger.domain.errors import DomainError, InvalidCommand, NotFound
 from ledger.domain.queries import balance_figures
 from policies import OrderLine
+from tests.budget import UNDER_MUTATION, examples
 
 START = datetime(2026, 2, 20, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 P = "sandbox"
@@ -239,6 +240,10 @@ def _ask(m: AsOfMachine, as_of: datetime, known: datetime) -> tuple[int, int, in
 
 
 AsOfMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(25, deep=200, mutation=3),
+    stateful_step_count=examples(25, deep=50, mutation=20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=UNDER_MUTATION,
 )
 TestAsOfHistories = AsOfMachine.TestCase
