@@ -196,7 +196,7 @@ def feed_runner(wired: Wired, nats_url: str) -> Any:
     from ledger.feed.publisher import JetStreamPublisher
     from ledger.feed.relay import FeedRelay
     from ledger.feed.runner import FeedRunner
-    from ledger.feed.signals import scan
+    from ledger.feed.signal_scan import scan
 
     backend = wired.backend
     checkpoints = checkpoint_store(backend)

@@ -34,12 +34,9 @@ from ledger.eventlog.port import StoredEvent
 from ledger.feed.integration import FeedMessage
 from ledger.feed.publisher import JetStreamPublisher, PublishError
 from ledger.feed.relay import FeedRelay
-from ledger.feed.signals import (
-    SIGNAL_EVENT_TYPE,
-    load_member_facts,
-    scan,
-    signal_command_program,
-)
+from ledger.feed.signal_facts import load_member_facts
+from ledger.feed.signal_scan import scan
+from ledger.feed.signals import SIGNAL_EVENT_TYPE, signal_command_program
 from loyalty.v1 import feed_pb2
 
 NATS_HOST, NATS_PORT = "127.0.0.1", 4222
