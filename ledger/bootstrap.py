@@ -75,6 +75,7 @@ class Wired:
     keys: KeyRing
 
 
+# Long (about 80 lines) for a reason: the closures project and check need the app and the runner, made after them.
 def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | None = None) -> Wired:
     """Wire the app on ``backend`` (default: the one ``settings`` names) after catching its read models up."""
     from projections.runner import ProjectionRunner

@@ -274,6 +274,7 @@ def signal_payloads(app: LedgerApp, program_id: str) -> list[dict[str, Any]]:
     return [json.loads(e.payload) for e in log(app) if e.stream_id == signal_stream(program_id)]
 
 
+# One story from the first scan to the published message, so longer than most tests.
 def test_signals_are_raised_once_and_published_in_the_feed(
     wired: Wired, clock: ManualClock, feed: Feed
 ) -> None:
