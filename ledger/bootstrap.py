@@ -75,6 +75,7 @@ class Wired:
     keys: KeyRing
 
 
+# Long (about 80 lines) for a reason: the closures project and check need the app and the runner, made after them.
 def build(settings: Settings, clock: Clock | None = None, *, backend: Backend | None = None) -> Wired:
     """Wire the app on ``backend`` (default: the one ``settings`` names) after catching its read models up."""
     from projections.runner import ProjectionRunner
@@ -196,7 +197,7 @@ def feed_runner(wired: Wired, nats_url: str) -> Any:
     from ledger.feed.publisher import JetStreamPublisher
     from ledger.feed.relay import FeedRelay
     from ledger.feed.runner import FeedRunner
-    from ledger.feed.signals import scan
+    from ledger.feed.signal_scan import scan
 
     backend = wired.backend
     checkpoints = checkpoint_store(backend)

@@ -32,33 +32,20 @@ connection) and :func:`scan` drives the whole thing for every program, each at i
 program has a time of its own).
 
 Time is an input (``now``); nothing here reads the wall clock.
+
+The pure part (the signals, their rules and event) is this module; reading the facts is
+:mod:`ledger.feed.signal_facts`, recording the due signals and the scan :mod:`ledger.feed.signal_scan`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from ledger.domain import streams
-from ledger.domain.streams import signal_stream
 from ledger.eventlog.chain import canonical_json, format_time
-from ledger.eventlog.port import (
-    ANY,
-    AppendBatch,
-    CommandRecord,
-    DuplicateCommand,
-    DuplicateEventId,
-    EventStore,
-    NewEvent,
-    StreamAppend,
-)
-from projections.codec import from_micros, to_micros
+from ledger.eventlog.port import NewEvent
 
 SIGNAL_EVENT_TYPE: Final = "LifecycleSignalRaised"
 """The event type of a recorded signal."""
@@ -74,10 +61,6 @@ ACTIVITY_EVENT_TYPES: Final = ("PurchaseRecorded", "PointsAwarded", "HoldCommitt
 """The member events that count as activity (those that move ``MemberState.last_activity_at``)."""
 
 _DAY: Final = timedelta(days=1)
-_CHUNK: Final = 200
-"""Signals appended per transaction."""
-_LOOKUP_CHUNK: Final = 1000
-"""Signals looked up per :meth:`EventStore.find_commands` call."""
 
 
 def signal_command_program(program_id: str) -> str:
@@ -169,7 +152,8 @@ class Signal:
         }
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
+    """``value``, refused when it is naive (every time here carries its offset)."""
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: times must be timezone-aware")
     return value
@@ -177,14 +161,14 @@ def _aware(value: datetime) -> datetime:
 
 def due_signals(facts: MemberFacts, now: datetime, rules: SignalRules = DEFAULT_RULES) -> list[Signal]:
     """The signals due for ``facts`` at ``now`` (at most one of each kind; none for a merged member)."""
-    _aware(now)
+    aware(now)
     if facts.merged:
         return []
     found: list[Signal] = []
     program_id, member_id = facts.program_id, facts.member_id
 
     horizon = now + rules.expiring_within
-    expiring = [lot for lot in facts.lots if lot.points > 0 and now < _aware(lot.expires_at) <= horizon]
+    expiring = [lot for lot in facts.lots if lot.points > 0 and now < aware(lot.expires_at) <= horizon]
     if expiring:
         earliest = min(lot.expires_at for lot in expiring)
         found.append(
@@ -199,7 +183,7 @@ def due_signals(facts: MemberFacts, now: datetime, rules: SignalRules = DEFAULT_
         )
 
     review = facts.next_review_at
-    if review is not None and now < _aware(review) <= now + rules.review_notice:
+    if review is not None and now < aware(review) <= now + rules.review_notice:
         found.append(
             Signal(
                 kind=SignalKind.TIER_REVIEW_AHEAD,
@@ -213,7 +197,7 @@ def due_signals(facts: MemberFacts, now: datetime, rules: SignalRules = DEFAULT_
 
     last = facts.last_activity_at or facts.enrolled_at
     if last is not None:
-        quiet = now - _aware(last)
+        quiet = now - aware(last)
         kind: SignalKind | None = None
         if quiet >= rules.inactive_long:
             kind = SignalKind.INACTIVE_90_DAYS
@@ -248,230 +232,3 @@ def signal_event(signal: Signal, now: datetime) -> NewEvent:
         actor={"channel": "system"},
         payload=canonical_json(signal.payload()),
     )
-
-
-def _batch(signals: Sequence[Signal], now: datetime) -> AppendBatch:
-    by_program: dict[str, list[NewEvent]] = {}
-    commands: list[CommandRecord] = []
-    for signal in signals:
-        event = signal_event(signal, now)
-        by_program.setdefault(signal.program_id, []).append(event)
-        commands.append(
-            CommandRecord(
-                program_id=signal_command_program(signal.program_id),
-                idempotency_key=signal.signal_id,
-                fingerprint=hashlib.sha256(event.payload).hexdigest(),
-                response=event.event_id.encode(),
-                recorded_at=now,
-                stream_id=signal_stream(signal.program_id),
-            )
-        )
-    appends = [StreamAppend(signal_stream(p), ANY, events) for p, events in by_program.items()]
-    return AppendBatch(appends, commands)
-
-
-def _due(facts: Iterable[MemberFacts], now: datetime, rules: SignalRules) -> Iterator[Signal]:
-    """Every due signal of ``facts``, each occurrence once."""
-    seen: set[str] = set()
-    for member in facts:
-        for signal in due_signals(member, now, rules):
-            if signal.signal_id not in seen:
-                seen.add(signal.signal_id)
-                yield signal
-
-
-def _chunked(signals: Iterable[Signal], size: int) -> Iterator[list[Signal]]:
-    chunk: list[Signal] = []
-    for signal in signals:
-        chunk.append(signal)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _command_key(signal: Signal) -> tuple[str, str]:
-    return (signal_command_program(signal.program_id), signal.signal_id)
-
-
-def raise_signals(
-    store: EventStore[Any], facts: Iterable[MemberFacts], now: datetime, rules: SignalRules = DEFAULT_RULES
-) -> int:
-    """Record every due signal not raised before; return how many were written (0 on a repeat).
-
-    Signals are checked against the command records in batches (:meth:`EventStore.find_commands`, one call
-    per 1,000 signals) and the missing ones appended 200 to a transaction.
-    """
-    _aware(now)
-    written = 0
-    for looked_up in _chunked(_due(facts, now, rules), _LOOKUP_CHUNK):
-        keys = [_command_key(s) for s in looked_up]
-        known = store.find_commands(keys)
-        missing = (s for s, key in zip(looked_up, keys, strict=True) if key not in known)
-        for pending in _chunked(missing, _CHUNK):
-            try:
-                store.append(_batch(pending, now))
-                written += len(pending)
-            except (DuplicateCommand, DuplicateEventId):
-                # Raised concurrently by someone else: write the others one by one.
-                for signal in pending:
-                    try:
-                        store.append(_batch([signal], now))
-                        written += 1
-                    except (DuplicateCommand, DuplicateEventId):
-                        pass
-    return written
-
-
-# -- facts from the read models (SQLite or PostgreSQL) -------------------------------------------------------
-
-_ACTIVITY_IN: Final = ", ".join(f"'{t}'" for t in ACTIVITY_EVENT_TYPES)
-
-
-def _facts_sql(p: str, ph: str) -> str:
-    """One row per member: id, merged_into, tier, next review, last activity, enrolment (``ph``: placeholder).
-
-    The member's history is aggregated in one pass over the program's activity and enrolment rows (a hash or
-    sorted aggregate joined to ``balance``) rather than looked up member by member.
-    """
-    return f"""
-        SELECT b.member_id, b.merged_into, t.tier, t.next_review_at, a.last_activity, a.enrolled
-          FROM {p}balance b
-          LEFT JOIN {p}tier_state t ON t.program_id = b.program_id AND t.member_id = b.member_id
-          LEFT JOIN (SELECT h.member_id,
-                            MAX(CASE WHEN h.event_type IN ({_ACTIVITY_IN}) THEN h.occurred_at END) AS last_activity,
-                            MIN(CASE WHEN h.event_type IN ('MemberEnrolled', 'MemberImported') THEN h.occurred_at END) AS enrolled
-                       FROM {p}history h
-                      WHERE h.program_id = {ph} AND h.event_type IN ({_ACTIVITY_IN}, 'MemberEnrolled', 'MemberImported')
-                      GROUP BY h.member_id) a ON a.member_id = b.member_id
-         WHERE b.program_id = {ph}
-         ORDER BY b.member_id
-    """
-
-
-def _lots_sql(p: str, ph: str) -> str:
-    return f"""
-        SELECT member_id, remaining, expires_at FROM {p}lot
-         WHERE program_id = {ph} AND status = 'active' AND remaining > 0
-           AND expires_at > {ph} AND expires_at <= {ph}
-    """
-
-
-def _check_prefix(prefix: str) -> None:
-    if prefix and not (prefix.replace("_", "").isalnum() and prefix.isascii()):
-        raise ValueError(f"table prefix must be ASCII letters, digits and underscores, got {prefix!r}")
-
-
-def _time(micros: int | None) -> datetime | None:
-    return None if micros is None else from_micros(micros)
-
-
-_Rows = list[tuple[Any, ...]]
-
-
-def _read_sqlite(conn: sqlite3.Connection, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[_Rows]:
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN")
-    try:
-        return [conn.execute(sql, params).fetchall() for sql, params in statements]
-    finally:
-        if own:
-            conn.execute("COMMIT")
-
-
-def _read_postgres(conn: Any, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[_Rows]:
-    import psycopg
-    from psycopg.rows import tuple_row
-
-    # One snapshot for all statements: a read-only repeatable-read transaction of our own on an idle
-    # autocommit connection (the pool's), otherwise the caller's transaction as it is.
-    own = conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if own:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    ok = False
-    try:
-        out: list[_Rows] = []
-        with conn.cursor(row_factory=tuple_row) as cur:
-            for sql, params in statements:
-                cur.execute(sql.encode(), params)
-                out.append(cur.fetchall())
-        ok = True
-        return out
-    finally:
-        if own:
-            conn.execute("COMMIT" if ok else "ROLLBACK")
-
-
-def load_member_facts(
-    conn: Any,
-    program_id: str,
-    now: datetime,
-    rules: SignalRules = DEFAULT_RULES,
-    *,
-    prefix: str = "",
-) -> list[MemberFacts]:
-    """The facts of every member of ``program_id`` from the read models, read in one snapshot.
-
-    ``conn`` is a :class:`sqlite3.Connection` to the store's file (e.g. ``SqliteEventStore.read_connection()``)
-    or a psycopg connection to the PostgreSQL database holding the read models (e.g. one lent by
-    ``PostgresEventStore.connection()``); the same statements run on both, with the placeholder swapped. The
-    statements run in one read transaction unless the caller has one open already. Only lots expiring within
-    the rules' window are loaded.
-    """
-    _check_prefix(prefix)
-    _aware(now)
-    window = (to_micros(now), to_micros(now + rules.expiring_within))
-    sqlite = isinstance(conn, sqlite3.Connection)
-    ph = "?" if sqlite else "%s"
-    statements = [
-        (_facts_sql(prefix, ph), (program_id, program_id)),
-        (_lots_sql(prefix, ph), (program_id, *window)),
-    ]
-    members, lot_rows = (_read_sqlite if sqlite else _read_postgres)(conn, statements)
-    lots: dict[str, list[ExpiringLot]] = {}
-    for member_id, remaining, expires_at in lot_rows:
-        lots.setdefault(member_id, []).append(ExpiringLot(int(remaining), from_micros(expires_at)))
-    return [
-        MemberFacts(
-            program_id=program_id,
-            member_id=member_id,
-            tier=tier,
-            next_review_at=_time(next_review_at),
-            last_activity_at=_time(last_activity),
-            enrolled_at=_time(enrolled),
-            lots=tuple(lots.get(member_id, ())),
-            merged=merged_into is not None,
-        )
-        for member_id, merged_into, tier, next_review_at, last_activity, enrolled in members
-    ]
-
-
-def program_ids_of(store: EventStore[Any]) -> list[str]:
-    """Every program of the store (from its ``program-*`` streams)."""
-    return streams.program_ids_of(store.list_streams(streams.PROGRAM_PREFIX))
-
-
-def scan(
-    store: EventStore[Any],
-    connection_factory: Callable[[], AbstractContextManager[Any]],
-    now_of: Callable[[str], datetime],
-    rules: SignalRules = DEFAULT_RULES,
-    *,
-    program_ids: Iterable[str] | None = None,
-    prefix: str = "",
-) -> int:
-    """Raise the due signals of every program (or of ``program_ids``); return how many were written.
-
-    ``connection_factory()`` is a context manager yielding a read-model connection (SQLite or psycopg; e.g.
-    ``Backend.read_connection`` of :mod:`ledger.bootstrap`), checked out once per program. ``now_of(program_id)``
-    is the program's own now (``LedgerApp.now``: a test-clock program's time, the wall clock otherwise).
-    """
-    written = 0
-    for program_id in program_ids_of(store) if program_ids is None else program_ids:
-        now = now_of(program_id)
-        with connection_factory() as conn:
-            facts = load_member_facts(conn, program_id, now, rules, prefix=prefix)
-        written += raise_signals(store, facts, now, rules)
-    return written

@@ -34,12 +34,9 @@ from ledger.eventlog.port import StoredEvent
 from ledger.feed.integration import FeedMessage
 from ledger.feed.publisher import JetStreamPublisher, PublishError
 from ledger.feed.relay import FeedRelay
-from ledger.feed.signals import (
-    SIGNAL_EVENT_TYPE,
-    load_member_facts,
-    scan,
-    signal_command_program,
-)
+from ledger.feed.signal_facts import load_member_facts
+from ledger.feed.signal_scan import scan
+from ledger.feed.signals import SIGNAL_EVENT_TYPE, signal_command_program
 from loyalty.v1 import feed_pb2
 
 NATS_HOST, NATS_PORT = "127.0.0.1", 4222
@@ -277,6 +274,7 @@ def signal_payloads(app: LedgerApp, program_id: str) -> list[dict[str, Any]]:
     return [json.loads(e.payload) for e in log(app) if e.stream_id == signal_stream(program_id)]
 
 
+# One story from the first scan to the published message, so longer than most tests.
 def test_signals_are_raised_once_and_published_in_the_feed(
     wired: Wired, clock: ManualClock, feed: Feed
 ) -> None:

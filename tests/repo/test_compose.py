@@ -100,7 +100,7 @@ def test_the_ledger_sets_only_settings_the_model_knows() -> None:
             field = variable.removeprefix(PREFIX).lower()
             if field.endswith("_file") and field.removesuffix("_file") in SECRET_FIELDS:
                 field = field.removesuffix("_file")
-            assert field in fields, f"{name} sets {variable}, which is no setting of ledger/settings.py"
+            assert field in fields, f"{name} sets {variable}, which is no setting of ledger/settings/model.py"
 
 
 def test_secrets_come_from_declared_compose_secrets_as_files() -> None:

@@ -12,6 +12,7 @@ import pytest
 from ledger.adapters.memory.store import InMemoryEventStore
 from ledger.domain.streams import signal_stream
 from ledger.eventlog.port import ANY, AppendBatch, CommandRecord, NewEvent, StreamAppend
+from ledger.feed.signal_scan import raise_signals
 from ledger.feed.signals import (
     SIGNAL_EVENT_TYPE,
     ExpiringLot,
@@ -19,7 +20,6 @@ from ledger.feed.signals import (
     SignalKind,
     SignalRules,
     due_signals,
-    raise_signals,
     signal_command_program,
 )
 

@@ -12,7 +12,7 @@ import pytest
 from kurrentdbclient import NewEvent, StreamState
 from kurrentdbclient.v2streams import _metadata_to_properties
 
-from ledger.adapters.kurrentdb.store import (
+from ledger.adapters.kurrentdb.mapping import (
     EVENT_ID_NAMESPACE,
     FORMAT,
     check_stream_id,
