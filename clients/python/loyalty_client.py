@@ -344,12 +344,63 @@ class LoyaltyClient:
     ) -> member_pb2.Balance:
         """The member's balance now; ``min_version``: at least as new as a write that returned that
         ``member_version``; ``as_of`` / ``as_known_at``: as it was at a business time, as recorded by a time."""
-        req = query_pb2.GetBalanceRequest(program_id=self.program_id, member_id=member_id, min_version=min_version)
+        req = query_pb2.GetBalanceRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
         if as_of is not None:
             req.as_of.CopyFrom(_ts(as_of))
         if as_known_at is not None:
             req.as_known_at.CopyFrom(_ts(as_known_at))
         return self._call(lambda t: self.query.GetBalance(req, timeout=t)).balance
+
+    # Each read below takes ``min_version`` as get_balance does: at least as new as a write that returned that
+    # ``member_version`` (read-your-writes); 0 = no requirement.
+
+    def list_lots(
+        self, member_id: str, *, page_size: int = 0, page_token: str = "", min_version: int = 0
+    ) -> query_pb2.ListLotsResponse:
+        """One page of the member's lots, in the order debits consume them."""
+        req = query_pb2.ListLotsRequest(
+            program_id=self.program_id,
+            member_id=member_id,
+            page_size=page_size,
+            page_token=page_token,
+            min_version=min_version,
+        )
+        return self._call(lambda t: self.query.ListLots(req, timeout=t))
+
+    def get_tier_state(self, member_id: str, *, min_version: int = 0) -> member_pb2.TierState:
+        """The member's tier, growth in the window, next tier, review, overrides and paid memberships."""
+        req = query_pb2.GetTierStateRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
+        return self._call(lambda t: self.query.GetTierState(req, timeout=t)).tier_state
+
+    def list_entitlements(
+        self, member_id: str, *, page_size: int = 0, page_token: str = "", min_version: int = 0
+    ) -> query_pb2.ListEntitlementsResponse:
+        """One page of the member's entitlements, newest grant first."""
+        req = query_pb2.ListEntitlementsRequest(
+            program_id=self.program_id,
+            member_id=member_id,
+            page_size=page_size,
+            page_token=page_token,
+            min_version=min_version,
+        )
+        return self._call(lambda t: self.query.ListEntitlements(req, timeout=t))
+
+    def list_history(
+        self, member_id: str, *, page_size: int = 0, page_token: str = "", min_version: int = 0
+    ) -> query_pb2.ListHistoryResponse:
+        """One page of the member's history, newest first (``min_version`` counts on the first page only)."""
+        req = query_pb2.ListHistoryRequest(
+            program_id=self.program_id,
+            member_id=member_id,
+            page_size=page_size,
+            page_token=page_token,
+            min_version=min_version,
+        )
+        return self._call(lambda t: self.query.ListHistory(req, timeout=t))
 
     def erase_member(
         self,
@@ -598,9 +649,11 @@ class LoyaltyClient:
         req = query_pb2.ListRewardsRequest(program_id=self.program_id, member_id=member_id)
         return list(self._call(lambda t: self.query.ListRewards(req, timeout=t)).rewards)
 
-    def list_exchanges(self, member_id: str) -> list[query_pb2.ExchangeRecord]:
+    def list_exchanges(self, member_id: str, *, min_version: int = 0) -> list[query_pb2.ExchangeRecord]:
         """The member's points-mall exchanges, newest first."""
-        req = query_pb2.ListExchangesRequest(program_id=self.program_id, member_id=member_id)
+        req = query_pb2.ListExchangesRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
         return list(self._call(lambda t: self.query.ListExchanges(req, timeout=t)).exchanges)
 
     # -- family accounts -----------------------------------------------------------------------------------
@@ -677,9 +730,12 @@ class LoyaltyClient:
         )
         return self._call(lambda t: self.ledger.TransferPoints(req, timeout=t))
 
-    def get_household(self, member_id: str) -> query_pb2.GetHouseholdResponse:
-        """The household ``member_id`` is in: owner, members, seats, and what it may still give this month."""
-        req = query_pb2.GetHouseholdRequest(program_id=self.program_id, member_id=member_id)
+    def get_household(self, member_id: str, *, min_version: int = 0) -> query_pb2.GetHouseholdResponse:
+        """The household ``member_id`` is in: owner, members, seats, and what it may still give this month
+        (``min_version``: of ``member_id``)."""
+        req = query_pb2.GetHouseholdRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
         return self._call(lambda t: self.query.GetHousehold(req, timeout=t))
 
     # -- moving in -----------------------------------------------------------------------------------------
