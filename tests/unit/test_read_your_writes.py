@@ -116,7 +116,7 @@ def test_list_lots_with_the_write_s_version_sees_the_write(wired: Wired) -> None
         version = run(wired, cmd.AdjustPoints("m1", 700, "GOODWILL", "more", "op1"), "a2")
         assert wired.app.lots(P, "m1", (), 0, 50)[1] == 1
         lots, total, seen = wired.app.lots(P, "m1", (), 0, 50, min_version=version)
-        assert (total, seen) == (2, version)
+        assert (total, seen) == (2, version) and sorted(lot.amount for lot in lots) == [700, 5_000]
     wired.app.writer.stop()
     with pytest.raises(StoreUnavailable):
         wired.app.lots(P, "m1", (), 0, 50, min_version=version)
