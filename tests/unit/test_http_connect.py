@@ -125,4 +125,5 @@ def test_min_version_of_every_member_query_is_forwarded_from_json() -> None:
         for key, value in (("minVersion", "7"), ("min_version", 7)):
             document = {"programId": "p", "memberId": "m1", key: value}
             encoded = decode_request(procedure, "application/json", json.dumps(document).encode())
-            assert procedure.request.FromString(encoded).min_version == 7, method
+            forwarded: Any = procedure.request.FromString(encoded)
+            assert forwarded.min_version == 7, method

@@ -139,7 +139,7 @@ def test_list_history_with_the_write_s_version_sees_the_write_on_its_first_page(
 
 
 def test_every_query_refuses_a_negative_min_version(wired: Wired) -> None:
-    from ledger.entrypoints.grpc.validation import InvalidFields
+    from ledger.entrypoints.grpc.errors import InvalidFields
 
     s = service(wired)
     for method, request in (
@@ -163,7 +163,7 @@ def test_the_handlers_pass_min_version_on(wired: Wired) -> None:
         version = run(wired, cmd.PurchaseMembership("m1", "MS1", "black_gold", 199_00), "ms1")
 
         def answers(min_version: int) -> tuple[int, int, int, int]:
-            m = {"program_id": P, "member_id": "m1", "min_version": min_version}
+            m: Any = {"program_id": P, "member_id": "m1", "min_version": min_version}
             lots = s.ListLots(query_pb2.ListLotsRequest(**m), NO_CONTEXT)
             tier = s.GetTierState(query_pb2.GetTierStateRequest(**m), NO_CONTEXT).tier_state
             ents = s.ListEntitlements(query_pb2.ListEntitlementsRequest(**m), NO_CONTEXT).entitlements

@@ -215,4 +215,3 @@ def _member_chunks(members: Iterable[MemberUpdate] | Iterable[MemberKey]) -> Ite
     for program_id, member_ids in by_program.items():
         for start in range(0, len(member_ids), _CHUNK):
             yield program_id, member_ids[start : start + _CHUNK]
-
