@@ -14,11 +14,9 @@ from typing import Any, Generic, TypeVar
 from projections.rows import (
     BalanceRow,
     DueRow,
-    EntitlementRow,
     HistoryRow,
     IdentityRow,
     LotRow,
-    MembershipRow,
     TierRow,
 )
 from projections.standing import StandingRow
@@ -109,15 +107,6 @@ TIER = RowCodec(
     "tier_state",
     ("program_id", "member_id"),
     ("tier_since", "next_review_at", "downgrade_at", "override_ends_at"),
-)
-ENTITLEMENT = RowCodec(
-    EntitlementRow,
-    "entitlement",
-    ("program_id", "member_id", "entitlement_id"),
-    ("valid_from", "valid_until", "revoked_at"),
-)
-MEMBERSHIP = RowCodec(
-    MembershipRow, "membership", ("program_id", "member_id", "membership_id"), ("term_start", "term_end")
 )
 HISTORY = RowCodec(
     HistoryRow, "history", ("program_id", "member_id", "version"), ("occurred_at", "recorded_at")

@@ -21,20 +21,16 @@ from typing import Any, Final, NamedTuple
 from ledger.domain.queries import EXPIRING_SOON
 from projections.codec import (
     BALANCE,
-    ENTITLEMENT,
     HISTORY,
     LOT,
-    MEMBERSHIP,
     TIER,
     from_micros,
     to_micros,
 )
 from projections.rows import (
     BalanceRow,
-    EntitlementRow,
     HistoryRow,
     LotRow,
-    MembershipRow,
     TierRow,
 )
 from projections.standing import StandingRow
@@ -118,10 +114,6 @@ class ReadModelQueries:
         member = " WHERE program_id = ? AND member_id = ?"
         self._sql_balance = BALANCE.select(p + BALANCE.table) + member
         self._sql_tier = TIER.select(p + TIER.table) + member
-        self._sql_entitlements = (
-            ENTITLEMENT.select(p + ENTITLEMENT.table) + member + " ORDER BY entitlement_id"
-        )
-        self._sql_memberships = MEMBERSHIP.select(p + MEMBERSHIP.table) + member + " ORDER BY membership_id"
         self._sql_lots = LOT.select(p + LOT.table) + member
         self._sql_history = HISTORY.select(p + HISTORY.table) + member
         self._sql_expiring = (
@@ -236,12 +228,6 @@ class ReadModelQueries:
     def tier(self, program_id: str, member_id: str) -> TierRow | None:
         rows = self._run(self._sql_tier, (program_id, member_id))
         return TIER.decode(rows[0]) if rows else None
-
-    def entitlements(self, program_id: str, member_id: str) -> list[EntitlementRow]:
-        return [ENTITLEMENT.decode(r) for r in self._run(self._sql_entitlements, (program_id, member_id))]
-
-    def memberships(self, program_id: str, member_id: str) -> list[MembershipRow]:
-        return [MEMBERSHIP.decode(r) for r in self._run(self._sql_memberships, (program_id, member_id))]
 
     def expiring_between(self, program_id: str, member_id: str, start: datetime, end: datetime) -> int:
         """Unexpired points of lots expiring in ``[start, end)`` (as ``MemberState.expiring_between``)."""

@@ -5,8 +5,8 @@ plain values: ids and codes are ``str``, points and money (fen) are ``int``, tim
 ``datetime`` objects as the state holds them (the SQLite tables store them as integer microseconds since the
 Unix epoch, UTC; see :mod:`projections.codec`). Field order is the tables' column order.
 
-:func:`member_rows` gives the current rows of a member (balance, lots, tier, entitlements, memberships and
-the identities that resolve to it); :func:`history_row` gives the history row of one event from the stored
+:func:`member_rows` gives the current rows of a member (balance, lots, tier, the identities that resolve to it
+and the standing row, which holds the entitlements and memberships); :func:`history_row` gives the history row of one event from the stored
 envelope, the decoded event and the balances around it. Collections come in a fixed order (the order the
 queries return them), so equal states give equal rows.
 """
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from ledger.domain import events as ev
 from ledger.domain.queries import LotStatus, growth_delta, lot_status, order_of, summary
-from ledger.domain.state import Balances, Entitlement, Lot, Membership, MemberState
+from ledger.domain.state import Balances, Lot, MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
 from projections.standing import StandingRow, standing_row
@@ -79,35 +79,6 @@ class TierRow(NamedTuple):
     override_reason: str | None
 
 
-class EntitlementRow(NamedTuple):
-    program_id: str
-    member_id: str
-    entitlement_id: str
-    benefit: str
-    name: str
-    kind: str
-    value_fen: int | None
-    valid_from: datetime
-    valid_until: datetime
-    quota_total: int | None
-    quota_per_month: int | None
-    used_total: int
-    source: str
-    revoked_at: datetime | None
-    revoked_reason: str | None
-
-
-class MembershipRow(NamedTuple):
-    program_id: str
-    member_id: str
-    membership_id: str
-    plan: str
-    price_fen: int
-    term_start: datetime
-    term_end: datetime
-    status: str
-
-
 class IdentityRow(NamedTuple):
     program_id: str
     identity: str
@@ -160,8 +131,6 @@ class MemberRows:
     balance: BalanceRow
     tier: TierRow
     lots: tuple[LotRow, ...]
-    entitlements: tuple[EntitlementRow, ...]
-    memberships: tuple[MembershipRow, ...]
     identities: tuple[IdentityRow, ...]
     standing: StandingRow
 
@@ -232,39 +201,6 @@ def tier_row(state: MemberState) -> TierRow:
     )
 
 
-def entitlement_row(state: MemberState, ent: Entitlement) -> EntitlementRow:
-    return EntitlementRow(
-        state.program_id,
-        state.member_id,
-        ent.entitlement_id,
-        ent.benefit,
-        ent.name,
-        ent.kind,
-        ent.value_fen,
-        ent.valid_from,
-        ent.valid_until,
-        ent.quota_total,
-        ent.quota_per_month,
-        ent.used_total,
-        ent.source,
-        ent.revoked_at,
-        ent.revoked_reason,
-    )
-
-
-def membership_row(state: MemberState, m: Membership) -> MembershipRow:
-    return MembershipRow(
-        state.program_id,
-        state.member_id,
-        m.membership_id,
-        m.plan,
-        m.price_fen,
-        m.term_start,
-        m.term_end,
-        m.status,
-    )
-
-
 def member_identities(state: MemberState) -> tuple[str, ...]:
     """The identities that resolve to this member: its own and those it absorbed; none once merged away."""
     if state.merged_into is not None:
@@ -277,8 +213,6 @@ def member_rows(state: MemberState) -> MemberRows:
         balance=balance_row(state),
         tier=tier_row(state),
         lots=lot_rows(state),
-        entitlements=tuple(entitlement_row(state, state.entitlements[k]) for k in sorted(state.entitlements)),
-        memberships=tuple(membership_row(state, state.memberships[k]) for k in sorted(state.memberships)),
         identities=tuple(IdentityRow(state.program_id, i, state.member_id) for i in member_identities(state)),
         standing=standing_row(state),
     )
@@ -351,5 +285,3 @@ def history_row(
 
 
 # -- summaries --------------------------------------------------------------------------------------------------
-
-

@@ -15,7 +15,7 @@ read-model transaction,
    after the previous page when that continues the stream, otherwise from the stream itself
    (``read_stream``; events up to the page are folded without writing their history rows);
 3. writes the history rows of the page's member events and the touched members' current rows (balance,
-   tier, due, lots, entitlements, memberships, identities) through the projector's ``apply``, and sets the
+   tier, standing, due, lots, identities) through the projector's ``apply``, and sets the
    checkpoint to the page's last position (events of other streams, e.g. program streams, are skipped but
    passed by the checkpoint).
 

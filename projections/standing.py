@@ -1,4 +1,5 @@
-"""A member's standing in the read models: the facts GetTierState, ListEntitlements and LookupMember read.
+"""A member's standing in the read models: the facts GetTierState, ListEntitlements, ListExchanges,
+GetHousehold and LookupMember read.
 
 :func:`standing_row` derives one row per member from its state after a write (whatever the events were), and
 :func:`standing_state` turns the row back into a :class:`~ledger.domain.state.MemberState` that holds exactly
@@ -17,18 +18,26 @@ rows.
 What the rebuilt state holds: version, enrolment time, merge target, tier and its history, review and
 downgrade notice, overrides (their history and the current one), last purchase, growth entries, referrals,
 memberships, entitlements (each use's time and quantity; not its order or store, nor the grant's revoke-on
-list). Everything else (lots, holds, orders, ...) is empty: the answers that need those read other tables.
+list), points-mall exchanges (not the lots they debited, their stock stream or policy version) and the
+household facts (the owner, the members, the seats, each transfer given with its time and points). Everything
+else (lots, holds, orders, ...) is empty: the answers that need those read other tables.
+
+Rows written before the exchanges and household facts were added lack those keys: :func:`standing_state`
+raises :class:`StandingIncomplete` when an answer needs one of them (the reader then asks the writer) until
+``ledger rebuild-projections`` writes the rows again.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ledger.domain.state import (
     DowngradeNotice,
     Entitlement,
+    Exchange,
     GrowthEntry,
     Membership,
     MemberState,
@@ -36,8 +45,17 @@ from ledger.domain.state import (
     Use,
 )
 
+EXCHANGES: Final = "exchanges"
+"""The document key of the points-mall exchanges (ListExchanges needs it)."""
+HOUSEHOLD: Final = "household"
+"""The document key of the household facts (GetHousehold needs it)."""
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+class StandingIncomplete(LookupError):
+    """The row predates facts an answer needs (written before they were part of the document)."""
 
 
 class StandingRow(NamedTuple):
@@ -129,6 +147,26 @@ def _document(s: MemberState) -> dict[str, Any]:
             ]
             for e in s.entitlements.values()
         ],
+        EXCHANGES: [
+            [
+                x.exchange_id,
+                x.reward_id,
+                x.reward_name,
+                to_micros(x.at),
+                x.points,
+                x.cash_fen,
+                x.entitlement_id,
+                _t(x.cancelled_at),
+                x.cancel_reason,
+            ]
+            for x in s.exchanges.values()
+        ],
+        HOUSEHOLD: [
+            s.household_of,
+            s.household_members,
+            s.household_max,
+            [[transfer_id, to_micros(at), points] for transfer_id, (at, points) in s.transfers_out.items()],
+        ],
     }
 
 
@@ -138,9 +176,14 @@ def standing_row(state: MemberState) -> StandingRow:
     return StandingRow(state.program_id, state.member_id, state.version, text)
 
 
-def standing_state(row: StandingRow) -> MemberState:
-    """A state holding the facts of ``row`` (see the module docstring for what it leaves empty)."""
+def standing_state(row: StandingRow, needs: Collection[str] = ()) -> MemberState:
+    """A state holding the facts of ``row`` (see the module docstring for what it leaves empty). Raises
+    :class:`StandingIncomplete` when the row lacks one of the document keys in ``needs`` (:data:`EXCHANGES`,
+    :data:`HOUSEHOLD`)."""
     doc = json.loads(row.document)
+    missing = [key for key in needs if key not in doc]
+    if missing:
+        raise StandingIncomplete(f"the standing row predates {', '.join(missing)}")
     s = MemberState(program_id=row.program_id, member_id=row.member_id, version=row.version)
     s.enrolled_at = _d(doc["enrolled_at"])
     s.merged_into = doc["merged_into"]
@@ -186,4 +229,29 @@ def standing_state(row: StandingRow) -> MemberState:
             revoked_at=_d(v[12]),
             revoked_reason=v[13],
         )
+    _exchanges_and_household(s, doc)
     return s
+
+
+def _exchanges_and_household(s: MemberState, doc: dict[str, Any]) -> None:
+    """Fill the exchanges and household facts of ``s`` from ``doc`` (left empty on a row that predates them)."""
+    for v in doc.get(EXCHANGES, ()):
+        s.exchanges[v[0]] = Exchange(
+            exchange_id=v[0],
+            reward_id=v[1],
+            reward_name=v[2],
+            at=_dt(v[3]),
+            points=v[4],
+            cash_fen=v[5],
+            debits=[],
+            entitlement_id=v[6],
+            stock_stream=None,
+            policy_version=0,
+            cancelled_at=_d(v[7]),
+            cancel_reason=v[8],
+        )
+    household = doc.get(HOUSEHOLD)
+    if household is not None:
+        s.household_of, members, s.household_max, given = household
+        s.household_members = list(members)
+        s.transfers_out = {transfer_id: (_dt(at), points) for transfer_id, at, points in given}

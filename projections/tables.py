@@ -8,8 +8,6 @@ TABLES: Final = (
     "balance",
     "lot",
     "tier_state",
-    "entitlement",
-    "membership",
     "history",
     "standing",
     "identity",
@@ -17,6 +15,10 @@ TABLES: Final = (
     "projection_checkpoint",
 )
 """Every read-model table (unprefixed names)."""
+
+RETIRED_TABLES: Final = ("entitlement", "membership")
+"""Tables earlier releases kept and no query read (the ``standing`` row holds their facts): opening a store
+drops them, and so does dropping a prefix's tables."""
 
 
 REBUILD_PREFIX: Final = "rb_"

@@ -20,10 +20,8 @@ from typing import Any, Final, Protocol, runtime_checkable
 from projections.codec import (
     BALANCE,
     DUE,
-    ENTITLEMENT,
     HISTORY,
     LOT,
-    MEMBERSHIP,
     STANDING,
     TIER,
     RowCodec,
@@ -157,8 +155,6 @@ def compare(
     one(TIER, [expected.tier])
     one(STANDING, [expected.standing])
     one(LOT, expected.lots)
-    one(ENTITLEMENT, expected.entitlements)
-    one(MEMBERSHIP, expected.memberships)
     one(HISTORY, history)
     if due is not None:
         one(DUE, [due])

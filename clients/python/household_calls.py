@@ -81,7 +81,10 @@ class HouseholdCalls(LedgerConnection):
         )
         return self._call(lambda t: self.ledger.TransferPoints(req, timeout=t))
 
-    def get_household(self, member_id: str) -> query_pb2.GetHouseholdResponse:
-        """The household ``member_id`` is in: owner, members, seats, and what it may still give this month."""
-        req = query_pb2.GetHouseholdRequest(program_id=self.program_id, member_id=member_id)
+    def get_household(self, member_id: str, *, min_version: int = 0) -> query_pb2.GetHouseholdResponse:
+        """The household ``member_id`` is in: owner, members, seats, and what it may still give this month
+        (``min_version``: of ``member_id``)."""
+        req = query_pb2.GetHouseholdRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
         return self._call(lambda t: self.query.GetHousehold(req, timeout=t))

@@ -18,6 +18,7 @@ from clients.python.household_calls import HouseholdCalls
 from clients.python.mall_calls import MallCalls
 from clients.python.member_calls import MemberCalls
 from clients.python.points_calls import PointsCalls
+from clients.python.query_calls import QueryCalls
 from clients.python.refusal import MAX_RETRY_DELAY, RETRYABLE, LedgerRefusal, retry_delay
 
 __all__ = [
@@ -32,10 +33,10 @@ __all__ = [
 ]
 
 
-class LoyaltyClient(MemberCalls, PointsCalls, MallCalls, HouseholdCalls, AuditCalls):
+class LoyaltyClient(MemberCalls, QueryCalls, PointsCalls, MallCalls, HouseholdCalls, AuditCalls):
     """Typed wrapper over LedgerService, MemberQueryService, AuditService and ImportService for one program.
 
-    The calls are grouped by what they are about (:mod:`clients.python.member_calls`, ``points_calls``,
+    The calls are grouped by what they are about (:mod:`clients.python.member_calls`, ``query_calls``, ``points_calls``,
     ``mall_calls``, ``household_calls``, ``audit_calls``); the channel, deadline and retries are
     :class:`~clients.python.connection.LedgerConnection`'s.
     """

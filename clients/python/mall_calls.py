@@ -69,7 +69,9 @@ class MallCalls(LedgerConnection):
         req = query_pb2.ListRewardsRequest(program_id=self.program_id, member_id=member_id)
         return list(self._call(lambda t: self.query.ListRewards(req, timeout=t)).rewards)
 
-    def list_exchanges(self, member_id: str) -> list[query_pb2.ExchangeRecord]:
+    def list_exchanges(self, member_id: str, *, min_version: int = 0) -> list[query_pb2.ExchangeRecord]:
         """The member's points-mall exchanges, newest first."""
-        req = query_pb2.ListExchangesRequest(program_id=self.program_id, member_id=member_id)
+        req = query_pb2.ListExchangesRequest(
+            program_id=self.program_id, member_id=member_id, min_version=min_version
+        )
         return list(self._call(lambda t: self.query.ListExchanges(req, timeout=t)).exchanges)

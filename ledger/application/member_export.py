@@ -4,6 +4,13 @@ The profile comes decrypted from the vault, the channel identities as stored (ke
 numbers and phone numbers are never kept, so they cannot be given back), the events as ReplayMember gives them,
 and the balance and tier now. ``ExportMemberData`` and ``ledger export-member`` both answer with
 :func:`member_export`.
+
+The export folds the member's stream from the log rather than reading the read models, on purpose: it is an
+auditor-grade answer to a legal request, so it is built from the record itself (every event, hash-chained)
+and not from a derived copy that a bug, a lagging projection or a tampered row could make disagree with it;
+the events are a replay of the stream and the balance and tier come from the writer's state (the same log
+folded, with the work due now applied), so they agree with the events listed. It is a rare call, and its cost
+(one read of one member's stream) is what ``ReplayMember`` pays too.
 """
 
 from __future__ import annotations

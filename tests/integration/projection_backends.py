@@ -31,11 +31,9 @@ from ledger.eventlog.port import AppendBatch, EventStore, NewEvent, StoredEvent,
 from projections.codec import (
     BALANCE,
     DUE,
-    ENTITLEMENT,
     HISTORY,
     IDENTITY,
     LOT,
-    MEMBERSHIP,
     STANDING,
     TIER,
     RowCodec,
@@ -61,7 +59,7 @@ from tests.unit.projections.projection_timeline import (
 
 BACKENDS = ("sqlite", "postgres")
 
-_KEYED: tuple[RowCodec[Any], ...] = (BALANCE, TIER, DUE, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY, STANDING)
+_KEYED: tuple[RowCodec[Any], ...] = (BALANCE, TIER, DUE, LOT, HISTORY, IDENTITY, STANDING)
 
 
 class Ledger:

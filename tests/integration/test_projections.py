@@ -18,7 +18,7 @@ import pytest
 
 from ledger.adapters.postgres.projector import PgProjector
 from ledger.adapters.postgres.read_models import PgReadModels, PgRows
-from ledger.adapters.postgres.read_schema import create_tables, drop_tables, swap_tables
+from ledger.adapters.postgres.read_schema import create_tables, drop_tables, swap_tables, table_exists
 from ledger.adapters.sqlite.read_models import InvalidPageToken
 from ledger.domain.state import MemberState
 from ledger.domain.streams import parse_member_stream
@@ -26,6 +26,7 @@ from ledger.eventlog.port import StoredEvent
 from ledger.testing.postgres import fresh_schema, require_postgres
 from projections.rows import DueRow, HistoryRow, member_rows
 from projections.standing import standing_row, standing_state
+from projections.tables import RETIRED_TABLES, TABLES
 from projections.update import MemberUpdate
 from projections.verify import ROW, Mismatch, compare
 from tests.integration.projection_backends import (
@@ -102,8 +103,13 @@ def test_rows_are_written_with_the_append_and_read_back(ledger: Ledger):
     assert reads.balance(PROGRAM, "m1") == m1.balance
     assert reads.balance(PROGRAM, "m1") is not None and reads.balance(PROGRAM, "m1").active == 90  # type: ignore[union-attr]
     assert reads.tier(PROGRAM, "m1") == m1.tier
-    assert reads.entitlements(PROGRAM, "m1") == list(m1.entitlements)
-    assert reads.memberships(PROGRAM, "m1") == list(m1.memberships)
+    standing = reads.standing_now(PROGRAM, "m1")
+    assert standing is not None and standing.row == m1.standing  # the entitlements and memberships are in it
+    facts, state = standing_state(standing.row), ledger.state("m1")
+    assert [(e.entitlement_id, e.used_total) for e in facts.entitlements.values()] == [
+        (e.entitlement_id, e.used_total) for e in state.entitlements.values()
+    ]
+    assert facts.memberships == state.memberships
     assert reads.balance(PROGRAM, "nobody") is None and reads.tier(PROGRAM, "nobody") is None
     assert reads.member_ids(PROGRAM) == ["m1", "m2", "m3"]
     assert reads.checkpoint() == last_position(ledger)
@@ -363,9 +369,11 @@ def test_verify_finds_missing_extra_and_changed_rows(ledger: Ledger):
     ledger.execute("UPDATE due SET due_at = NULL WHERE member_id = 'm1'")
     ledger.execute(f"INSERT INTO identity VALUES ({P}, 'idh-stolen', 'm2')")
     ledger.execute("UPDATE identity SET member_id = 'm1' WHERE identity = 'idh-m3'")
+    ledger.execute("UPDATE tier_state SET tier = 'diamond' WHERE member_id = 'm2'")
     ledger.execute(
-        "INSERT INTO entitlement SELECT program_id, member_id, 'E-extra', benefit, name, kind, value_fen, valid_from,"
-        " valid_until, quota_total, quota_per_month, used_total, source, revoked_at, revoked_reason FROM entitlement"
+        "INSERT INTO lot SELECT program_id, member_id, 'L-extra', source, amount, remaining, held, occurred_at,"
+        " active_at, expires_at, order_id, status, seq FROM lot WHERE member_id = 'm1' AND lot_id <> 'P-O4'"
+        " ORDER BY lot_id LIMIT 1"
     )
     found = {(m.table, m.key[-1], m.field) for m in verify_all(ledger)}
     assert found == {
@@ -374,7 +382,8 @@ def test_verify_finds_missing_extra_and_changed_rows(ledger: Ledger):
         ("due", "m1", "due_at"),
         ("identity", "idh-stolen", "member_id"),
         ("identity", "idh-m3", "member_id"),
-        ("entitlement", "E-extra", ROW),
+        ("tier_state", "m2", "tier"),
+        ("lot", "L-extra", ROW),
     }
     missing = [m for m in verify_all(ledger) if m.table == "lot"]
     assert str(missing[0]) == "lot[little_sprout/m1/P-O4]: missing row"
@@ -435,6 +444,19 @@ def test_schema_creation_is_idempotent_and_prefixed_tables_swap_with_their_names
         assert "balance_pkey" in names and not {n for n in names if n.startswith("rb_")}
         with pytest.raises(RuntimeError):
             swap_tables(conn, "rb_", "")  # not in a transaction
+
+
+def test_opening_drops_the_tables_earlier_releases_kept_and_nothing_reads(pg_url: str):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for name in RETIRED_TABLES:  # as an earlier release left them, rows and all
+            conn.execute(f"CREATE TABLE {name} (program_id TEXT, member_id TEXT)")
+            conn.execute(f"INSERT INTO {name} VALUES ('p', 'm1')")
+            conn.execute(f"CREATE TABLE rb_{name} (program_id TEXT)")  # a rebuild's leftover
+        PgProjector().create_schema(conn)
+        assert not [n for n in RETIRED_TABLES if table_exists(conn, n)]
+        assert all(table_exists(conn, n) for n in TABLES)
+        drop_tables(conn, "rb_")
+        assert not [n for n in RETIRED_TABLES if table_exists(conn, f"rb_{n}")]
 
 
 @pytest.mark.postgres

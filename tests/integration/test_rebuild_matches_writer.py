@@ -22,7 +22,7 @@ from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
 from ledger.entrypoints.rebuild import rebuild_projections
 from policies import OrderLine
-from projections.tables import TABLES
+from projections.tables import RETIRED_TABLES, TABLES
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 P = "p"
@@ -70,6 +70,10 @@ def record_a_varied_log(w: Wired) -> None:
     run(w, cmd.AdjustPoints("m3", 250, "GOODWILL", "repaid", "op"), "adjust-3")
     w.app.advance_clock(P, START + timedelta(days=40), "clock-2")
     run(w, cmd.RecordPurchase("m3", "o3", (OrderLine("1", "SKU-1", "toys", 1, 12_345),), 12_345), "buy-3")
+    run(w, cmd.CreateHousehold("m1"), "household-1")  # the standing row's household and exchanges
+    run(w, cmd.JoinHousehold("m3", "m1"), "join-3")
+    run(w, cmd.TransferPoints("m1", "m3", "T1", 100), "transfer-1")
+    run(w, cmd.ExchangePoints("m1", "X1", "coupon_20"), "exchange-1")
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -93,3 +97,27 @@ def test_a_rebuild_writes_the_rows_the_writer_projected(wired: Wired, tmp_path: 
     rebuilt = dump(tmp_path / "ledger.db")
     for table in TABLES:
         assert rebuilt[table] == projected[table], table
+
+
+def test_a_store_of_an_earlier_release_loses_its_retired_tables_and_rebuilds_the_same(tmp_path: Path) -> None:
+    settings = Settings(store_url=f"sqlite:///{tmp_path}/ledger.db", reference_program=False)
+    w = build(settings, ManualClock(START))
+    w.app.create_program(P, "P", reference_document(), "test", START, "create")
+    record_a_varied_log(w)
+    w.app.close()
+    projected = dump(tmp_path / "ledger.db")
+    standing = {row[1]: row[3] for row in projected["standing"]}
+    assert '"X1"' in standing["m1"] and '"T1"' in standing["m1"] and '"m3"' in standing["m1"]
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:  # as an earlier release left the file
+        for name in RETIRED_TABLES:
+            conn.execute(f"CREATE TABLE {name} (program_id TEXT, member_id TEXT)")
+            conn.execute(f"INSERT INTO {name} VALUES ('p', 'm1')")
+    w = build(settings, ManualClock(START + timedelta(days=40)))
+    try:
+        with sqlite3.connect(tmp_path / "ledger.db") as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert not tables & set(RETIRED_TABLES) and tables >= set(TABLES)
+        rebuild_projections(w.app, w.backend)
+        assert dump(tmp_path / "ledger.db") == projected
+    finally:
+        w.app.close()

@@ -363,10 +363,14 @@ def test_a_read_the_writer_answers_has_a_decide_span_and_nothing_written(served:
     _enroll(served)
     served.exporter.clear()
     queries = query_pb2_grpc.MemberQueryServiceStub(served.channel)
-    queries.ListExchanges(query_pb2.ListExchangesRequest(program_id=PROGRAM, member_id=MEMBER), timeout=10)
+    queries.ListRewards(query_pb2.ListRewardsRequest(program_id=PROGRAM, member_id=MEMBER), timeout=10)
     names = sorted(span.name for span in served.spans())
-    assert names == ["MemberQueryService/ListExchanges", "ledger.writer.decide", "ledger.writer.wait"]
-    # the tier state comes from the read models while nothing is due for the member: no trip through the writer
+    assert names == ["MemberQueryService/ListRewards", "ledger.writer.decide", "ledger.writer.wait"]
+    # the tier state and the exchanges come from the read models while nothing is due for the member: no trip
+    # through the writer
     served.exporter.clear()
     queries.GetTierState(query_pb2.GetTierStateRequest(program_id=PROGRAM, member_id=MEMBER), timeout=10)
     assert [span.name for span in served.spans()] == ["MemberQueryService/GetTierState"]
+    served.exporter.clear()
+    queries.ListExchanges(query_pb2.ListExchangesRequest(program_id=PROGRAM, member_id=MEMBER), timeout=10)
+    assert [span.name for span in served.spans()] == ["MemberQueryService/ListExchanges"]

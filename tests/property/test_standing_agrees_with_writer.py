@@ -1,9 +1,11 @@
-"""Property test: over random histories, GetTierState, ListEntitlements and LookupMember answer the same from the
-read models as from the writer, and take no trip through the writer unless something is due for the member.
+"""Property test: over random histories, GetTierState, ListEntitlements, ListExchanges, GetHousehold and
+LookupMember answer the same from the read models as from the writer, and take no trip through the writer unless
+something is due for the member.
 
 Histories mix late sales, refunds, behaviours (referrals among them), paid plans bought and cancelled,
-entitlements used, tier overrides, a merge and the clock moving by hours to months (reviews, downgrades, grants,
-overrides ending, plans lapsing), on a real SQLite file and on PostgreSQL.
+entitlements used, tier overrides, points-mall exchanges and their cancelling, households opened, joined and
+left, transfers, a merge and the clock moving by hours to months (reviews, downgrades, grants, overrides ending,
+plans lapsing), on a real SQLite file and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ledger.bootstrap import Settings, build_app, reference_document
 from ledger.domain import commands as cmd
 from ledger.domain.errors import DomainError
 from ledger.domain.queries import balance_figures, current_tier
+from ledger.domain.standing import household_standing
 from ledger.entrypoints.grpc import convert as cv
 from policies import OrderLine
 
@@ -50,6 +53,25 @@ def answers(view: MemberView) -> tuple[Any, list[Any]]:
         cv.tier_state(view.state, view.policy.policy, view.now),
         [cv.entitlement(e, view.policy.policy, view.now) for e in ordered],
     )
+
+
+def exchanges(view: MemberView) -> list[Any]:
+    """The exchanges (newest first) as ListExchanges builds them."""
+    out = []
+    for x in sorted(view.state.exchanges.values(), key=lambda x: (x.at, x.exchange_id), reverse=True):
+        ent = view.state.entitlements.get(x.entitlement_id)
+        granted = None if ent is None else cv.entitlement(ent, view.policy.policy, view.now)
+        fields = (x.exchange_id, x.reward_id, x.reward_name, x.at, x.points, x.cash_fen)
+        out.append((*fields, x.cancelled_at, x.cancel_reason, granted))
+    return out
+
+
+def household(member: MemberView, owner: MemberView | None) -> Any:
+    """What GetHousehold answers (None: NOT_IN_HOUSEHOLD)."""
+    if owner is None:
+        return None
+    standing = household_standing(member.state, member.policy.policy, member.now)
+    return (member.state.household_of, owner.state.household_members, owner.state.version, standing)
 
 
 class StandingMachine(RuleBasedStateMachine):
@@ -153,6 +175,31 @@ class StandingMachine(RuleBasedStateMachine):
         if now == 0:  # rarely: m3's history ends with it
             self._run(cmd.MergeMembers("m1", "m3"))
 
+    @rule(
+        member=st.sampled_from(MEMBERS),
+        reward=st.sampled_from(("coupon_20", "home_delivery", "formula_coupon", "nursing_pillow")),
+        points=st.integers(0, 3_000),
+    )
+    def exchange(self, member: str, reward: str, points: int) -> None:
+        if points:
+            self._run(cmd.AdjustPoints(member, points, "GOODWILL", "for the mall", "op1"))
+        self._run(cmd.ExchangePoints(member, f"X{self.n}", reward))
+
+    @rule(member=st.sampled_from(MEMBERS), data=st.data())
+    def cancel_exchange(self, member: str, data: st.DataObject) -> None:
+        made = sorted(self.app.view(PROGRAM, member).state.exchanges)
+        if made:
+            self._run(cmd.CancelExchange(member, data.draw(st.sampled_from(made)), "changed mind"))
+
+    @rule(owner=st.sampled_from(MEMBERS), member=st.sampled_from(MEMBERS), leave=st.booleans())
+    def household(self, owner: str, member: str, leave: bool) -> None:
+        self._run(cmd.CreateHousehold(owner))
+        self._run(cmd.LeaveHousehold(member) if leave else cmd.JoinHousehold(member, owner))
+
+    @rule(giver=st.sampled_from(MEMBERS), to=st.sampled_from(MEMBERS), points=st.integers(1, 12_000))
+    def transfer(self, giver: str, to: str, points: int) -> None:
+        self._run(cmd.TransferPoints(giver, to, f"T{self.n}", points))
+
     @rule(hours=st.integers(1, 24 * 200))
     def advance(self, hours: int) -> None:
         self.app.advance_clock(PROGRAM, self.app.now(PROGRAM) + timedelta(hours=hours), self._key())
@@ -173,6 +220,10 @@ class StandingMachine(RuleBasedStateMachine):
             looked_up = None if merged else reads.look_up(PROGRAM, "card_number", f"card-{m}")
             view = self.app.view(PROGRAM, m)
             assert got == answers(view)
+            assert exchanges(reads.exchanges_view(PROGRAM, m)) == exchanges(view)
+            owner_id = view.state.household_of
+            owner = None if owner_id is None else self.app.view(PROGRAM, owner_id)
+            assert household(*reads.household_views(PROGRAM, m)) == household(view, owner)
             if looked_up is not None:
                 s = view.state
                 tier = current_tier(s, view.policy.policy, view.now)

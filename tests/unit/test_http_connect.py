@@ -116,3 +116,14 @@ def test_codes_statuses_and_retry_after() -> None:
     _, _, retry = from_rpc_error(Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "later",
                                         error_details_pb2.RetryInfo(retry_delay=delay)))  # fmt: skip
     assert retry == 2  # whole seconds, rounded up
+
+
+def test_min_version_of_every_member_query_is_forwarded_from_json() -> None:
+    for method in ("GetBalance", "ListLots", "GetTierState", "ListEntitlements", "ListHistory", "ListExchanges",
+                   "GetHousehold"):  # fmt: skip
+        procedure = PROCEDURES[f"/loyalty.v1.MemberQueryService/{method}"]
+        for key, value in (("minVersion", "7"), ("min_version", 7)):
+            document = {"programId": "p", "memberId": "m1", key: value}
+            encoded = decode_request(procedure, "application/json", json.dumps(document).encode())
+            forwarded: Any = procedure.request.FromString(encoded)
+            assert forwarded.min_version == 7, method

@@ -3,14 +3,14 @@
 
 ``apply`` runs inside the caller's transaction (the event store's append) and never begins, commits or rolls
 back. For each member of a batch it replaces the ``balance``, ``tier_state``, ``standing`` and ``due`` rows, brings the
-``lot``, ``entitlement`` and ``membership`` rows in line with the state (reading the stored rows of the batch's
+``lot`` rows in line with the state (reading the stored rows of the batch's
 members, writing only the rows that are new or differ, deleting the ones the state no longer has), upserts the
 history rows (applying the same update twice is harmless), points new identities at the member, and moves
 the checkpoint forward with ``GREATEST`` (never back).
 
 Round trips: the whole ``apply`` is two pipelined exchanges, whatever the number of members: the first sends
-the three member-row upserts and the three reads of stored child rows (``member_id = ANY(%s)``, one per table
-and program), the second every remaining write. Only row locks are taken (``INSERT ... ON CONFLICT``,
+the four member-row upserts and the reads of stored lot rows (``member_id = ANY(%s)``, one per
+program), the second every remaining write. Only row locks are taken (``INSERT ... ON CONFLICT``,
 ``DELETE`` by key); rows are written in key order so two transactions touching the same members lock them in
 the same order. The one row every writer updates is the checkpoint's, so concurrent appends serialise on it
 from their ``apply`` to their commit (keep the work after ``apply`` short).
@@ -31,11 +31,9 @@ from ledger.domain.queries import lot_status
 from projections.codec import (
     BALANCE,
     DUE,
-    ENTITLEMENT,
     HISTORY,
     IDENTITY,
     LOT,
-    MEMBERSHIP,
     STANDING,
     TIER,
     RowCodec,
@@ -44,9 +42,7 @@ from projections.codec import (
 from projections.rows import (
     HistoryRow,
     balance_row,
-    entitlement_row,
     lot_row,
-    membership_row,
     tier_row,
 )
 from projections.standing import standing_row
@@ -79,7 +75,7 @@ def _copy(conn: Conn, codec: RowCodec[Any], table: str, rows: Sequence[Encoded])
 
 
 class _Children:
-    """Rows a member has several of (lots, entitlements, memberships): the stored ones are read, changed ones
+    """Rows a member has several of (its lots): the stored ones are read, changed ones
     written, missing ones deleted. ``compare`` names the columns that can change (lots: remaining, held,
     status; their other columns are fixed when credited); None: the whole row is compared."""
 
@@ -143,8 +139,6 @@ class PgProjector:
             "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
         )
         self._lots = _Children(LOT, p, ("remaining", "held", "status"))
-        self._entitlements = _Children(ENTITLEMENT, p)
-        self._memberships = _Children(MEMBERSHIP, p)
 
     # -- schema -----------------------------------------------------------------------------------------------
 
@@ -262,24 +256,13 @@ class PgProjector:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _child_rows(
-        self, members: Sequence[MemberUpdate], *, with_lots: bool = True
-    ) -> dict[_Children, dict[MemberKey, list[Encoded]]]:
+    def _child_rows(self, members: Sequence[MemberUpdate]) -> dict[_Children, dict[MemberKey, list[Encoded]]]:
         """The encoded child rows of each member, by table."""
-        lots: dict[MemberKey, list[Encoded]] = {}
-        entitlements: dict[MemberKey, list[Encoded]] = {}
-        memberships: dict[MemberKey, list[Encoded]] = {}
-        for u in members:
-            key, state = (u.program_id, u.member_id), u.state
-            if with_lots:
-                lots[key] = [LOT.encode(lot_row(state, lot)) for lot in state.lots.values()]
-            entitlements[key] = [
-                ENTITLEMENT.encode(entitlement_row(state, e)) for e in state.entitlements.values()
-            ]
-            memberships[key] = [
-                MEMBERSHIP.encode(membership_row(state, m)) for m in state.memberships.values()
-            ]
-        return {self._lots: lots, self._entitlements: entitlements, self._memberships: memberships}
+        lots = {
+            (u.program_id, u.member_id): [LOT.encode(lot_row(u.state, lot)) for lot in u.state.lots.values()]
+            for u in members
+        }
+        return {self._lots: lots}
 
     def _write_members(
         self, conn: Conn, members: Sequence[MemberUpdate], *, fresh: bool
@@ -297,7 +280,7 @@ class PgProjector:
                 self._sql_due,
                 [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members],
             )
-        children = (self._lots, self._entitlements, self._memberships)
+        children = (self._lots,)
         reads: list[tuple[_Children, psycopg.Cursor[TupleRow]]] = []
         for child in children:
             for program_id, member_ids in by_program.items():
@@ -320,10 +303,4 @@ class PgProjector:
                     lot_status(lot),
                 ):
                     changed_lots.append(LOT.encode(lot_row(state, lot)))
-        later = self._lots.writes(changed_lots, lots)
-        by_child = self._child_rows(members, with_lots=False)
-        for child in (self._entitlements, self._memberships):
-            old = stored[child]
-            changed = [r for rows in by_child[child].values() for r in rows if old.pop(r[:3], None) != r]
-            later += child.writes(changed, old)
-        return later
+        return self._lots.writes(changed_lots, lots)

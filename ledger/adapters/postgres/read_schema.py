@@ -23,7 +23,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from projections.tables import REBUILD_PREFIX, TABLES
+from projections.tables import REBUILD_PREFIX, RETIRED_TABLES, TABLES
 
 __all__ = [
     "REBUILD_PREFIX",
@@ -95,39 +95,6 @@ _TABLE_DDL: Final = {
             CONSTRAINT {{p}}tier_state_pkey PRIMARY KEY (program_id, member_id)
         )
     """,
-    "entitlement": f"""
-        CREATE TABLE IF NOT EXISTS {{p}}entitlement (
-            program_id      {_T} NOT NULL,
-            member_id       {_T} NOT NULL,
-            entitlement_id  {_T} NOT NULL,
-            benefit         {_T} NOT NULL,
-            name            {_T} NOT NULL,
-            kind            {_T} NOT NULL,
-            value_fen       BIGINT,
-            valid_from      BIGINT NOT NULL,
-            valid_until     BIGINT NOT NULL,
-            quota_total     BIGINT,
-            quota_per_month BIGINT,
-            used_total      BIGINT NOT NULL,
-            source          {_T} NOT NULL,
-            revoked_at      BIGINT,
-            revoked_reason  {_T},
-            CONSTRAINT {{p}}entitlement_pkey PRIMARY KEY (program_id, member_id, entitlement_id)
-        )
-    """,
-    "membership": f"""
-        CREATE TABLE IF NOT EXISTS {{p}}membership (
-            program_id    {_T} NOT NULL,
-            member_id     {_T} NOT NULL,
-            membership_id {_T} NOT NULL,
-            plan          {_T} NOT NULL,
-            price_fen     BIGINT NOT NULL,
-            term_start    BIGINT NOT NULL,
-            term_end      BIGINT NOT NULL,
-            status        {_T} NOT NULL,
-            CONSTRAINT {{p}}membership_pkey PRIMARY KEY (program_id, member_id, membership_id)
-        )
-    """,
     "history": f"""
         CREATE TABLE IF NOT EXISTS {{p}}history (
             program_id           {_T} NOT NULL,
@@ -193,8 +160,6 @@ _CONSTRAINTS: Final = {
     "balance": ("balance_pkey",),
     "lot": ("lot_pkey", "lot_status_check"),
     "tier_state": ("tier_state_pkey",),
-    "entitlement": ("entitlement_pkey",),
-    "membership": ("membership_pkey",),
     "history": (),
     "standing": ("standing_pkey",),
     "identity": ("identity_pkey",),
@@ -246,6 +211,8 @@ def create_tables(conn: psycopg.Connection[Any], prefix: str = "", *, indexes: b
     """
     for statement in table_statements(prefix):
         _run(conn, statement)
+    for name in RETIRED_TABLES:  # tables of earlier releases that nothing reads (see projections.tables)
+        _run(conn, f"DROP TABLE IF EXISTS {prefix}{name}")
     for table, name, declaration in ADDED_COLUMNS:
         # Look first: an ALTER TABLE takes an exclusive lock even when the column is there already.
         found = conn.execute(
@@ -277,9 +244,10 @@ def create_indexes(conn: psycopg.Connection[Any], prefix: str = "") -> None:
 
 
 def drop_tables(conn: psycopg.Connection[Any], prefix: str) -> None:
-    """Drop the ``prefix`` tables (their indexes and constraints go with them) if they exist."""
+    """Drop the ``prefix`` tables, retired ones included (their indexes and constraints go with them), if they
+    exist."""
     _check_prefix(prefix)
-    for name in TABLES:
+    for name in (*TABLES, *RETIRED_TABLES):
         _run(conn, f"DROP TABLE IF EXISTS {prefix}{name}")
 
 

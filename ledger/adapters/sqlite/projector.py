@@ -6,10 +6,9 @@ commit (or roll back) with the events they come from. The projector never begins
 For each member of a batch ``apply``
 
 - replaces its ``balance``, ``tier_state``, ``standing`` and ``due`` rows;
-- brings its ``lot``, ``entitlement`` and ``membership`` rows in line with the state: it reads the stored
-  rows of the batch's members (one query per table and program, in chunks of members) and writes only the
-  rows that are new or differ, and deletes rows the state no longer has, so a member with hundreds of closed
-  lots costs a read, not a rewrite. A lot's source, amount, times and order are fixed when it is credited,
+- brings its ``lot`` rows in line with the state: it reads the stored rows of the batch's members (one query
+  per program, in chunks of members) and writes only the rows that are new or differ, and deletes rows the
+  state no longer has, so a member with hundreds of closed lots costs a read, not a rewrite. A lot's source, amount, times and order are fixed when it is credited,
   so lots are compared on remaining points, held points and status only;
 - inserts (or replaces: applying the same update twice is harmless) the history rows;
 - points its new identities at itself (an identity absorbed by a merge moves to the surviving member);
@@ -28,21 +27,16 @@ from ledger.adapters.sqlite.read_schema import create_tables
 from ledger.domain.queries import lot_status
 from projections.codec import (
     BALANCE,
-    ENTITLEMENT,
     HISTORY,
     LOT,
-    MEMBERSHIP,
     STANDING,
     TIER,
-    RowCodec,
     opt_micros,
 )
 from projections.rows import (
     HistoryRow,
     balance_row,
-    entitlement_row,
     lot_row,
-    membership_row,
     tier_row,
 )
 from projections.standing import standing_row
@@ -82,8 +76,6 @@ class SqliteProjector:
             "WHERE program_id = ? AND member_id IN "
         )
         self._sql_lot_delete = f"DELETE FROM {p}lot WHERE program_id = ? AND member_id = ? AND lot_id = ?"
-        self._entitlements = _Children(ENTITLEMENT, p)
-        self._memberships = _Children(MEMBERSHIP, p)
 
     # -- schema -----------------------------------------------------------------------------------------------
 
@@ -182,28 +174,12 @@ class SqliteProjector:
         conn.executemany(self._sql_tier, [TIER.encode(tier_row(u.state)) for u in members])
         conn.executemany(self._sql_standing, [tuple(standing_row(u.state)) for u in members])
         conn.executemany(self._sql_due, [(u.program_id, u.member_id, opt_micros(u.due_at)) for u in members])
-        entitlements = {
-            (u.program_id, u.member_id): [
-                ENTITLEMENT.encode(entitlement_row(u.state, e)) for e in u.state.entitlements.values()
-            ]
-            for u in members
-        }
-        memberships = {
-            (u.program_id, u.member_id): [
-                MEMBERSHIP.encode(membership_row(u.state, m)) for m in u.state.memberships.values()
-            ]
-            for u in members
-        }
         if fresh:
             lots = [LOT.encode(lot_row(u.state, lot)) for u in members for lot in u.state.lots.values()]
             if lots:
                 conn.executemany(self._sql_lot_insert, lots)
-            self._entitlements.insert(conn, entitlements)
-            self._memberships.insert(conn, memberships)
         else:
             self._sync_lots(conn, members)
-            self._entitlements.sync(conn, entitlements)
-            self._memberships.sync(conn, memberships)
 
     def _sync_lots(self, conn: sqlite3.Connection, members: list[MemberUpdate]) -> None:
         """Write the lots that are new or whose remaining points, held points or status changed.
@@ -239,32 +215,3 @@ def _member_chunks(members: Iterable[MemberUpdate] | Iterable[MemberKey]) -> Ite
     for program_id, member_ids in by_program.items():
         for start in range(0, len(member_ids), _CHUNK):
             yield program_id, member_ids[start : start + _CHUNK]
-
-
-class _Children:
-    """Rows a member has a few of (entitlements, memberships): whole rows compared, changed ones written."""
-
-    def __init__(self, codec: RowCodec[Any], prefix: str) -> None:
-        table = prefix + codec.table
-        child_key = codec.key[2]
-        self._select = f"{codec.select(table)} WHERE program_id = ? AND member_id IN "
-        self._upsert = codec.insert(table, replace=True)
-        self._insert = codec.insert(table)
-        self._delete = f"DELETE FROM {table} WHERE program_id = ? AND member_id = ? AND {child_key} = ?"
-
-    def insert(self, conn: sqlite3.Connection, by_member: dict[MemberKey, list[Encoded]]) -> None:
-        rows = [row for member_rows in by_member.values() for row in member_rows]
-        if rows:
-            conn.executemany(self._insert, rows)
-
-    def sync(self, conn: sqlite3.Connection, by_member: dict[MemberKey, list[Encoded]]) -> None:
-        stored: dict[tuple[Any, ...], Encoded] = {}
-        for program_id, chunk in _member_chunks(by_member):
-            sql = self._select + "(" + ", ".join("?" * len(chunk)) + ")"
-            for row in conn.execute(sql, (program_id, *chunk)):
-                stored[row[:3]] = row
-        changed = [row for rows in by_member.values() for row in rows if stored.pop(row[:3], None) != row]
-        if changed:
-            conn.executemany(self._upsert, changed)
-        if stored:
-            conn.executemany(self._delete, list(stored))

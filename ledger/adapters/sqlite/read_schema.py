@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from projections.tables import REBUILD_PREFIX, TABLES
+from projections.tables import REBUILD_PREFIX, RETIRED_TABLES, TABLES
 
 _TABLE_DDL: Final = {
     "balance": """
@@ -74,39 +74,6 @@ _TABLE_DDL: Final = {
             override_ends_at INTEGER,
             override_reason  TEXT,
             PRIMARY KEY (program_id, member_id)
-        ) WITHOUT ROWID
-    """,
-    "entitlement": """
-        CREATE TABLE IF NOT EXISTS {p}entitlement (
-            program_id      TEXT    NOT NULL,
-            member_id       TEXT    NOT NULL,
-            entitlement_id  TEXT    NOT NULL,
-            benefit         TEXT    NOT NULL,
-            name            TEXT    NOT NULL,
-            kind            TEXT    NOT NULL,
-            value_fen       INTEGER,
-            valid_from      INTEGER NOT NULL,
-            valid_until     INTEGER NOT NULL,
-            quota_total     INTEGER,
-            quota_per_month INTEGER,
-            used_total      INTEGER NOT NULL,
-            source          TEXT    NOT NULL,
-            revoked_at      INTEGER,
-            revoked_reason  TEXT,
-            PRIMARY KEY (program_id, member_id, entitlement_id)
-        ) WITHOUT ROWID
-    """,
-    "membership": """
-        CREATE TABLE IF NOT EXISTS {p}membership (
-            program_id    TEXT    NOT NULL,
-            member_id     TEXT    NOT NULL,
-            membership_id TEXT    NOT NULL,
-            plan          TEXT    NOT NULL,
-            price_fen     INTEGER NOT NULL,
-            term_start    INTEGER NOT NULL,
-            term_end      INTEGER NOT NULL,
-            status        TEXT    NOT NULL,
-            PRIMARY KEY (program_id, member_id, membership_id)
         ) WITHOUT ROWID
     """,
     "history": """
@@ -196,12 +163,15 @@ def index_statements(prefix: str = "") -> list[str]:
 
 
 def create_tables(conn: sqlite3.Connection, prefix: str = "", *, indexes: bool = True) -> None:
-    """Create the ``prefix`` tables (and their indexes unless ``indexes`` is false); existing ones are kept.
+    """Create the ``prefix`` tables (and their indexes unless ``indexes`` is false); existing ones are kept,
+    retired ones (:data:`~projections.tables.RETIRED_TABLES`, from earlier releases) dropped.
 
     Runs on ``conn`` as is: inside the caller's transaction if one is open.
     """
     for statement in table_statements(prefix):
         conn.execute(statement)
+    for name in RETIRED_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
     add_missing_columns(conn, prefix)
     if indexes:
         create_indexes(conn, prefix)
@@ -234,9 +204,9 @@ def create_indexes(conn: sqlite3.Connection, prefix: str = "") -> None:
 
 
 def drop_tables(conn: sqlite3.Connection, prefix: str) -> None:
-    """Drop the ``prefix`` tables (their indexes go with them) if they exist."""
+    """Drop the ``prefix`` tables, retired ones included (their indexes go with them), if they exist."""
     _check_prefix(prefix)
-    for name in TABLES:
+    for name in (*TABLES, *RETIRED_TABLES):
         conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
 
 

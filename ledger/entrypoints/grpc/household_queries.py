@@ -22,16 +22,16 @@ class HouseholdQueries(MallQueries):
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
+        c.min_version(request.min_version)
         c.done()
-        view = self._view(request.program_id, request.member_id)
+        view, owner = self.app.household_views(request.program_id, request.member_id, request.min_version)
         owner_id = view.state.household_of
-        if owner_id is None:
+        if owner is None or owner_id is None:
             raise Refusal(
                 "NOT_IN_HOUSEHOLD",
                 f"member {request.member_id} is in no household",
                 {"member_id": request.member_id},
             )
-        owner = view if owner_id == request.member_id else self._view(request.program_id, owner_id)
         standing = household_standing(view.state, view.policy.policy, view.now)
         return query_pb2.GetHouseholdResponse(
             owner_member_id=owner_id,

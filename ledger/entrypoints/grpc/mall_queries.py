@@ -57,8 +57,9 @@ class MallQueries(MemberBase):
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
+        c.min_version(request.min_version)
         c.done()
-        view = self._view(request.program_id, request.member_id)
+        view = self.app.exchanges_view(request.program_id, request.member_id, request.min_version)
         response = query_pb2.ListExchangesResponse()
         for x in sorted(view.state.exchanges.values(), key=lambda x: (x.at, x.exchange_id), reverse=True):
             msg = response.exchanges.add(

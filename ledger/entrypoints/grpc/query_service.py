@@ -38,11 +38,12 @@ def _times(request: Any) -> tuple[datetime | None, datetime | None] | None:
 
 class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServicer):
     def _standing_at(self, request: Any) -> MemberView:
-        """The member now for its tier state and entitlements (the read models when they are current, else the
-        writer), or folded from the log as of ``as_of`` as known at ``as_known_at`` when either is set."""
+        """The member now for its tier state and entitlements (the read models when they are current and have
+        reached the request's ``min_version``, else the writer), or folded from the log as of ``as_of`` as known
+        at ``as_known_at`` when either is set."""
         times = _times(request)
         if times is None:
-            return self.app.standing_view(request.program_id, request.member_id)
+            return self.app.standing_view(request.program_id, request.member_id, request.min_version)
         return member_as_of(self.app, request.program_id, request.member_id, *times)
 
     @staticmethod
@@ -50,6 +51,8 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
+        if hasattr(request, "min_version"):
+            c.min_version(request.min_version)
         c.done()
 
     @rpc
@@ -163,12 +166,14 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         c = Checks()
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
-        c.between("min_version", request.min_version, 0, 2**62)
+        c.min_version(request.min_version)
         c.done()
         times = _times(request)
         if times is not None:
             view = member_as_of(self.app, request.program_id, request.member_id, *times)
-            return query_pb2.GetBalanceResponse(balance=cv.balance_message(queries.balance_figures(view.state, view.now)))
+            return query_pb2.GetBalanceResponse(
+                balance=cv.balance_message(queries.balance_figures(view.state, view.now))
+            )
         figures = self.app.balance(request.program_id, request.member_id, request.min_version)
         return query_pb2.GetBalanceResponse(balance=cv.balance_message(figures))
 
@@ -182,6 +187,7 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         size = c.page_size(request.page_size)
         for i, s in enumerate(request.statuses):
             c.enum(f"statuses[{i}]", s, member_pb2.LotStatus)
+        c.min_version(request.min_version)
         c.done()
         token = request.page_token
         if token and not (token.isdigit() and len(token) <= 18 and int(token) > 0):
@@ -193,12 +199,16 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
             view = member_as_of(self.app, request.program_id, request.member_id, *times)
             lots, total, version = lot_page(view, statuses, start, size)
         else:
-            lots, total, version = self.app.lots(request.program_id, request.member_id, statuses, start, size)
+            lots, total, version = self.app.lots(
+                request.program_id, request.member_id, statuses, start, size, request.min_version
+            )
         if start > total:
             raise InvalidCommand("page_token", "is not a token this listing returned")
         end = start + len(lots)
         return query_pb2.ListLotsResponse(
-            lots=[cv.lot_of_row(lot) for lot in lots], next_page_token=str(end) if end < total else "", version=version
+            lots=[cv.lot_of_row(lot) for lot in lots],
+            next_page_token=str(end) if end < total else "",
+            version=version,
         )
 
     @rpc
@@ -221,6 +231,7 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         size = c.page_size(request.page_size)
         for i, s in enumerate(request.statuses):
             c.enum(f"statuses[{i}]", s, member_pb2.EntitlementStatus)
+        c.min_version(request.min_version)
         c.done()
         view = self._standing_at(request)
         wanted = set(request.statuses)
@@ -242,14 +253,19 @@ class MemberQueryService(HouseholdQueries, query_pb2_grpc.MemberQueryServiceServ
         c.program_id(request.program_id)
         c.caller_id("member_id", request.member_id)
         size = c.page_size(request.page_size)
+        c.min_version(request.min_version)
         c.done()
         # The token is the newest version of the next (older) page: it continues at versions <= token, so events
         # written meanwhile never shift later pages.
         token = request.page_token
         if token and not (token.isdigit() and len(token) <= 18):
             raise InvalidCommand("page_token", "is not a token this listing returned")
-        page = self.app.history(request.program_id, request.member_id, int(token) if token else None, size)
-        response = query_pb2.ListHistoryResponse(next_page_token=str(page.next_through) if page.next_through else "")
+        page = self.app.history(
+            request.program_id, request.member_id, int(token) if token else None, size, request.min_version
+        )
+        response = query_pb2.ListHistoryResponse(
+            next_page_token=str(page.next_through) if page.next_through else ""
+        )
         for e in page.entries:
             entry = response.entries.add(
                 version=e.version,

@@ -96,6 +96,10 @@ class Checks:
         if not low <= value <= high:
             self.fail(field, f"must be between {low} and {high}")
 
+    def min_version(self, value: int) -> None:
+        """A query's read-your-writes ``min_version``: a member version (0 = no requirement)."""
+        self.between("min_version", value, 0, 2**62)
+
     def amount(self, field: str, value: int, *, low: int = 0) -> None:
         self.between(field, value, low, MAX_AMOUNT)
 

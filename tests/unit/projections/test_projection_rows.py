@@ -20,11 +20,9 @@ from projections import rows
 from projections.codec import (
     BALANCE,
     DUE,
-    ENTITLEMENT,
     HISTORY,
     IDENTITY,
     LOT,
-    MEMBERSHIP,
     STANDING,
     TIER,
     RowCodec,
@@ -32,7 +30,8 @@ from projections.codec import (
     to_micros,
 )
 from projections.rows import history_row, member_rows
-from projections.tables import TABLES
+from projections.standing import standing_state
+from projections.tables import RETIRED_TABLES, TABLES
 from projections.update import encode_history
 from tests.unit.projections.projection_timeline import (
     PROGRAM,
@@ -169,12 +168,13 @@ def test_tier_row_has_the_override_and_the_downgrade_notice():
     assert (tier.downgrade_at, tier.downgrade_target, tier.next_review_at) == (sh(2027, 4, 1), "bronze", None)
 
 
-def test_entitlement_and_membership_rows():
+def test_the_standing_row_holds_the_entitlements_and_memberships():
     r = member_rows(folded(member_one()))
-    [ent] = r.entitlements
+    facts = standing_state(r.standing)
+    [ent] = facts.entitlements.values()
     assert (ent.entitlement_id, ent.used_total, ent.quota_total, ent.value_fen) == ("E1", 1, 2, 1_000)
     assert ent.revoked_at is None
-    [m] = r.memberships
+    [m] = facts.memberships.values()
     assert (m.membership_id, m.plan, m.price_fen, m.status) == ("MS1", "plus", 9_900, "active")
 
 
@@ -403,8 +403,7 @@ def test_every_row_round_trips_through_its_codec():
         (BALANCE, r.balance),
         (TIER, r.tier),
         (LOT, r.lots[0]),
-        (ENTITLEMENT, r.entitlements[0]),
-        (MEMBERSHIP, r.memberships[0]),
+        (STANDING, r.standing),
         (HISTORY, hist[4]),
         (IDENTITY, r.identities[0]),
         (DUE, rows.DueRow(PROGRAM, "m1", None)),
@@ -422,12 +421,16 @@ def test_table_columns_match_the_row_fields():
     conn = sqlite3.connect(":memory:")
     for statement in table_statements("x_"):
         conn.execute(statement)
-    codecs = {c.table: c for c in (BALANCE, TIER, LOT, ENTITLEMENT, MEMBERSHIP, HISTORY, IDENTITY, DUE, STANDING)}
+    codecs = {c.table: c for c in (BALANCE, TIER, LOT, HISTORY, IDENTITY, DUE, STANDING)}
     for table in TABLES:
         columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info(x_{table})"))
         if table in codecs:
             assert columns == codecs[table].cls._fields, table
     assert set(codecs) | {"projection_checkpoint"} == set(TABLES)
+    assert not set(RETIRED_TABLES) & set(TABLES)
+    assert {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
+        f"x_{t}" for t in TABLES
+    }
 
 
 def test_the_unrolled_history_encoder_matches_the_codec():
