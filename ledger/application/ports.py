@@ -7,6 +7,22 @@ from datetime import datetime
 from typing import Protocol
 
 from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscription
+from ledger.domain.decide import Context
+
+
+class ProgramDirectory:
+    """What the writer needs to know of programs: their policies, their clock, their identities."""
+
+    def context(
+        self, program_id: str, occurred_at: datetime | None, member_id: str, *, look_up_profile: bool = True
+    ) -> Context:
+        raise NotImplementedError
+
+    def identity_owner(self, program_id: str, identity: str) -> str | None:
+        raise NotImplementedError
+
+    def refresh(self, program_ids: set[str]) -> None:
+        """Bring these programs up to date with the log (other replicas may have changed them)."""
 
 
 class Lease(Protocol):

@@ -19,6 +19,7 @@ from ledger.application.deadline import CALL_DEADLINE
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
 from ledger.application.member_reads import HistoryEntry, HistoryPage, MemberReads, MemberView
 from ledger.application.personal import PersonalData, PersonalProfile
+from ledger.application.ports import ProgramDirectory
 from ledger.application.principal import actor_fields
 from ledger.application.results import CommandResult
 from ledger.application.writer import (
@@ -26,7 +27,6 @@ from ledger.application.writer import (
     MemberChange,
     Peek,
     PeekResult,
-    ProgramDirectory,
     Quote,
 )
 from ledger.domain import commands as cmd
