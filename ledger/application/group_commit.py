@@ -7,7 +7,7 @@ commands' records, at the versions they were decided on; the read models are wri
 (SQLite, PostgreSQL) or right after the commit (KurrentDB, ``memory://``). Only then are the callers answered.
 
 If another replica wrote one of the streams meanwhile the store refuses the whole group; the unanswered requests
-are decided again from the log, at most ``max_attempts`` times, then answered :class:`Contended`.
+are decided again from the log under the write path's one retry policy (:mod:`~ledger.application.retry`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import Any
 import structlog
 
 from ledger.application.command_staging import stage_command, stage_peek, stage_quote
+from ledger.application.idempotency import fingerprint, same_request
 from ledger.application.member_staging import GroupStaging, MemberCache, MemberChange
 from ledger.application.ports import ProgramDirectory
-from ledger.application.results import CommandResult, fingerprint
+from ledger.application.results import CommandResult
+from ledger.application.retry import CONFLICTS, WriteRetry
 from ledger.application.stock_staging import StockStaging
 from ledger.application.write_queue import Pending
 from ledger.application.write_requests import (
-    Contended,
     GroupObserver,
     GroupPhases,
     Peek,
@@ -40,12 +41,10 @@ from ledger.domain.streams import member_stream, stock_stream
 from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
-    DuplicateCommand,
     EventStore,
     StoredEvent,
     StoreError,
     StreamAppend,
-    WrongExpectedVersion,
 )
 
 log = structlog.get_logger("ledger.writer")
@@ -91,7 +90,7 @@ class GroupCommit:
         cache: MemberCache,
         *,
         shared: bool,
-        max_attempts: int,
+        retry: WriteRetry,
         in_transaction: bool,
     ) -> None:
         self._store = store
@@ -100,7 +99,7 @@ class GroupCommit:
         self._cache = cache
         self._stock_cache: dict[str, StockState] = {}  # rewards' stock streams as last committed
         self._shared = shared
-        self._max_attempts = max_attempts
+        self._retry = retry
         self._in_transaction = in_transaction
 
     def clear_cache(self) -> None:
@@ -194,7 +193,7 @@ class GroupCommit:
             return True
         found = recorded.get(k)
         if found is not None:
-            if found.fingerprint != fp:
+            if not same_request(found.fingerprint, req):
                 raise Conflict(f"idempotency key {req.idempotency_key!r} was used for a different request")
             decided.answered.append((p, CommandResult.from_bytes(found.response)))
             return True
@@ -273,7 +272,7 @@ class GroupCommit:
                 self._store.append(batch, in_transaction=project_in_transaction)
             else:
                 stored = self._store.append(batch)
-        except (WrongExpectedVersion, DuplicateCommand) as exc:
+        except CONFLICTS as exc:
             if observe is not None:
                 _observe(observe, len(group), started, "conflict")
             self._decide_again(group, staging, exc, attempt, timing.on, observe)
@@ -306,12 +305,12 @@ class GroupCommit:
         nothing of ours was written. Decide again from the log, a bounded number of times."""
         staging.drop_cached()
         unanswered = [p for p in group if not p.done.is_set()]
-        if attempt < self._max_attempts:
+        if self._retry.again(attempt):
             log.info("group_retried", error=repr(exc), attempt=attempt, commands=len(unanswered))
             self.run(unanswered, timed=timed, observe=observe, attempt=attempt + 1)
         else:
             log.warning("group_contended", error=repr(exc), attempts=attempt, commands=len(unanswered))
-            fail_unanswered(unanswered, Contended(f"gave up after {attempt} conflicting attempts: {exc}"))
+            fail_unanswered(unanswered, self._retry.gave_up(attempt, exc))
 
     def _project_after_commit(
         self, stored: list[StoredEvent], changes: list[MemberChange], timing: _Timing

@@ -10,13 +10,13 @@ every staged stream at the version it was decided on, or drops what was staged.
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ledger.application.new_events import SYSTEM_ACTOR, caused_by, new_event
 from ledger.application.ports import ProgramDirectory
 from ledger.application.stock_staging import StockStaging
 from ledger.application.write_requests import Peek, Quote, Request
@@ -30,8 +30,6 @@ from ledger.domain.state import Balances, MemberState
 from ledger.domain.streams import member_stream
 from ledger.eventlog.port import EventStore, NewEvent
 from policies import NoPolicyInForce, Policy, PolicyHistory
-
-SCHEMA_VERSION = 1
 
 AppliedEvent = tuple[ev.MemberEvent, NewEvent, Balances, Balances, str]
 """An event as the writer applied it: the event, as appended, the balances before and after, the tier after."""
@@ -197,18 +195,13 @@ class GroupStaging:
             evolve(s.state, event)
             after = Balances.of(s.state)
             tier = tier_in_effect(s.state, _policy_at(ctx.policies, event.at), event.at)
-            new = NewEvent(
-                event_id=str(uuid.uuid4()),
-                type=event.type,
-                schema_version=SCHEMA_VERSION,
-                occurred_at=event.at,
-                recorded_at=now,
+            new = new_event(
+                event.type,
+                ev.encode(event),
+                event.at,
+                now,
                 policy_version=getattr(event, "policy_version", None),
-                idempotency_key=(req.idempotency_key or None) if req else None,
-                correlation_id=req.correlation_id if req else None,
-                causation_id=None,
-                actor=req.actor.as_dict() if req else {"channel": "system"},
-                payload=ev.encode(event),
+                **(caused_by(req) if req else {"actor": dict(SYSTEM_ACTOR)}),
             )
             s.events.append((event, new, before, after, tier))
 

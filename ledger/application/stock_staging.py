@@ -9,12 +9,12 @@ other's units, and its commit appends the stock events with the members' at the 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ledger.application.new_events import caused_by, new_event
 from ledger.application.ports import ProgramDirectory
 from ledger.application.results import CommandResult
 from ledger.domain import commands as cmd
@@ -25,8 +25,6 @@ from ledger.domain.stock import decode as decode_stock
 from ledger.domain.stock import encode as encode_stock
 from ledger.domain.streams import stock_stream
 from ledger.eventlog.port import EventStore, NewEvent, StreamAppend
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -107,19 +105,7 @@ class StockStaging:
     def _append(self, req: cmd.Envelope, k: StagedStock, stock_event: StockEvent, now: datetime) -> None:
         evolve_stock(k.state, stock_event)
         k.events.append(
-            NewEvent(
-                event_id=str(uuid.uuid4()),
-                type=stock_event.type,
-                schema_version=SCHEMA_VERSION,
-                occurred_at=stock_event.at,
-                recorded_at=now,
-                policy_version=None,
-                idempotency_key=req.idempotency_key or None,
-                correlation_id=req.correlation_id,
-                causation_id=None,
-                actor=req.actor.as_dict(),
-                payload=encode_stock(stock_event),
-            )
+            new_event(stock_event.type, encode_stock(stock_event), stock_event.at, now, **caused_by(req))
         )
 
     def appends(self) -> list[StreamAppend]:

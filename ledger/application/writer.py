@@ -11,9 +11,14 @@ Several service replicas may share one store (``shared=True``). Then a cached st
 before deciding, the writer reads the events other replicas appended since (usually none, one cheap query),
 and every append carries the version the decision was made on. If another replica got there first the store
 refuses the whole group (nothing written), the writer drops what it cached and decides the unanswered
-commands again, at most ``max_attempts`` times, then answers :class:`Contended` (gRPC ``ABORTED``). A retried
-idempotency key that another replica recorded in the meantime is found on the next attempt and answered with
-the first answer.
+commands again, as often as the write path's one retry policy allows (:mod:`~ledger.application.retry`),
+then answers :class:`Contended` (gRPC ``ABORTED``). A retried idempotency key that another replica recorded in
+the meantime is found on the next attempt and answered with the first answer.
+
+Program writes (create, publish a policy, move a test clock: :mod:`~ledger.application.program_writes`) hold the
+writer's lock while they are decided and appended, and share its idempotency fingerprint
+(:mod:`~ledger.application.idempotency`), its event ids (:mod:`~ledger.application.new_events`) and its retry
+policy.
 
 Queries go through the writer too (:class:`Peek`): it applies what fell due, then answers with a private copy
 of the cached state, so a read after a write that returned sees that write.
@@ -35,8 +40,10 @@ from typing import Any
 import structlog
 
 from ledger.application.group_commit import GroupCommit, ProjectionHook, fail_unanswered
-from ledger.application.member_staging import SCHEMA_VERSION, AppliedEvent, MemberCache, MemberChange
+from ledger.application.member_staging import AppliedEvent, MemberCache, MemberChange
+from ledger.application.new_events import SCHEMA_VERSION
 from ledger.application.ports import ProgramDirectory
+from ledger.application.retry import WriteRetry
 from ledger.application.write_queue import Pending, WriteQueue
 from ledger.application.write_requests import (
     Contended,
@@ -91,7 +98,7 @@ class CommandWriter:
         max_queue: int = 1_000,
         cache_size: int = 50_000,
         shared: bool = False,
-        max_attempts: int = 5,
+        retry: WriteRetry | None = None,
         project_in_transaction: bool | None = None,
     ) -> None:
         # False: the store cannot run hooks in its transaction (KurrentDB); ``project`` is then called after the
@@ -110,7 +117,7 @@ class CommandWriter:
             project,
             self._cache,
             shared=shared,
-            max_attempts=max_attempts,
+            retry=retry or WriteRetry(),
             in_transaction=in_transaction,
         )
         self._stopped = False

@@ -116,7 +116,7 @@ def test_replay_verifies_against_the_read_models(wired: Wired) -> None:
 
 
 def test_a_sale_naming_its_committed_hold_records_the_points_that_paid_for_it(wired: Wired) -> None:
-    from ledger.application.results import fingerprint
+    from ledger.application.idempotency import fingerprint
     from ledger.domain.errors import InvalidCommand, NotFound
 
     run(wired, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op1"), "a1")
