@@ -1,4 +1,5 @@
-"""Ports the application needs from a backend besides the event log: leases, feed checkpoints, webhooks."""
+"""Ports: what the application needs from a backend besides the event log (leases, feed checkpoints, webhooks),
+and what the write path needs of the programs (:class:`ProgramDirectory`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,27 @@ from datetime import datetime
 from typing import Protocol
 
 from ledger.application.webhooks import DeadLetter, DeadLetterStatus, Subscription
+from ledger.domain.decide import Context
+
+
+class ProgramDirectory(Protocol):
+    """What the write path needs to know of programs: their policies and clock (as a member's context), the
+    identities they have given, and their latest versions on a shared store. The application implements it
+    (:class:`~ledger.application.service.LedgerApp`); the writer asks it and never the application itself."""
+
+    def context(
+        self, program_id: str, occurred_at: datetime | None, member_id: str, *, look_up_profile: bool = True
+    ) -> Context:
+        """What the rules see besides the member's state: now, the business time, the policies, the profile."""
+        ...
+
+    def identity_owner(self, program_id: str, identity: str) -> str | None:
+        """The member an identity digest belongs to (committed), or None."""
+        ...
+
+    def refresh(self, program_ids: set[str]) -> None:
+        """Bring these programs up to date with the log (other replicas may have changed them)."""
+        ...
 
 
 class Lease(Protocol):

@@ -1,15 +1,14 @@
-"""What a write returns, and how it is kept so that a retry returns the first answer."""
+"""What a write returns, and how it is kept so that a retry returns the first answer (the fingerprint a retry
+is matched by is :mod:`ledger.application.idempotency`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ledger.domain.commands import Envelope
 from ledger.domain.events import MemberEvent, decode, encode
 from ledger.domain.state import Balances, MemberState
 
@@ -70,34 +69,3 @@ class CommandResult:
             replayed=True,
             extra=raw["extra"],
         )
-
-
-def fingerprint(envelope: Envelope) -> str:
-    """What makes two requests "the same request": the command and its business time (not who sent it).
-
-    Commands are frozen dataclasses of strings, ints, datetimes and tuples of such, so their ``repr`` is a
-    complete and deterministic description. A field added to a command after release is left out while it has
-    its default (:data:`ADDED_FIELDS`), so a retry of a request recorded by an earlier version still matches.
-    """
-    occurred = envelope.occurred_at.isoformat() if envelope.occurred_at else ""
-    command = envelope.command
-    added = ADDED_FIELDS.get(type(command).__name__, ())
-    if added and all(getattr(command, name) == default for name, default in added):
-        text = replace_fields(command, added)
-    else:
-        text = repr(command)
-    return hashlib.sha256(f"{text}|{occurred}".encode()).hexdigest()
-
-
-#: Command fields added after the 0.1.0 release, with their defaults: ``fingerprint`` leaves them out at those.
-ADDED_FIELDS: dict[str, tuple[tuple[str, object], ...]] = {"RecordPurchase": (("hold_id", ""),)}
-
-
-def replace_fields(command: object, added: tuple[tuple[str, object], ...]) -> str:
-    """The command's ``repr`` without the ``added`` fields (as the command class printed before they existed)."""
-    text = repr(command)
-    for name, default in reversed(added):  # added fields come last, in the order they were added
-        tail = f", {name}={default!r})"
-        if text.endswith(tail):
-            text = text[: -len(tail)] + ")"
-    return text

@@ -6,8 +6,6 @@ work, and answers the queries and audits. It knows nothing of gRPC or SQL.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,40 +17,32 @@ from ledger.application.deadline import CALL_DEADLINE
 from ledger.application.identity import IDENTITY_KINDS, identity_digest
 from ledger.application.member_reads import HistoryEntry, HistoryPage, MemberReads, MemberView
 from ledger.application.personal import PersonalData, PersonalProfile
-from ledger.application.principal import actor_fields
+from ledger.application.program_writes import (
+    AdvanceClock,
+    CreateProgram,
+    ProgramStates,
+    ProgramWrites,
+    PublishPolicy,
+)
 from ledger.application.results import CommandResult
+from ledger.application.retry import WriteRetry
 from ledger.application.writer import (
     CommandWriter,
     MemberChange,
     Peek,
     PeekResult,
-    ProgramDirectory,
     Quote,
 )
 from ledger.domain import commands as cmd
 from ledger.domain import program as prog
 from ledger.domain.decide import Context, next_due
-from ledger.domain.errors import Conflict, InvalidCommand, NotFound, Refusal
+from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.queries import (
     tier_in_effect,
 )
 from ledger.domain.state import MemberState
-from ledger.domain.streams import (
-    PROGRAM_PREFIX,
-    program_ids_of,
-    program_stream,
-)
-from ledger.eventlog.port import (
-    AppendBatch,
-    CommandRecord,
-    DuplicateCommand,
-    DuplicateEventId,
-    EventStore,
-    NewEvent,
-    StoredEvent,
-    StreamAppend,
-    WrongExpectedVersion,
-)
+from ledger.domain.streams import PROGRAM_PREFIX, program_ids_of
+from ledger.eventlog.port import EventStore, StoredEvent
 from policies import NoPolicyInForce, OrderEarning, PolicyVersion, dump_policy
 from projections.queries import BalanceNow, LotsPage, MemberNow, StandingNow
 from projections.rows import HistoryRow
@@ -62,9 +52,10 @@ TICK_CHUNK = 500
 __all__ = ["HistoryEntry", "HistoryPage", "LedgerApp", "MemberView", "ReplayEntry", "VerifyReport"]
 
 
-class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
+class LedgerApp(MemberReads, MemberAudit):
     """The ledger's application: programs, member commands through the writer, time-driven work; the member
-    queries (:class:`MemberReads`) and audits (:class:`MemberAudit`)."""
+    queries (:class:`MemberReads`) and audits (:class:`MemberAudit`). It is the writer's
+    :class:`~ledger.application.ports.ProgramDirectory`."""
 
     def __init__(
         self,
@@ -100,19 +91,21 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
         self._standing_now = standing_now
         self._member_now = member_now
         self._pepper = pepper
-        self._programs: dict[str, prog.ProgramState] = {}
-        self._program_lock = threading.RLock()
+        self._programs = ProgramStates(store)
         for program_id in program_ids_of(store.list_streams(PROGRAM_PREFIX)):
-            self._load_program(program_id)
+            self._programs.load(program_id)
+        retry = WriteRetry()  # one retry policy for member commands and program writes
         self.writer = CommandWriter(
             store,
             self,
             project,
+            retry=retry,
             max_batch=max_batch,
             max_queue=max_queue,
             shared=shared,
             project_in_transaction=project_in_transaction,
         )
+        self._program_writes = ProgramWrites(store, self._programs, self.writer.lock, shared=shared, retry=retry)
 
     def close(self) -> None:
         self.writer.stop()
@@ -122,30 +115,19 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
     def program(self, program_id: str) -> prog.ProgramState:
         found = self._programs.get(program_id)
         if found is None and self.shared:
-            found = self._load_program(program_id)  # created by another replica
+            found = self._programs.load(program_id)  # created by another replica
         if found is None:
             raise NotFound("program", program_id)
         return found
-
-    def _load_program(self, program_id: str) -> prog.ProgramState | None:
-        """Fold the program's new events (all of them the first time); None when it has none."""
-        with self._program_lock:
-            state = self._programs.get(program_id) or prog.ProgramState(program_id=program_id)
-            for stored in self.store.read_stream(program_stream(program_id), after_version=state.version):
-                prog.evolve_program(state, prog.decode(stored.payload))
-            if state.version == 0:
-                return None
-            self._programs[program_id] = state
-            return state
 
     def refresh(self, program_ids: set[str]) -> None:
         """On a shared store, pick up policy versions and clock moves other replicas wrote."""
         for program_id in program_ids:
             if program_id in self._programs:
-                self._load_program(program_id)
+                self._programs.load(program_id)
 
     def program_ids(self) -> list[str]:
-        return sorted(self._programs)
+        return self._programs.ids()
 
     def time_zone(self, program_id: str) -> ZoneInfo:
         """The zone the program's days and months are counted in: its policy's in force now (else its latest)."""
@@ -203,69 +185,13 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
 
     # -- programs -------------------------------------------------------------------------------------------
 
-    def _program_write(
-        self, program_id: str, idempotency_key: str, request: dict[str, Any], decide: Callable[[prog.ProgramState], list[prog.ProgramEvent]]
-    ) -> tuple[prog.ProgramState, bool]:
-        fp = json.dumps(request, sort_keys=True, default=str)
-        for attempt in range(1, 6):
-            try:
-                return self._program_write_once(program_id, idempotency_key, fp, decide)
-            except (WrongExpectedVersion, DuplicateCommand, DuplicateEventId):
-                if not self.shared or attempt == 5:
-                    raise
-                self._load_program(program_id)  # another replica wrote the program: decide again
-        raise AssertionError("unreachable")
-
-    def _program_write_once(
-        self, program_id: str, idempotency_key: str, fp: str, decide: Callable[[prog.ProgramState], list[prog.ProgramEvent]]
-    ) -> tuple[prog.ProgramState, bool]:
-        with self.writer.lock, self._program_lock:
-            if self.shared:
-                self._load_program(program_id)
-            if idempotency_key:
-                found = self.store.find_command(program_id, idempotency_key)
-                if found is not None:
-                    if found.fingerprint != fp:
-                        raise Conflict(f"idempotency key {idempotency_key!r} was used for a different request")
-                    return self.program(program_id), True
-            state = self._programs.get(program_id) or prog.ProgramState(program_id=program_id)
-            produced = decide(state)
-            now = produced[0].at
-            new = [
-                NewEvent(
-                    event_id=f"{program_id}:{state.version + i + 1}",
-                    type=e.type,
-                    schema_version=1,
-                    occurred_at=e.at,
-                    recorded_at=now,
-                    policy_version=None,
-                    idempotency_key=idempotency_key or None,
-                    correlation_id=None,
-                    causation_id=None,
-                    actor={"channel": "operator_console", **actor_fields()},
-                    payload=prog.encode(e),
-                )
-                for i, e in enumerate(produced)
-            ]
-            records = (
-                [CommandRecord(program_id, idempotency_key, fp, b"{}", now, program_stream(program_id))]
-                if idempotency_key
-                else []
-            )
-            self.store.append(AppendBatch([StreamAppend(program_stream(program_id), state.version, new)], records))
-            for e in produced:
-                prog.evolve_program(state, e)
-            self._programs[program_id] = state
-            return state, False
-
     def create_program(
         self, program_id: str, name: str, document: str, clock: str, test_time: datetime | None, idempotency_key: str = ""
     ) -> prog.ProgramState:
-        request = {"op": "create", "name": name, "document": document, "clock": clock, "test_time": test_time}
-        state, _ = self._program_write(
+        state, _ = self._program_writes.write(
             program_id,
             idempotency_key,
-            request,
+            CreateProgram(name, document, clock, test_time),
             lambda s: prog.create_program(s, name=name, document=document, clock=clock, test_time=test_time, now=self.clock.now()),
         )
         return state
@@ -274,11 +200,10 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
         self, program_id: str, document: str, effective_from: datetime | None, idempotency_key: str = ""
     ) -> PolicyVersion:
         self.program(program_id)
-        request = {"op": "publish", "document": document, "effective_from": effective_from}
-        state, _ = self._program_write(
+        state, _ = self._program_writes.write(
             program_id,
             idempotency_key,
-            request,
+            PublishPolicy(document, effective_from),
             lambda s: prog.publish_policy(s, document=document, effective_from=effective_from, now=self.now(program_id)),
         )
         return state.policies.latest
@@ -302,8 +227,9 @@ class LedgerApp(MemberReads, MemberAudit, ProgramDirectory):
 
     def advance_clock(self, program_id: str, to: datetime, idempotency_key: str = "") -> dict[str, Any]:
         self.program(program_id)
-        request = {"op": "advance", "to": to}
-        state, replayed = self._program_write(program_id, idempotency_key, request, lambda s: prog.advance_clock(s, to=to))
+        state, replayed = self._program_writes.write(
+            program_id, idempotency_key, AdvanceClock(to), lambda s: prog.advance_clock(s, to=to)
+        )
         counts = self.run_due(program_id, self.now(program_id))
         counts["events_written"] += 0 if replayed else 1  # the ClockAdvanced event itself
         counts["now"] = state.test_time

@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from ledger.application import writer as writer_module
+from ledger.application import command_staging
 from ledger.application.clock import ManualClock
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
@@ -36,7 +36,7 @@ def wired(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
     w.app.create_program(PROGRAM, "Isolation", reference_document(), "test", START, "c")
     for member in ("a", "b", "c"):
         w.app.enroll(PROGRAM, member, [], None, f"e-{member}")
-    real_decide = writer_module.decide  # type: ignore[attr-defined]
+    real_decide = command_staging.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "BOOM":
@@ -46,7 +46,7 @@ def wired(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wired]:
             assert GO.wait(30)
         return real_decide(command, state, ctx)
 
-    monkeypatch.setattr(writer_module, "decide", decide)
+    monkeypatch.setattr(command_staging, "decide", decide)
     yield w
     w.app.close()
 

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from clients.python.loyalty_client import keyed_channel
-from ledger.application import writer as writer_module
+from ledger.application import command_staging
 from ledger.application.clock import ManualClock
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
@@ -84,7 +84,7 @@ def held_replays(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[th
 def held_writer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
     """Commands with reason WAIT hold the writer until the second event is set (the first says one is held)."""
     entered, go = threading.Event(), threading.Event()
-    real = writer_module.decide  # type: ignore[attr-defined]
+    real = command_staging.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "WAIT":
@@ -92,7 +92,7 @@ def held_writer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Eve
             assert go.wait(30)
         return real(command, state, ctx)
 
-    monkeypatch.setattr(writer_module, "decide", decide)
+    monkeypatch.setattr(command_staging, "decide", decide)
     yield entered, go
     go.set()
 

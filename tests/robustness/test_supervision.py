@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ledger.application import writer as writer_module
+from ledger.application import command_staging
 from ledger.application.clock import ManualClock
 from ledger.application.supervisor import Supervisor
 from ledger.bootstrap import Settings, Wired, build, reference_document
@@ -57,7 +57,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     wired.app.create_program(PROGRAM, "Supervised", reference_document(), "test", START, "c")
     wired.app.enroll(PROGRAM, "m1", [], None, "e1")
     dies = {"left": 1}
-    real = writer_module.decide  # type: ignore[attr-defined]
+    real = command_staging.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "DIE" and dies["left"]:
@@ -65,7 +65,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
             raise Fatal("the writer thread ends here")
         return real(command, state, ctx)
 
-    monkeypatch.setattr(writer_module, "decide", decide)
+    monkeypatch.setattr(command_staging, "decide", decide)
     server, port = build_server(wired.app, "127.0.0.1:0", max_workers=8)
     server.start()
     seen: list[bool] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ledger.application import writer as writer_module
+from ledger.application import command_staging
 from ledger.application.clock import ManualClock
 from ledger.application.results import CommandResult
 from ledger.bootstrap import Settings, Wired, build, reference_document
@@ -116,7 +116,7 @@ def test_replay_verifies_against_the_read_models(wired: Wired) -> None:
 
 
 def test_a_sale_naming_its_committed_hold_records_the_points_that_paid_for_it(wired: Wired) -> None:
-    from ledger.application.results import fingerprint
+    from ledger.application.idempotency import fingerprint
     from ledger.domain.errors import InvalidCommand, NotFound
 
     run(wired, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op1"), "a1")
@@ -166,7 +166,7 @@ def test_a_referral_is_awarded_once_the_invitee_is_a_member_with_a_purchase(wire
 def _in_one_group(w: Wired, monkeypatch: pytest.MonkeyPatch, requests: list[cmd.Envelope]) -> list[Any]:
     """Decide ``requests`` as one group of the writer: it is held inside a first command until they all queue."""
     entered, go = threading.Event(), threading.Event()
-    real_decide = writer_module.decide  # type: ignore[attr-defined]
+    real_decide = command_staging.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "WAIT":
@@ -174,7 +174,7 @@ def _in_one_group(w: Wired, monkeypatch: pytest.MonkeyPatch, requests: list[cmd.
             assert go.wait(30)
         return real_decide(command, state, ctx)
 
-    monkeypatch.setattr(writer_module, "decide", decide)
+    monkeypatch.setattr(command_staging, "decide", decide)
     blocker = threading.Thread(target=run, args=(w, cmd.AdjustPoints("m1", 1, "WAIT", "n", "op1"), "wait"))
     blocker.start()
     assert entered.wait(30)

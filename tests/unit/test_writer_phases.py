@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ledger.application import group_commit
 from ledger.application import writer as writer_module
 from ledger.application.clock import ManualClock
 from ledger.application.writer import GroupPhases, PhaseSink
@@ -44,7 +45,7 @@ def test_with_the_hook_unset_the_writer_records_no_phases(
     def refuse(*args: object, **kwargs: object) -> GroupPhases:
         raise AssertionError("phases recorded with traces off")
 
-    monkeypatch.setattr(writer_module, "GroupPhases", refuse)
+    monkeypatch.setattr(group_commit, "GroupPhases", refuse)
     assert wired.app.writer.on_wait is None
     _purchase(wired, "b1")  # a group that recorded its phases would fail here (group_failed)
 
