@@ -164,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("rebuild-projections", help="rebuild every read model from the log",
                        description="Fold every member stream again and rewrite the read models.")
     b.add_argument("--program", help="only report on this program")
+    b.add_argument("--workers", type=int, default=None, help="worker processes the fold runs in, members partitioned"
+                   " over them (default: one per CPU; 0: in this process)")
 
     sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema, then print its version",
                    description="Apply the store's missing schema migrations (in order, under a lock, each once)."
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rebuild-projections":
             from ledger.entrypoints.rebuild import rebuild_projections
 
-            report = rebuild_projections(app, wired.backend)
+            report = rebuild_projections(app, wired.backend, args.workers)
             print(json.dumps(report))
             return 0
     finally:
