@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import resource
 import time
 import traceback
@@ -119,7 +120,19 @@ class WorkerReport:
     read_seconds: float = 0.0
     fold_seconds: float = 0.0
     write_seconds: float = 0.0
+    start_rss_kb: int = 0
+    """The worker's resident set when it began (mostly pages shared with its parent since the fork)."""
     peak_rss_kb: int = 0
+    """Its peak resident set (``ru_maxrss``)."""
+
+
+def rss_kb() -> int:
+    """This process's resident set now (KiB), from ``/proc/self/statm`` (0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except OSError:
+        return 0
 
 
 def wire(event: StoredEvent) -> tuple[Any, ...]:
@@ -263,9 +276,11 @@ class PartFold:
 def _worker(pipe: Connection, index: int, plan: Plan) -> None:
     """A worker process: read and write its part, report, then fold the catch-up the parent sends."""
     try:
+        start_rss = rss_kb()
         side = plan.open_side(index, plan.workers)
         try:
             part = PartFold(plan, side)
+            part.report.start_rss_kb = start_rss
             part.read_part()
             part.report.peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             pipe.send(("done", part.report))
@@ -316,6 +331,7 @@ def parallel_report(
         workers=len(parts),
         reloaded=sum(p.reloaded for p in parts),
         peak_rss_kb=max((p.peak_rss_kb for p in parts), default=0),
+        worker_growth_kb=max((p.peak_rss_kb - p.start_rss_kb for p in parts), default=0),
     )
 
 

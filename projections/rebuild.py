@@ -70,7 +70,9 @@ class RebuildReport:
     reloaded: int = 0
     """Member streams read again after their state was evicted from a worker's bounded cache."""
     peak_rss_kb: int = 0
-    """The largest worker's peak resident set (KiB), with workers."""
+    """The largest worker's peak resident set (KiB), with workers: pages shared with the parent included."""
+    worker_growth_kb: int = 0
+    """The largest growth of a worker's resident set from its start to its peak (KiB): what its fold kept."""
 
     @property
     def events_per_second(self) -> float:
@@ -79,7 +81,8 @@ class RebuildReport:
 
     def __str__(self) -> str:
         where = (
-            f"; {self.workers} workers, peak RSS {self.peak_rss_kb // 1024} MiB each at most, "
+            f"; {self.workers} workers, peak RSS {self.peak_rss_kb // 1024} MiB each at most (grown by at most "
+            f"{self.worker_growth_kb // 1024} MiB from their start), "
             f"{self.reloaded} streams read again; the splits are their times added up"
             if self.workers
             else ""

@@ -77,5 +77,6 @@ def rebuild_projections(app: LedgerApp, backend: Backend, workers: int | None = 
         "seconds": round(report.seconds, 3),
         "events_per_second": round(report.events_per_second),
         "peak_worker_rss_kb": report.peak_rss_kb,
+        "worker_rss_growth_kb": report.worker_growth_kb,
         "summary": str(report),
     }
