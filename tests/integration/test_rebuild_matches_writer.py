@@ -9,6 +9,7 @@ worker processes. Every table is then equal, row for row, to what the writer had
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from ledger.application.clock import ManualClock
 from ledger.application.personal import PersonalProfile
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
+from ledger.entrypoints import cli
 from ledger.entrypoints.rebuild import rebuild_projections
 from policies import OrderLine
 from projections.tables import TABLES
@@ -95,3 +97,15 @@ def test_a_rebuild_writes_the_rows_the_writer_projected(wired: Wired, workers: i
     rebuilt = dump(wired)
     for table in TABLES:
         assert rebuilt[table] == projected[table], table
+
+
+@pytest.mark.parametrize("workers", ["0", "3"])
+def test_the_command_folds_in_as_many_workers_as_asked(
+    wired: Wired, store_url: str, workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_a_varied_log(wired)
+    projected = dump(wired)
+    assert cli.main(["--store", store_url, "rebuild-projections", "--workers", workers]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["workers"] == int(workers) and report["members"] == 5
+    assert dump(wired) == projected
