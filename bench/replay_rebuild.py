@@ -37,6 +37,7 @@ from typing import Any
 
 from bench import sections
 from bench.run import OPERATOR, POS, PROGRAM, SETUP_CREDIT, copy_events, generate_template
+from bench.run import _mark_projected as mark_projected
 from ledger.adapters.sqlite.store import SqliteEventStore
 from ledger.bootstrap import Settings, build
 from ledger.domain import commands as cmd
@@ -135,8 +136,8 @@ def store_for(kind: str, folder: Path) -> Iterator[str]:
         yield url
 
 
-def load_log(template: Path, url: str, copies: int) -> int:
-    """Copy the template log ``copies`` times into the store at ``url``; the events written."""
+def load_log(template: Path, url: str, copies: int) -> tuple[int, int]:
+    """Copy the template log ``copies`` times into the store at ``url``: (events written, last position)."""
     source = SqliteEventStore(str(template))
     if url.startswith("sqlite:"):
         target: Any = SqliteEventStore(url.removeprefix("sqlite:///"), synchronous="OFF")
@@ -145,17 +146,21 @@ def load_log(template: Path, url: str, copies: int) -> int:
 
         target = PostgresEventStore(url)
     try:
-        return copy_events(source, target, copies)[0]
+        return copy_events(source, target, copies)
     finally:
         source.close()
         target.close()
 
 
+DECODE_AT_MOST = 100_000
+
+
 def decode_rate(store: Any, repeats: int) -> tuple[int, float]:
-    """Decoding every member event of the log (kept in a list, collector on): (events, seconds)."""
+    """Decoding the log's first member events, at most :data:`DECODE_AT_MOST` (kept in a list, collector on):
+    (events, seconds)."""
     payloads: list[bytes] = []
     position = 0
-    while page := store.read_all(after_position=position, limit=20_000):
+    while len(payloads) < DECODE_AT_MOST and (page := store.read_all(after_position=position, limit=20_000)):
         payloads.extend(s.payload for s in page if s.stream_id.startswith(MEMBER_PREFIX))
         position = page[-1].position
     decode = ev.decode
@@ -168,7 +173,13 @@ def measure_rebuild(folder: Path, template: Path, kind: str, copies: int, worker
     """Rebuild the log copied into a store of ``kind``, ``repeats`` times for each worker count."""
     figures: list[dict[str, Any]] = []
     with store_for(kind, folder) as url:
-        loaded = load_log(template, url, copies)
+        existing = folder / "rebuild.db"
+        if kind == "sqlite" and existing.exists():  # --folder: the log copied by an earlier run
+            loaded = last = _count(existing)
+        else:
+            loaded, last = load_log(template, url, copies)
+        # the read models marked as up to date (empty): opening the store does not fold the log into them first
+        mark_projected("sqlite" if kind == "sqlite" else "postgres", url, last)
         wired = build(Settings(store_url=url))
         try:
             decoded = decode_rate(wired.backend.store, repeats) if kind == "sqlite" else None
@@ -197,9 +208,18 @@ def measure_rebuild(folder: Path, template: Path, kind: str, copies: int, worker
     return figures
 
 
+def _count(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
 def make_template(folder: Path, events: int, copies: int) -> Path:
     template_events = -(-events // copies)
     template = folder / "template.db"
+    if template.exists():  # --folder: made by an earlier run
+        return template
     generate_template(str(template), max(1, template_events // EVENTS_PER_MEMBER), template_events, 7)
     return template
 
@@ -276,9 +296,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="worker processes of the rebuild, one figure each (0: in process; default: one per CPU)")
     p.add_argument("--stores", default="sqlite", help="comma-separated: sqlite, postgresql (the test server)")
     p.add_argument("--out", help="replace this section of that file (e.g. BENCHMARKS.md)")
+    p.add_argument("--folder", help="keep the SQLite files there (default: a temporary folder); a template and a "
+                   "copied log found there are used as they are")  # fmt: skip
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="replay-rebuild-") as tmp:
-        folder = Path(tmp)
+        folder = Path(args.folder or tmp)
         replay = measure_replay(folder, args.replay_events, args.repeats) if args.replay_events > 0 else None
         if replay is not None:
             print(f"replay: {replay}", flush=True)

@@ -327,9 +327,13 @@ def test_rebuild_catches_up_with_events_appended_meanwhile(ledger: Ledger, how: 
     assert compare(member_rows(state), history, ledger.reader(), PROGRAM, "m1") == []
 
 
-def test_a_member_erased_after_its_rows_were_written_keeps_no_identity_row(ledger: Ledger, how: dict[str, Any]):
+def test_a_member_erased_after_its_rows_were_written_keeps_no_identity_row(
+    ledger: Ledger, how: dict[str, Any]
+):
     assert [row[2] for row in ledger.dump()["identity"]].count("m2") == 2  # its own and m3's (the merge)
-    erasure = ev.MemberErased(at=sh(2026, 7, 2), reason="request", request_reference="DSR-1", identities_removed=2)
+    erasure = ev.MemberErased(
+        at=sh(2026, 7, 2), reason="request", request_reference="DSR-1", identities_removed=2
+    )
     ledger.append({"m2": [erasure]})
     assert "m2" not in [row[2] for row in ledger.dump()["identity"]]
     before = ledger.dump()
