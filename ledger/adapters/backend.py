@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ledger.application.personal import PersonalData
 from ledger.application.ports import Lease, WebhookStore
@@ -23,19 +23,11 @@ InWorker = Callable[[PersonalData], None]
 parent's connections are never used in a child): the caller points its fold's look-ups at it."""
 
 
-class RunRebuild(Protocol):
-    """``rebuild(fold, due_at, workers, in_worker)``: rebuild every read model and switch over; its report.
+RunRebuild = Callable[[Fold, Callable[[MemberState], datetime | None], int, InWorker | None], Any]
+"""``rebuild(fold, due_at, workers, in_worker)``: rebuild every read model and switch over; its report.
 
-    ``workers`` > 0 folds in that many processes where the backend can (its log can be opened again in a child);
-    0, or a backend that cannot, folds in this process."""
-
-    def __call__(
-        self,
-        fold: Fold,
-        due_at: Callable[[MemberState], datetime | None],
-        workers: int = 0,
-        in_worker: InWorker | None = None,
-    ) -> Any: ...
+``workers`` > 0 folds in that many processes where the backend can (its log can be opened again in a child);
+0, or a backend that cannot, folds in this process."""
 
 
 @dataclass(frozen=True, slots=True)
