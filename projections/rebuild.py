@@ -64,6 +64,15 @@ class RebuildReport:
     """Of ``seconds``: in the caller's ``fold`` and ``due_at``."""
     write_seconds: float = 0.0
     """Of ``seconds``: encoding and writing rows, committing, switching the tables over."""
+    workers: int = 0
+    """Worker processes the fold ran in (:mod:`projections.parallel`; 0: in this process). With workers, the
+    three splits above are the workers' times added up (they overlap in wall-clock time)."""
+    reloaded: int = 0
+    """Member streams read again after their state was evicted from a worker's bounded cache."""
+    peak_rss_kb: int = 0
+    """The largest worker's peak resident set (KiB), with workers: pages shared with the parent included."""
+    worker_growth_kb: int = 0
+    """The largest growth of a worker's resident set from its start to its peak (KiB): what its fold kept."""
 
     @property
     def events_per_second(self) -> float:
@@ -71,11 +80,18 @@ class RebuildReport:
         return total / self.seconds if self.seconds > 0 else float(total)
 
     def __str__(self) -> str:
+        where = (
+            f"; {self.workers} workers, peak RSS {self.peak_rss_kb // 1024} MiB each at most (grown by at most "
+            f"{self.worker_growth_kb // 1024} MiB from their start), "
+            f"{self.reloaded} streams read again; the splits are their times added up"
+            if self.workers
+            else ""
+        )
         return (
             f"rebuilt {self.members} members from {self.events} events ({self.other_events} others skipped, "
             f"{self.caught_up} caught up at the switch) up to position {self.position}: {self.history_rows} "
             f"history rows in {self.seconds:.2f}s ({self.events_per_second:,.0f} events/s; reading "
-            f"{self.read_seconds:.2f}s, folding {self.fold_seconds:.2f}s, writing {self.write_seconds:.2f}s)"
+            f"{self.read_seconds:.2f}s, folding {self.fold_seconds:.2f}s, writing {self.write_seconds:.2f}s{where})"
         )
 
 
@@ -161,5 +177,3 @@ class RebuildRun:
             self.writer.write_identities(
                 self.conn, [(s.program_id, i, s.member_id) for s in chunk for i in member_identities(s)]
             )
-
-

@@ -18,6 +18,17 @@ from ledger.eventlog.port import EventStore
 from projections.rebuild import Fold
 from projections.update import Projector, ReadModels
 
+InWorker = Callable[[PersonalData], None]
+"""Called in each worker process of a rebuild after the fork, with a personal-data store opened there (the
+parent's connections are never used in a child): the caller points its fold's look-ups at it."""
+
+
+RunRebuild = Callable[[Fold, Callable[[MemberState], datetime | None], int, InWorker | None], Any]
+"""``rebuild(fold, due_at, workers, in_worker)``: rebuild every read model and switch over; its report.
+
+``workers`` > 0 folds in that many processes where the backend can (its log can be opened again in a child);
+0, or a backend that cannot, folds in this process."""
+
 
 @dataclass(frozen=True, slots=True)
 class Backend:
@@ -33,11 +44,9 @@ class Backend:
     personal: PersonalData
     shared: bool
     lease: Callable[[str], Lease]
-    rebuild: Callable[[Fold, Callable[[MemberState], datetime | None]], Any]
+    rebuild: RunRebuild
     project_in_transaction: bool | None = None
     """False: the read models cannot share the append's transaction and are written right after the commit
     (None: as the store says, ``supports_in_transaction``)."""
     webhooks: WebhookStore | None = None
     """Where webhook subscriptions live when not beside the read models (``memory://``: in process memory)."""
-
-

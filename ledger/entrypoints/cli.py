@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return maintenance_cli.run_verify(app, args.program, args.member)
         if args.command == "rebuild-projections":
-            return maintenance_cli.run_rebuild(wired)
+            return maintenance_cli.run_rebuild(wired, args.workers)
     finally:
         app.close()
     return 2

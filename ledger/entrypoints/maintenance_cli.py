@@ -21,6 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     b = sub.add_parser("rebuild-projections", help="rebuild every read model from the log",
                        description="Fold every member stream again and rewrite the read models.")
     b.add_argument("--program", help="only report on this program")
+    b.add_argument("--workers", type=int, default=None, help="worker processes the fold runs in, members partitioned"
+                   " over them (default: one per CPU; 0: in this process)")
 
     sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema, then print its version",
                    description="Apply the store's missing schema migrations (in order, under a lock, each once)."
@@ -68,10 +70,11 @@ def run_verify(app: LedgerApp, program: str | None, member: str | None) -> int:
     return 1 if bad or bad_stocks else 0
 
 
-def run_rebuild(wired: Wired) -> int:
-    """Rewrite every read model from the log and print what was rebuilt."""
+def run_rebuild(wired: Wired, workers: int | None = None) -> int:
+    """Rewrite every read model from the log (in ``workers`` processes; None: one per CPU) and print what was
+    rebuilt."""
     from ledger.entrypoints.rebuild import rebuild_projections
 
-    report = rebuild_projections(wired.app, wired.backend)
+    report = rebuild_projections(wired.app, wired.backend, workers)
     print(json.dumps(report))
     return 0

@@ -222,6 +222,8 @@ class SqliteLedger(Ledger):
 
     def rebuild(self, store: Any = None, **options: Any) -> RebuildReport:
         fold = options.pop("fold", fold_stored)
+        if "workers" in options:  # the fold in worker processes, which open the log again
+            options["reopen"] = lambda: SqliteEventStore(self.path, synchronous="OFF")
         with self.writer() as conn:
             return sqlite_rebuild.rebuild(store or self.store, conn, fold, simple_due_at, **options)
 
@@ -297,7 +299,11 @@ class PgLedger(Ledger):
                 conn.execute(b"ROLLBACK")
 
     def rebuild(self, store: Any = None, **options: Any) -> RebuildReport:
+        from ledger.adapters.postgres.store import PostgresEventStore
+
         fold = options.pop("fold", fold_stored)
+        if "workers" in options:  # the fold in worker processes, which open the log again
+            options["reopen"] = lambda: PostgresEventStore(self.url, max_size=2)
         with self.writer() as conn:
             return pg_rebuild.rebuild(store or self.store, conn, fold, simple_due_at, **options)
 

@@ -20,6 +20,7 @@ from ledger.adapters.postgres.projector import PgProjector
 from ledger.adapters.postgres.read_models import PgReadModels, PgRows
 from ledger.adapters.postgres.read_schema import create_tables, drop_tables, swap_tables, table_exists
 from ledger.adapters.sqlite.read_models import InvalidPageToken
+from ledger.domain import events as ev
 from ledger.domain.state import MemberState
 from ledger.domain.streams import parse_member_stream
 from ledger.eventlog.port import StoredEvent
@@ -259,17 +260,34 @@ def test_apply_refuses_rows_of_another_member(ledger: Ledger):
 # -- rebuild ---------------------------------------------------------------------------------------------------------
 
 
-def test_rebuild_into_fresh_tables_equals_the_live_projection(ledger: Ledger):
+@pytest.fixture(
+    params=[
+        pytest.param({}, id="in-process"),
+        pytest.param({"workers": 2}, id="2-workers"),
+        pytest.param(
+            {"workers": 2, "cache_members": 1, "page_size": 2, "flush_rows": 1}, id="2-workers-evicting"
+        ),
+    ]
+)
+def how(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """How the rebuild folds: in this process, or in worker processes (with a cache of one member each and small
+    pages, so that members are evicted, written and read again from their streams: m1 and m2 share a worker)."""
+    return dict(request.param)
+
+
+def test_rebuild_into_fresh_tables_equals_the_live_projection(ledger: Ledger, how: dict[str, Any]):
     before = ledger.dump()
     ledger.execute("DELETE FROM history WHERE member_id = 'm2'")  # damage that the rebuild must repair
     ledger.execute("UPDATE balance SET active = 0")
-    report = ledger.rebuild()
+    report = ledger.rebuild(**how)
     assert ledger.dump() == before
     assert report.members == 3
     assert report.events == 22 and report.other_events == 1
     assert report.history_rows == 22 and report.caught_up == 0
     assert report.position == last_position(ledger)
     assert report.events_per_second > 0
+    assert report.workers == how.get("workers", 0)
+    assert (report.reloaded > 0) == ("cache_members" in how)
     names = ledger.object_names()
     assert not {n for n in names if n.startswith("rb_")}
     assert {"history_by_member", "due_by_time", "identity_by_member"} <= names
@@ -278,11 +296,12 @@ def test_rebuild_into_fresh_tables_equals_the_live_projection(ledger: Ledger):
     assert ledger.reads.balance(PROGRAM, "m2").active == 130  # type: ignore[union-attr]
 
 
-def test_rebuild_twice_and_into_prefixed_tables(ledger: Ledger):
-    ledger.rebuild(page_size=4, flush_rows=3)
-    ledger.rebuild(page_size=7, prefix="copy_")
+def test_rebuild_twice_and_into_prefixed_tables(ledger: Ledger, how: dict[str, Any]):
+    ledger.rebuild(**{**how, "page_size": 4, "flush_rows": 3})
+    ledger.rebuild(**{**how, "page_size": 7, "prefix": "copy_"})
     assert ledger.dump("copy_") == ledger.dump()
-    ledger.rebuild(page_size=5)  # the constraint and index names freed by the first swap are free again
+    # the constraint and index names freed by the first swap are free again
+    ledger.rebuild(**{**how, "page_size": 5})
     assert ledger.dump("copy_") == ledger.dump()
 
 
@@ -301,8 +320,8 @@ class _AppendsOnceWhileRebuilding:
         return page
 
 
-def test_rebuild_catches_up_with_events_appended_meanwhile(ledger: Ledger):
-    report = ledger.rebuild(cast(Any, _AppendsOnceWhileRebuilding(ledger)))
+def test_rebuild_catches_up_with_events_appended_meanwhile(ledger: Ledger, how: dict[str, Any]):
+    report = ledger.rebuild(cast(Any, _AppendsOnceWhileRebuilding(ledger)), **how)
     assert report.caught_up == 1
     assert report.position == last_position(ledger)
     assert ledger.reads.balance(PROGRAM, "m1").active == 93  # type: ignore[union-attr]
@@ -314,7 +333,22 @@ def test_rebuild_catches_up_with_events_appended_meanwhile(ledger: Ledger):
     assert compare(member_rows(state), history, ledger.reader(), PROGRAM, "m1") == []
 
 
-def test_a_failed_rebuild_leaves_the_live_tables_alone(ledger: Ledger):
+def test_a_member_erased_after_its_rows_were_written_keeps_no_identity_row(
+    ledger: Ledger, how: dict[str, Any]
+):
+    assert [row[2] for row in ledger.dump()["identity"]].count("m2") == 2  # its own and m3's (the merge)
+    erasure = ev.MemberErased(
+        at=sh(2026, 7, 2), reason="request", request_reference="DSR-1", identities_removed=2
+    )
+    ledger.append({"m2": [erasure]})
+    assert "m2" not in [row[2] for row in ledger.dump()["identity"]]
+    before = ledger.dump()
+    report = ledger.rebuild(**how)
+    assert ledger.dump() == before
+    assert (report.reloaded > 0) == ("cache_members" in how)  # m2 was written, evicted, then read again
+
+
+def test_a_failed_rebuild_leaves_the_live_tables_alone(ledger: Ledger, how: dict[str, Any]):
     before = ledger.dump()
 
     def broken_fold(
@@ -325,7 +359,7 @@ def test_a_failed_rebuild_leaves_the_live_tables_alone(ledger: Ledger):
         return fold_stored(state, events)
 
     with pytest.raises(RuntimeError):
-        ledger.rebuild(fold=broken_fold)
+        ledger.rebuild(fold=broken_fold, **how)
     assert ledger.dump() == before
     assert not {n for n in ledger.object_names() if n.startswith("rb")}
 

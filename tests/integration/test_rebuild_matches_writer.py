@@ -1,14 +1,15 @@
 """``ledger rebuild-projections`` writes exactly the rows the writer's incremental projection wrote.
 
-The real write path on SQLite (decide, evolve, the projector in the append's transaction) records a varied
+The real write path on each store (decide, evolve, the projector in the append's transaction) records a varied
 log - purchases, an activation and a tier upgrade on the test clock, holds committed and released, refunds,
-adjustments into arrears and back - then :func:`rebuild_projections` (what the command runs: the production
-fold, ``history_fold``) rebuilds every read model from the log. Every table is then equal, row for row, to
-what the writer had projected.
+adjustments into arrears and back, a merge and an erasure - then :func:`rebuild_projections` (what the command
+runs: the production fold, ``history_fold``) rebuilds every read model from the log, in this process or in two
+worker processes. Every table is then equal, row for row, to what the writer had projected.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 
 from ledger.application.clock import ManualClock
+from ledger.application.personal import PersonalProfile
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
+from ledger.entrypoints import cli
 from ledger.entrypoints.rebuild import rebuild_projections
 from policies import OrderLine
 from projections.tables import RETIRED_TABLES, TABLES
@@ -29,10 +32,8 @@ P = "p"
 
 
 @pytest.fixture
-def wired(tmp_path: Path) -> Iterator[Wired]:
-    w = build(
-        Settings(store_url=f"sqlite:///{tmp_path}/ledger.db", reference_program=False), ManualClock(START)
-    )
+def wired(store_url: str) -> Iterator[Wired]:
+    w = build(Settings(store_url=store_url, reference_program=False), ManualClock(START))
     w.app.create_program(P, "P", reference_document(), "test", START, "create")
     yield w
     w.app.close()
@@ -49,8 +50,9 @@ def sale(order: str, fen: int, *lines: tuple[str, str]) -> cmd.RecordPurchase:
 
 
 def record_a_varied_log(w: Wired) -> None:
-    for m in ("m1", "m2", "m3"):
-        w.app.enroll(P, m, [("card_number", f"C-{m}")], None, f"enroll-{m}")
+    for m in ("m1", "m2", "m3", "m4", "m5"):
+        profile = PersonalProfile(birth_month=5, phone="+8613700000000", consent=True) if m == "m5" else None
+        w.app.enroll(P, m, [("card_number", f"C-{m}")], profile, f"enroll-{m}")
     run(w, cmd.RecordPurchase("m1", "o1", (OrderLine("1", "LS-FORMULA-900G", "infant_formula", 2, 150_000),),
                               300_000), "buy-1")  # fmt: skip
     run(w, cmd.RecordPurchase("m2", "o2", (OrderLine("1", "SKU-1", "toys", 1, 30_000),
@@ -68,6 +70,9 @@ def record_a_varied_log(w: Wired) -> None:
     run(w, cmd.RefundPurchase("m1", "o1", "R2", ()), "refund-2")
     run(w, cmd.AdjustPoints("m3", -900, "CORRECTION", "taken back", "op", allow_arrears=True), "adjust-2")
     run(w, cmd.AdjustPoints("m3", 250, "GOODWILL", "repaid", "op"), "adjust-3")
+    run(w, cmd.AdjustPoints("m4", 40, "GOODWILL", "before the merge", "op"), "adjust-4")
+    run(w, cmd.MergeMembers("m1", "m4"), "merge-1")  # m4's identity now finds m1
+    run(w, cmd.EraseMember("m5", "subject request", "DSR-1"), "erase-1")  # no identity finds m5 any more
     w.app.advance_clock(P, START + timedelta(days=40), "clock-2")
     run(w, cmd.RecordPurchase("m3", "o3", (OrderLine("1", "SKU-1", "toys", 1, 12_345),), 12_345), "buy-3")
     run(w, cmd.CreateHousehold("m1"), "household-1")  # the standing row's household and exchanges
@@ -76,27 +81,36 @@ def record_a_varied_log(w: Wired) -> None:
     run(w, cmd.ExchangePoints("m1", "X1", "coupon_20"), "exchange-1")
 
 
-def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def dump(w: Wired) -> dict[str, list[tuple[Any, ...]]]:
+    with w.backend.read_connection() as conn:
+        return {t: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {t}")), key=repr) for t in TABLES}
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_a_rebuild_writes_the_rows_the_writer_projected(wired: Wired, workers: int) -> None:
+    record_a_varied_log(wired)
+    projected = dump(wired)
+    assert len(projected["history"]) >= 20
+    assert {row[4] for row in projected["history"]} >= {
+        "MemberEnrolled", "PurchaseRecorded", "LotActivated", "TierChanged", "PointsHeld", "HoldCommitted",
+        "HoldReleased", "PurchaseRefunded", "PointsAdjusted", "MemberMerged", "MemberAbsorbed", "MemberErased",
+    }  # fmt: skip
+    # m4's card moved to m1 by the merge; m5's is gone with its erasure
+    assert sorted(row[2] for row in projected["identity"]) == ["m1", "m1", "m2", "m3"]
+    report = rebuild_projections(wired.app, wired.backend, workers)
+    assert report["workers"] == workers
+    assert report["history_rows"] == len(projected["history"])
+    rebuilt = dump(wired)
+    for table in TABLES:
+        assert rebuilt[table] == projected[table], table
+
+
+def dump_file(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     conn = sqlite3.connect(path)
     try:
         return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
     finally:
         conn.close()
-
-
-def test_a_rebuild_writes_the_rows_the_writer_projected(wired: Wired, tmp_path: Path) -> None:
-    record_a_varied_log(wired)
-    projected = dump(tmp_path / "ledger.db")
-    assert len(projected["history"]) >= 20
-    assert {row[4] for row in projected["history"]} >= {
-        "MemberEnrolled", "PurchaseRecorded", "LotActivated", "TierChanged", "PointsHeld", "HoldCommitted",
-        "HoldReleased", "PurchaseRefunded", "PointsAdjusted",
-    }  # fmt: skip
-    report = rebuild_projections(wired.app, wired.backend)
-    assert report["history_rows"] == len(projected["history"])
-    rebuilt = dump(tmp_path / "ledger.db")
-    for table in TABLES:
-        assert rebuilt[table] == projected[table], table
 
 
 def test_a_store_of_an_earlier_release_loses_its_retired_tables_and_rebuilds_the_same(tmp_path: Path) -> None:
@@ -105,7 +119,7 @@ def test_a_store_of_an_earlier_release_loses_its_retired_tables_and_rebuilds_the
     w.app.create_program(P, "P", reference_document(), "test", START, "create")
     record_a_varied_log(w)
     w.app.close()
-    projected = dump(tmp_path / "ledger.db")
+    projected = dump_file(tmp_path / "ledger.db")
     standing = {row[1]: row[3] for row in projected["standing"]}
     assert '"X1"' in standing["m1"] and '"T1"' in standing["m1"] and '"m3"' in standing["m1"]
     with sqlite3.connect(tmp_path / "ledger.db") as conn:  # as an earlier release left the file
@@ -118,6 +132,16 @@ def test_a_store_of_an_earlier_release_loses_its_retired_tables_and_rebuilds_the
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert not tables & set(RETIRED_TABLES) and tables >= set(TABLES)
         rebuild_projections(w.app, w.backend)
-        assert dump(tmp_path / "ledger.db") == projected
+        assert dump_file(tmp_path / "ledger.db") == projected
     finally:
         w.app.close()
+@pytest.mark.parametrize("workers", ["0", "3"])
+def test_the_command_folds_in_as_many_workers_as_asked(
+    wired: Wired, store_url: str, workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_a_varied_log(wired)
+    projected = dump(wired)
+    assert cli.main(["--store", store_url, "rebuild-projections", "--workers", workers]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["workers"] == int(workers) and report["members"] == 5
+    assert dump(wired) == projected

@@ -52,8 +52,10 @@ def kurrentdb_backend(
     with pool.connection() as conn:
         pg_projector.create_schema(conn)
 
-    def run_pg_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
-        with pool.connection() as conn:
+    def run_pg_rebuild(
+        fold: Fold, due_at: Callable[[MemberState], datetime | None], workers: int = 0, in_worker: Any = None
+    ) -> Any:
+        with pool.connection() as conn:  # in this process whatever ``workers`` says (the log is KurrentDB)
             return pg_rebuild(store, conn, fold, due_at)
 
     return Backend(

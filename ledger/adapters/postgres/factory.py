@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ledger.adapters.backend import Backend
+from ledger.adapters.backend import Backend, InWorker
 from ledger.domain.state import MemberState
 from ledger.settings import Settings
 from projections.rebuild import Fold
@@ -25,8 +25,21 @@ def postgres_backend(settings: Settings) -> Backend:
     with store.connection() as conn, conn.transaction():
         projector.create_schema(conn)
 
-    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+    def run_rebuild(
+        fold: Fold,
+        due_at: Callable[[MemberState], datetime | None],
+        workers: int = 0,
+        in_worker: InWorker | None = None,
+    ) -> Any:
+        def reopen() -> PostgresEventStore:  # in a worker process, after the fork
+            opened = PostgresEventStore(settings.store_url, max_size=2)
+            if in_worker is not None:
+                in_worker(PostgresPersonalDataStore(opened.connection))
+            return opened
+
         with store.connection() as conn:
+            if workers > 0:
+                return rebuild(store, conn, fold, due_at, workers=workers, reopen=reopen)
             return rebuild(store, conn, fold, due_at)
 
     return Backend(

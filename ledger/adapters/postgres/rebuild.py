@@ -17,6 +17,11 @@ live tables and renames the fresh ones with their constraints and indexes. Reade
 the commit and the new ones after it; the appends that waited write their (state-based, idempotent) rows into
 the new tables once it commits, since a statement waiting for a dropped table looks the name up again.
 
+With ``reopen`` (a callable opening the log again, a :class:`PostgresEventStore`) the fold runs in ``workers``
+processes (:mod:`projections.parallel`): each reads its part of ``events`` (picked in SQL by the MD5 of the
+stream id) and loads its rows on connections of its own, in parallel; the indexes and the switch-over are then
+as without workers, on ``conn``. Memory is then bounded (each worker keeps a bounded cache of member states).
+
 ``conn`` is a psycopg connection with no transaction open (autocommit or not: every step runs in
 ``conn.transaction()``). If anything fails before the switch-over commits, the live tables are untouched and
 the fresh ones are dropped. Memory: the states of all members are kept until the end (not their events).
@@ -25,8 +30,9 @@ the fresh ones are dropped. Memory: the states of all members are kept until the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
@@ -41,8 +47,11 @@ from ledger.adapters.postgres.read_schema import (
     swap_tables,
     table_exists,
 )
+from ledger.adapters.postgres.store import EVENT_COLUMNS, PostgresEventStore
+from ledger.adapters.postgres.store import _event_from_row as event_from_row
 from ledger.domain.streams import MEMBER_PREFIX
-from ledger.eventlog.port import EventStore
+from ledger.eventlog.port import EventStore, StoredEvent
+from projections.parallel import DEFAULT_CACHE_MEMBERS, ParallelFold, Plan, parallel_report
 from projections.rebuild import DEFAULT_FLUSH_ROWS, DEFAULT_PAGE_SIZE, DueAt, Fold, RebuildReport, RebuildRun
 from projections.update import DEFAULT_CHECKPOINT
 
@@ -70,16 +79,29 @@ def rebuild(
     flush_rows: int = DEFAULT_FLUSH_ROWS,
     prefix: str = "",
     checkpoint_name: str = DEFAULT_CHECKPOINT,
+    workers: int = 1,
+    reopen: Callable[[], PostgresEventStore] | None = None,
+    cache_members: int = DEFAULT_CACHE_MEMBERS,
 ) -> RebuildReport:
-    """Rebuild the ``prefix`` read-model tables on ``conn`` from every event of ``store`` (see the module doc)."""
+    """Rebuild the ``prefix`` read-model tables on ``conn`` from every event of ``store`` (see the module doc).
+
+    ``reopen`` opens the log again in a worker process after the fork (its reads and writes go through it).
+    """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("rebuild needs a connection with no transaction open")
-    if page_size < 1 or flush_rows < 1:
-        raise ValueError("page_size and flush_rows must be positive")
+    if page_size < 1 or flush_rows < 1 or workers < 1 or cache_members < 1:
+        raise ValueError("page_size, flush_rows, workers and cache_members must be positive")
+    if reopen is not None:
+        plan = Plan(workers, 0, stream_prefix, page_size, flush_rows, max(1, cache_members // workers), fold,
+                    due_at, partial(_Side, reopen), PgProjector(prefix=REBUILD_PREFIX + prefix),
+                    partial(_forget_identities, REBUILD_PREFIX + prefix))  # fmt: skip
+        return _rebuild_parallel(store, conn, plan, prefix=prefix, checkpoint_name=checkpoint_name)
     started = time.perf_counter()
     fresh_prefix = REBUILD_PREFIX + prefix
     writer = PgProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
-    run = RebuildRun(store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer)
+    run = RebuildRun(
+        store, conn, fold, due_at, stream_prefix=stream_prefix, page_size=page_size, writer=writer
+    )
 
     def prepare() -> None:
         drop_tables(conn, fresh_prefix)
@@ -130,3 +152,84 @@ def rebuild(
         fold_seconds=run.fold_seconds,
         write_seconds=seconds - run.read_seconds - run.fold_seconds,
     )
+
+
+def _forget_identities(prefix: str, conn: Conn, members: Sequence[tuple[str, str]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"DELETE FROM {prefix}identity WHERE program_id = %s AND member_id = %s".encode(), members
+        )
+
+
+class _Side:
+    """A worker's own pool on the log's database (see ``projections.parallel``)."""
+
+    def __init__(self, reopen: Callable[[], PostgresEventStore], index: int, workers: int) -> None:
+        self._pg = reopen()
+        self.store: EventStore[Any] = self._pg
+        self._part = (workers, index)
+        self._sql = (
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s AND position <= %s "
+            "AND ('x' || substr(md5(stream_id), 1, 8))::bit(32)::bigint %% %s = %s ORDER BY position LIMIT %s"
+        ).encode()
+
+    def read_part(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        with self._pg.connection() as conn:
+            rows = conn.execute(self._sql, (after, upto, *self._part, limit)).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def transaction(self, work: Callable[[Any], None]) -> None:
+        with self._pg.connection() as conn, conn.transaction():
+            work(conn)
+
+    def close(self) -> None:
+        self._pg.close()
+
+
+def _rebuild_parallel(
+    store: EventStore[Any], conn: Conn, plan: Plan, *, prefix: str, checkpoint_name: str
+) -> RebuildReport:
+    """The rebuild with the fold in worker processes (see the module doc)."""
+    started = time.perf_counter()
+    fresh_prefix = REBUILD_PREFIX + prefix
+    writer = PgProjector(prefix=fresh_prefix, checkpoint_name=checkpoint_name)
+
+    def prepare() -> None:
+        drop_tables(conn, fresh_prefix)
+        create_tables(conn, fresh_prefix, indexes=False)
+
+    _in_transaction(conn, prepare)
+    row = conn.execute(b"SELECT coalesce(max(position), 0) FROM events").fetchone()
+    upto = int(row[0]) if row else 0
+    before = catch = None
+    try:
+        workers = ParallelFold(replace(plan, upto=upto))
+        try:
+            parts = workers.wait_parts()
+            _in_transaction(conn, partial(create_indexes, conn, fresh_prefix))
+
+            write_before = workers.follow(store)  # most of what came meanwhile, before the lock
+
+            def follow() -> None:
+                nonlocal before
+                before = write_before(conn, writer)
+
+            _in_transaction(conn, follow)
+
+            def switch() -> None:
+                nonlocal catch
+                if table_exists(conn, prefix + "balance"):  # hold off projecting appends (see the module doc)
+                    conn.execute(f"LOCK TABLE {prefix}balance IN EXCLUSIVE MODE".encode())
+                catch = workers.follow(store)(conn, writer)
+                writer.set_checkpoint(conn, catch.position)
+                swap_tables(conn, fresh_prefix, prefix)
+
+            _in_transaction(conn, switch)
+        finally:
+            workers.stop()
+    except BaseException:
+        with suppress(psycopg.Error):  # the live tables are untouched; the fresh ones are only clutter
+            _in_transaction(conn, partial(drop_tables, conn, fresh_prefix))
+        raise
+    assert before is not None and catch is not None
+    return parallel_report(parts, before, catch, time.perf_counter() - started)

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ledger.adapters.backend import Backend
+from ledger.adapters.backend import Backend, InWorker
 from ledger.adapters.sqlite.personal import PersonalDataStore
 from ledger.application.ports import Lease
 from ledger.domain.state import MemberState
@@ -56,9 +56,23 @@ def sqlite_backend(settings: Settings) -> Backend:
     projector = SqliteProjector()
     projector.create_schema_at(path)
 
-    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
+    personal_path = str(Path(path).with_suffix(".personal.db"))
+
+    def run_rebuild(
+        fold: Fold,
+        due_at: Callable[[MemberState], datetime | None],
+        workers: int = 0,
+        in_worker: InWorker | None = None,
+    ) -> Any:
+        def reopen() -> SqliteEventStore:  # in a worker process, after the fork
+            if in_worker is not None:
+                in_worker(PersonalDataStore(personal_path, shared=True))
+            return SqliteEventStore(path, synchronous=settings.synchronous)  # type: ignore[arg-type]
+
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
+            if workers > 0:
+                return rebuild(store, conn, fold, due_at, workers=workers, reopen=reopen)
             return rebuild(store, conn, fold, due_at)
         finally:
             conn.close()
@@ -77,7 +91,7 @@ def sqlite_backend(settings: Settings) -> Backend:
         projector=projector,
         reads=SqliteReadModels(store.read_connection),
         read_connection=lambda: Borrowed(store.read_connection()),
-        personal=PersonalDataStore(str(Path(path).with_suffix(".personal.db")), shared=shared),
+        personal=PersonalDataStore(personal_path, shared=shared),
         shared=shared,
         lease=lease,
         rebuild=run_rebuild,
@@ -98,8 +112,13 @@ def sqlite_beside(store: EventStore[Any], path: str, *, kind: str, read_models_u
     projector = SqliteProjector()
     projector.create_schema_at(path)
 
-    def run_rebuild(fold: Fold, due_at: Callable[[MemberState], datetime | None]) -> Any:
-        # The switch-over's lock covers the read-model file: projections wait for it, appends do not (they
+    def run_rebuild(
+        fold: Fold,
+        due_at: Callable[[MemberState], datetime | None],
+        workers: int = 0,
+        in_worker: InWorker | None = None,
+    ) -> Any:
+        # In this process whatever ``workers`` says: the log (KurrentDB, memory) is not in this file. The switch-over's lock covers the read-model file: projections wait for it, appends do not (they
         # are in the other log); those committed after its last read are projected after it, past the
         # checkpoint it sets.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
