@@ -146,13 +146,13 @@ def verified_by_the_audit_service_and_the_cli(
     w: Wired, capsys: pytest.CaptureFixture[str]
 ) -> tuple[Any, int, str]:
     """``VerifyProgram``'s summary, and ``ledger verify``'s exit code and output, for the program."""
-    from ledger.entrypoints import cli
+    from ledger.entrypoints import maintenance_cli
     from ledger.entrypoints.grpc.audit_service import AuditService
     from loyalty.v1 import audit_pb2
 
     responses = list(AuditService(w.app).VerifyProgram(audit_pb2.VerifyProgramRequest(program_id=P), None))  # type: ignore[arg-type]
     capsys.readouterr()
-    code = cli._verify(w.app, P, None)
+    code = maintenance_cli.run_verify(w.app, P, None)
     return responses[-1].summary, code, capsys.readouterr().out
 
 
