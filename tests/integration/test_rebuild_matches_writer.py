@@ -137,8 +137,10 @@ def test_a_store_of_an_earlier_release_loses_its_retired_tables_and_rebuilds_the
         w.app.close()
 @pytest.mark.parametrize("workers", ["0", "3"])
 def test_the_command_folds_in_as_many_workers_as_asked(
-    wired: Wired, store_url: str, workers: str, capsys: pytest.CaptureFixture[str]
+    wired: Wired, store_url: str, workers: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `main` would point the ledger's (cached) loggers at this test's captured stderr, closed after it
+    monkeypatch.setattr("ledger.entrypoints.log_output.configure", lambda *args, **kwargs: None)
     record_a_varied_log(wired)
     projected = dump(wired)
     assert cli.main(["--store", store_url, "rebuild-projections", "--workers", workers]) == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ledger.application import writer as writer_module
+from ledger.application import command_staging
 from ledger.bootstrap import Wired
 from ledger.domain import commands as cmd
 
@@ -18,7 +18,7 @@ def in_one_group(
     """Decide ``requests`` as one group of the writer: it is held inside a first command (a one-point credit to
     the enrolled member ``blocker``) until they all queue. Results (or exceptions) in order."""
     entered, go = threading.Event(), threading.Event()
-    real_decide = writer_module.decide  # type: ignore[attr-defined]
+    real_decide = command_staging.decide  # type: ignore[attr-defined]
 
     def decide(command: Any, state: Any, ctx: Any) -> Any:
         if isinstance(command, cmd.AdjustPoints) and command.reason_code == "WAIT":
@@ -26,7 +26,7 @@ def in_one_group(
             assert go.wait(30)
         return real_decide(command, state, ctx)
 
-    monkeypatch.setattr(writer_module, "decide", decide)
+    monkeypatch.setattr(command_staging, "decide", decide)
     hold = cmd.Envelope(program_id, cmd.AdjustPoints(blocker, 1, "WAIT", "n", "op1"), f"wait-{blocker}")
     holder = threading.Thread(target=w.app.execute, args=(hold,))
     holder.start()
