@@ -43,17 +43,18 @@ The ``in_transaction`` hook gets the :class:`psycopg.Connection` inside the open
 the same database are written there, atomically with the events. It may run any SQL but must not commit
 or roll back. :meth:`PostgresEventStore.connection` lends a pooled connection in autocommit mode for
 read-model queries.
+
+The append's statements live in :mod:`ledger.adapters.postgres.store_appending`, the read queries and the
+rows' decoding in :mod:`ledger.adapters.postgres.store_reading`; the schema in
+:mod:`ledger.adapters.postgres.migrations`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final
 
 import psycopg
@@ -61,16 +62,27 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ledger.adapters.postgres.migrations import migrate as migrate_schema
-from ledger.eventlog.chain import GENESIS, encode_canonical
+from ledger.adapters.postgres.store_appending import write
+from ledger.adapters.postgres.store_reading import (
+    COMMAND_COLUMNS,
+    EVENT_COLUMNS,
+    FIND_COMMANDS,
+    READ_ALL,
+    READ_STREAM,
+    READ_TAILS,
+    command_from_row,
+    event_from_row,
+)
+from ledger.eventlog.chain import GENESIS
 from ledger.eventlog.port import (
     AppendBatch,
     CommandRecord,
-    DuplicateCommand,
-    DuplicateEventId,
     StoredEvent,
     StoreError,
 )
-from ledger.eventlog.staging import StreamHead, check_batch, prefix_upper_bound, stage_batch, stream_ids
+from ledger.eventlog.staging import check_batch, prefix_upper_bound
+
+__all__ = ["COMMAND_COLUMNS", "CONNECTION_WAIT", "CONNECT_TIMEOUT", "EVENT_COLUMNS", "PostgresEventStore"]
 
 Connection = psycopg.Connection[Any]
 
@@ -78,56 +90,6 @@ CONNECTION_WAIT: Final = 2.0
 """Seconds a statement waits for a pooled connection before the store answers that it is unavailable."""
 CONNECT_TIMEOUT: Final = 3
 """Seconds to open one connection (libpq ``connect_timeout``)."""
-
-
-EVENT_COLUMNS: Final = (
-    "position, event_id, stream_id, version, type, schema_version, occurred_at, recorded_at, policy_version, "
-    "idempotency_key, correlation_id, causation_id, actor, payload, prev_hash, hash"
-)
-COMMAND_COLUMNS: Final = "program_id, idempotency_key, fingerprint, response, recorded_at, stream_id"
-
-_INSERT_COMMANDS: Final = (
-    f"INSERT INTO commands ({COMMAND_COLUMNS}) "
-    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::timestamptz[], %b::text[]) "
-    "ON CONFLICT (program_id, idempotency_key) DO NOTHING RETURNING program_id, idempotency_key"
-)
-_CREATE_STREAMS: Final = (
-    "INSERT INTO streams (stream_id, version, head_hash) "
-    "SELECT s.stream_id, 0, %s FROM unnest(%b::text[]) WITH ORDINALITY AS s(stream_id, n) ORDER BY s.n "
-    "ON CONFLICT (stream_id) DO NOTHING"
-)
-_LOCK_HEADS: Final = (
-    "SELECT stream_id, version, head_hash FROM streams WHERE stream_id = ANY(%b::text[]) "
-    "ORDER BY stream_id FOR UPDATE"
-)
-_TAKE_POSITIONS: Final = (
-    "UPDATE event_position SET last_position = last_position + %s WHERE singleton RETURNING last_position"
-)
-_INSERT_EVENTS: Final = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) "
-    "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], "
-    "%b::timestamptz[], %b::timestamptz[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], "
-    "%b::bytea[], %b::bytea[], %b::bytea[]) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-)
-_MOVE_HEADS: Final = (
-    "UPDATE streams SET version = h.version, head_hash = h.head_hash "
-    "FROM unnest(%b::text[], %b::bigint[], %b::bytea[]) AS h(stream_id, version, head_hash) "
-    "WHERE streams.stream_id = h.stream_id"
-)
-_READ_STREAM: Final = (
-    f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = %s AND version > %s ORDER BY version LIMIT %s"
-)
-_FIND_COMMANDS: Final = (
-    f"SELECT {COMMAND_COLUMNS} FROM commands WHERE (program_id, idempotency_key) IN "
-    "(SELECT * FROM unnest(%b::text[], %b::text[]))"
-)
-_READ_TAILS: Final = (
-    f"SELECT {EVENT_COLUMNS} FROM unnest(%b::text[], %b::bigint[]) AS wanted(sid, after_version) "
-    'JOIN events ON events.stream_id = wanted.sid COLLATE "C" AND events.version > wanted.after_version '
-    "ORDER BY events.stream_id, events.version"
-)
-_READ_ALL: Final = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s"
 
 
 class PostgresEventStore:
@@ -207,7 +169,9 @@ class PostgresEventStore:
             raise StoreError("the event store is closed") from error
         except PoolTimeout as error:  # no connection could be had (the database is unreachable, or all busy)
             raise StoreError(f"no database connection within {self._pool.timeout:g} s: {error}") from error
-        except psycopg.OperationalError as error:  # the connection was lost (or the server refuses statements)
+        except (
+            psycopg.OperationalError
+        ) as error:  # the connection was lost (or the server refuses statements)
             raise StoreError(f"the database connection failed: {error}") from error
 
     def probe(self) -> None:
@@ -219,7 +183,9 @@ class PostgresEventStore:
         """
         try:
             if self._probe_conn is None or self._probe_conn.closed:
-                self._probe_conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+                self._probe_conn = psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                )
             self._probe_conn.execute("SELECT 1")
         except psycopg.Error as error:
             self._probe_failed = True
@@ -248,7 +214,7 @@ class PostgresEventStore:
             in_hook = False
             try:
                 with conn.transaction():
-                    events = _write(conn, batch)
+                    events = write(conn, batch)
                     if in_transaction is not None:
                         in_hook = True
                         in_transaction(conn, list(events))
@@ -276,22 +242,22 @@ class PostgresEventStore:
     def read_stream(
         self, stream_id: str, after_version: int = 0, limit: int | None = None
     ) -> list[StoredEvent]:
-        rows = self._query(_READ_STREAM, (stream_id, after_version, None if limit is None else max(limit, 0)))
-        return [_event_from_row(row) for row in rows]
+        rows = self._query(READ_STREAM, (stream_id, after_version, None if limit is None else max(limit, 0)))
+        return [event_from_row(row) for row in rows]
 
     def read_tails(self, after_versions: Mapping[str, int]) -> dict[str, list[StoredEvent]]:
         if not after_versions:
             return {}
-        rows = self._query(_READ_TAILS, (list(after_versions), list(after_versions.values())))
+        rows = self._query(READ_TAILS, (list(after_versions), list(after_versions.values())))
         tails: dict[str, list[StoredEvent]] = {}
         for row in rows:
-            event = _event_from_row(row)
+            event = event_from_row(row)
             tails.setdefault(event.stream_id, []).append(event)
         return tails
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        rows = self._query(_READ_ALL, (after_position, max(limit, 0)))
-        return [_event_from_row(row) for row in rows]
+        rows = self._query(READ_ALL, (after_position, max(limit, 0)))
+        return [event_from_row(row) for row in rows]
 
     def stream_version(self, stream_id: str) -> int:
         rows = self._query("SELECT version FROM streams WHERE stream_id = %s", (stream_id,))
@@ -306,15 +272,15 @@ class PostgresEventStore:
             f"SELECT {COMMAND_COLUMNS} FROM commands WHERE program_id = %s AND idempotency_key = %s",
             (program_id, idempotency_key),
         )
-        return _command_from_row(rows[0]) if rows else None
+        return command_from_row(rows[0]) if rows else None
 
     def find_commands(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CommandRecord]:
         """The recorded commands among ``(program_id, idempotency_key)`` pairs, by pair (one query)."""
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        rows = self._query(_FIND_COMMANDS, ([k[0] for k in wanted], [k[1] for k in wanted]))
-        found = (_command_from_row(row) for row in rows)
+        rows = self._query(FIND_COMMANDS, ([k[0] for k in wanted], [k[1] for k in wanted]))
+        found = (command_from_row(row) for row in rows)
         return {(record.program_id, record.idempotency_key): record for record in found}
 
     def list_streams(self, prefix: str) -> list[str]:
@@ -340,127 +306,3 @@ class PostgresEventStore:
         if self._probe_conn is not None:
             self._probe_conn.close()
         self._pool.close()
-
-
-# -- the append's statements ----------------------------------------------------------------------------------
-
-
-def _write(conn: Connection, batch: AppendBatch) -> list[StoredEvent]:
-    """Everything ``append`` does inside its transaction except the hook (see the module docstring)."""
-    if batch.commands:
-        _record_commands(conn, batch.commands)
-    ids = stream_ids(batch)
-    if not ids:
-        return []
-    extended = sorted({append.stream_id for append in batch.appends if append.events})
-    if extended:
-        conn.execute(_CREATE_STREAMS, (GENESIS, extended))
-    heads = {
-        stream_id: StreamHead(version, bytes(head_hash))
-        for stream_id, version, head_hash in conn.execute(_LOCK_HEADS, (ids,))
-        if version > 0  # a placeholder: the stream does not exist yet
-    }
-    staged = stage_batch(batch, heads, 1)
-    if not staged.events:
-        return []
-    row = conn.execute(_TAKE_POSITIONS, (len(staged.events),)).fetchone()
-    if row is None:
-        raise StoreError("the event_position counter row is missing")
-    first = int(row[0]) - len(staged.events) + 1
-    events = [dataclasses.replace(event, position=first + i) for i, event in enumerate(staged.events)]
-    inserted = {r[0] for r in conn.execute(_INSERT_EVENTS, _event_columns(events))}
-    if len(inserted) != len(events):
-        duplicate = next(event.event_id for event in events if event.event_id not in inserted)
-        raise DuplicateEventId(duplicate)
-    heads_moved = list(staged.heads.items())
-    conn.execute(
-        _MOVE_HEADS,
-        (
-            [stream_id for stream_id, _ in heads_moved],
-            [head.version for _, head in heads_moved],
-            [head.hash for _, head in heads_moved],
-        ),
-    )
-    return events
-
-
-def _record_commands(conn: Connection, commands: Sequence[CommandRecord]) -> None:
-    # Claimed in key order so two appends sharing keys wait for each other instead of deadlocking.
-    ordered = sorted(commands, key=lambda c: (c.program_id, c.idempotency_key))
-    inserted = {
-        (r[0], r[1])
-        for r in conn.execute(
-            _INSERT_COMMANDS,
-            (
-                [c.program_id for c in ordered],
-                [c.idempotency_key for c in ordered],
-                [c.fingerprint for c in ordered],
-                [bytes(c.response) for c in ordered],
-                [c.recorded_at for c in ordered],
-                [c.stream_id for c in ordered],
-            ),
-        )
-    }
-    if len(inserted) != len(commands):
-        duplicate = next(c for c in commands if (c.program_id, c.idempotency_key) not in inserted)
-        raise DuplicateCommand(duplicate.program_id, duplicate.idempotency_key)
-
-
-def _event_columns(events: list[StoredEvent]) -> tuple[list[Any], ...]:
-    return (
-        [e.position for e in events],
-        [e.event_id for e in events],
-        [e.stream_id for e in events],
-        [e.version for e in events],
-        [e.type for e in events],
-        [e.schema_version for e in events],
-        [e.occurred_at for e in events],
-        [e.recorded_at for e in events],
-        [e.policy_version for e in events],
-        [e.idempotency_key for e in events],
-        [e.correlation_id for e in events],
-        [e.causation_id for e in events],
-        [encode_canonical(dict(e.actor)) for e in events],
-        [e.payload for e in events],
-        [e.prev_hash for e in events],
-        [e.hash for e in events],
-    )
-
-
-# -- rows to the port's types ---------------------------------------------------------------------------------
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
-
-
-def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
-    return StoredEvent(
-        position=row[0],
-        event_id=row[1],
-        stream_id=row[2],
-        version=row[3],
-        type=row[4],
-        schema_version=row[5],
-        occurred_at=_utc(row[6]),
-        recorded_at=_utc(row[7]),
-        policy_version=row[8],
-        idempotency_key=row[9],
-        correlation_id=row[10],
-        causation_id=row[11],
-        actor=MappingProxyType(json.loads(row[12])),
-        payload=bytes(row[13]),
-        prev_hash=bytes(row[14]),
-        hash=bytes(row[15]),
-    )
-
-
-def _command_from_row(row: tuple[Any, ...]) -> CommandRecord:
-    return CommandRecord(
-        program_id=row[0],
-        idempotency_key=row[1],
-        fingerprint=row[2],
-        response=bytes(row[3]),
-        recorded_at=_utc(row[4]),
-        stream_id=row[5],
-    )
