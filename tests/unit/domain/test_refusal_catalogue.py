@@ -123,6 +123,28 @@ def test_joining_a_member_who_owns_no_household_is_refused_naming_that_member() 
     )
 
 
+def test_an_owner_leaving_a_household_with_members_is_refused_naming_them() -> None:
+    owner, _ = household_of_two()
+    m3 = member("m3")
+    _, theirs = join(JoinHousehold("m3", "m1"), m3, owner, ctx())
+    fold(owner, theirs)
+    r = refusal(leave, LeaveHousehold("m1"), owner, None, ctx())
+    assert (r.reason, r.message) == ("HOUSEHOLD_NOT_EMPTY", "the household of m1 still has 2 members")
+    assert r.metadata == {"member_id": "m1", "members": "m2,m3"}
+
+
+def test_a_member_leaves_only_with_its_owners_stream_loaded() -> None:
+    owner, m2 = household_of_two()
+    stranger = member("m9")
+    for wrong in (None, stranger):
+        with pytest.raises(AssertionError, match=r"^the owner's stream was loaded$"):
+            leave(LeaveHousehold("m2"), m2, wrong, ctx())
+    mine, theirs = leave(LeaveHousehold("m2"), m2, owner, ctx())
+    assert [type(e) for e in mine] == [ev.LeftHousehold] and [type(e) for e in theirs] == [
+        ev.HouseholdMemberLeft
+    ]
+
+
 # -- erasure ---------------------------------------------------------------------------------------------------
 
 
