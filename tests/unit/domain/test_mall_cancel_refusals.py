@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,8 @@ from ledger.domain.decide import Context, decide, tick
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
+from ledger.domain.stock import StockState
+from ledger.domain.streams import stock_stream
 from policies import PolicyHistory, little_sprout
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -105,3 +108,42 @@ def test_cancelling_a_revoked_coupon_is_refused_and_one_still_valid_is_cancelled
     r = refused(state, cmd.CancelExchange("m1", "X1", "mistake"), T0 + timedelta(hours=1))
     assert r.reason == "EXCHANGE_NOT_CANCELLABLE"
     assert r.metadata == {"exchange_id": "X1", "entitlement_id": eid, "valid_until": "2026-04-09T02:00:00Z"}
+
+
+def test_points_whose_lot_expired_come_back_in_a_new_lot_named_for_the_cancellation() -> None:
+    state = MemberState(program_id="ls", member_id="m1")
+    run(state, cmd.EnrollMember("m1", ()))
+    run(state, cmd.AdjustPoints("m1", 1_000, "GOODWILL", "old", "op"))  # expires at the end of March 2027
+    run(state, cmd.AdjustPoints("m1", 2_000, "GOODWILL", "new", "op"), datetime(2027, 3, 20, 10, tzinfo=SH))
+    run(state, cmd.ExchangePoints("m1", "X1", "coupon_20"), datetime(2027, 3, 20, 10, tzinfo=SH))
+    later = datetime(2027, 4, 1, 10, tzinfo=SH)
+    fold(state, tick(state, Context(now=later, at=later, policies=HISTORY)))
+    version = state.version
+    [cancelled, _] = decide(
+        cmd.CancelExchange("m1", "X1", "changed mind"), state, Context(now=later, at=later, policies=HISTORY)
+    )
+    assert isinstance(cancelled, ev.ExchangeCancelled) and cancelled.relot is not None
+    assert (cancelled.relot.lot_id, cancelled.relot.points) == (f"X-{version + 1}", 1_000)
+
+
+def test_cancelling_an_exchange_from_stock_needs_that_stock_loaded() -> None:
+    state = MemberState(program_id="ls", member_id="m1")
+    run(state, cmd.EnrollMember("m1", ()))
+    run(state, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op"))
+    pillow = StockState(stock_stream("ls", "nursing_pillow"), version=1, taken=0)
+    fold(
+        state,
+        decide(cmd.ExchangePoints("m1", "X1", "nursing_pillow"), state, replace(ctx_at(T0), stock=pillow)),
+    )
+    other = StockState(stock_stream("ls", "gift_box_618"), version=1, taken=0)
+    for stock in (None, other):
+        with pytest.raises(
+            AssertionError, match=r"^the stock of nursing_pillow was not loaded for the cancellation$"
+        ):
+            decide(cmd.CancelExchange("m1", "X1", "mistake"), state, replace(ctx_at(T0), stock=stock))
+    events = decide(cmd.CancelExchange("m1", "X1", "mistake"), state, replace(ctx_at(T0), stock=pillow))
+    assert isinstance(events[0], ev.ExchangeCancelled) and events[0].stock_stream == pillow.stream_id
+
+
+def ctx_at(now: datetime) -> Context:
+    return Context(now=now, at=now, policies=HISTORY)
