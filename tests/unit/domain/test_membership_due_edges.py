@@ -22,10 +22,11 @@ def sh(year: int, month: int, day: int, hour: int = 0) -> datetime:
 
 
 def two_cards() -> Policy:
-    """Little Sprout with a second card, gold, that carries the same monthly coupon and its own free delivery;
-    the monthly coupon is revoked when a term lapses."""
+    """Little Sprout with two more cards, gold (the same monthly coupon and its own free delivery) and silver (its
+    own free delivery); the monthly coupon is revoked when a term lapses."""
     document: dict[str, Any] = little_sprout().model_dump(mode="json")
     document["memberships"]["gold_card"] = dict(document["memberships"]["black_gold"], name="Gold card")
+    document["memberships"]["silver_card"] = dict(document["memberships"]["black_gold"], name="Silver card")
     document["benefits"]["black_gold_monthly_coupon"]["revoke_on"] = [
         "membership_cancelled",
         "membership_lapsed",
@@ -33,6 +34,7 @@ def two_cards() -> Policy:
     document["grants"] += [
         {"benefit": "black_gold_monthly_coupon", "schedule": "membership_monthly", "plan": "gold_card"},
         {"benefit": "free_delivery", "schedule": "membership_start", "plan": "gold_card"},
+        {"benefit": "free_delivery", "schedule": "membership_start", "plan": "silver_card"},
     ]
     return policy_from_data(document)
 
@@ -72,23 +74,26 @@ def test_terms_bought_ahead_start_together_with_their_grants_numbered_across_the
     state = member()
     buy(state, "A1", "black_gold", sh(2026, 1, 5, 10))
     buy(state, "B1", "gold_card", sh(2026, 1, 5, 10))
+    buy(state, "C1", "silver_card", sh(2026, 1, 5, 10))
     buy(state, "A2", "black_gold", sh(2026, 1, 6, 10))  # renewals: each starts when its card's term ends
     buy(state, "B2", "gold_card", sh(2026, 1, 6, 10))
+    buy(state, "C2", "silver_card", sh(2026, 1, 6, 10))
     end = sh(2027, 1, 5, 10)
-    assert state.memberships["A2"].term_start == state.memberships["B2"].term_start == end
+    assert {state.memberships[m].term_start for m in ("A2", "B2", "C2")} == {end}
     before = end - timedelta(microseconds=1)
     advance(state, before)
     version = state.version
     events = memberships.run_due(state, end, ctx(end))
     lapsed = [e.membership_id for e in events if isinstance(e, ev.MembershipLapsed)]
     granted = [(e.entitlement_id, e.source) for e in events if isinstance(e, ev.EntitlementGranted)]
-    assert lapsed == ["A1", "B1"]
+    assert lapsed == ["A1", "B1", "C1"]
     v = version + 1
     assert granted == [
         (f"m1/E-free_delivery-{v}", "membership:A2:free_delivery"),
         (f"m1/E-parenting_consultations-{v}.1", "membership:A2:parenting_consultations"),
         (f"m1/E-early_education_sessions-{v}.2", "membership:A2:early_education_sessions"),
         (f"m1/E-free_delivery-{v}.3", "membership:B2:free_delivery"),
+        (f"m1/E-free_delivery-{v}.4", "membership:C2:free_delivery"),
     ]
     assert [type(e) for e in events][:2] == [ev.MembershipLapsed, ev.MembershipLapsed]
     fold(state, events)
