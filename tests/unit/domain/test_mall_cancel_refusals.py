@@ -143,6 +143,9 @@ def test_cancelling_an_exchange_from_stock_needs_that_stock_loaded() -> None:
             decide(cmd.CancelExchange("m1", "X1", "mistake"), state, replace(ctx_at(T0), stock=stock))
     events = decide(cmd.CancelExchange("m1", "X1", "mistake"), state, replace(ctx_at(T0), stock=pillow))
     assert isinstance(events[0], ev.ExchangeCancelled) and events[0].stock_stream == pillow.stream_id
+    assert [(e.entitlement_id, e.reason) for e in events if isinstance(e, ev.EntitlementRevoked)] == [
+        (state.exchanges["X1"].entitlement_id, "exchange_cancelled")
+    ]
 
 
 def ctx_at(now: datetime) -> Context:

@@ -15,7 +15,7 @@ from ledger.domain.decide import Context, decide, tick
 from ledger.domain.errors import InvalidCommand, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
-from policies import PolicyHistory, little_sprout
+from policies import PolicyHistory, little_sprout, policy_from_data
 
 SH = ZoneInfo("Asia/Shanghai")
 HISTORY = PolicyHistory.starting_with(little_sprout(), datetime(2020, 1, 1, tzinfo=SH))
@@ -119,3 +119,13 @@ def test_a_cancelled_term_is_not_renewed_a_new_one_starts_now() -> None:
     run(state, cmd.CancelMembership("m1", "BG-1", "changed mind"), T0 + timedelta(days=1))
     again = purchased(run(state, buy("BG-2"), T0 + timedelta(days=2)))
     assert (again.renewal_of, again.term_start) == (None, T0 + timedelta(days=2))
+
+
+def test_an_unknown_plan_is_refused_listing_every_known_plan() -> None:
+    document: dict[str, Any] = little_sprout().model_dump(mode="json")
+    document["memberships"]["gold_card"] = dict(document["memberships"]["black_gold"], name="Gold card")
+    h = PolicyHistory.starting_with(policy_from_data(document), datetime(2020, 1, 1, tzinfo=SH))
+    state = member()
+    with pytest.raises(InvalidCommand) as caught:
+        decide(buy("X-1", "platinum"), state, Context(now=T0, at=T0, policies=h))
+    assert caught.value.message == "unknown plan 'platinum'; known: black_gold, gold_card"

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ledger.domain import commands as cmd
+from ledger.domain import events as ev
 from ledger.domain.decide import Context, decide, tick
 from ledger.domain.decide.household import create, join, transfer
 from ledger.domain.decide.members import merge
@@ -157,3 +158,16 @@ def test_an_exchange_id_used_twice_is_refused() -> None:
         "exchange X1 already exists",
         {"id": "X1"},
     )
+
+
+def test_a_merge_records_its_reason_on_both_streams_and_moves_a_single_point() -> None:
+    target, source = member("m1"), member("m2", 1)
+    mine, theirs = merge(cmd.MergeMembers("m1", "m2", "duplicate card"), target, source, ctx())
+    absorbed, merged = mine[0], theirs[0]
+    assert isinstance(absorbed, ev.MemberAbsorbed) and isinstance(merged, ev.MemberMerged)
+    assert (absorbed.reason, merged.reason) == ("duplicate card", "duplicate card")
+    assert [t.points for t in absorbed.lots] == [1] and merged.points_moved == 1
+    mine, theirs = merge(cmd.MergeMembers("m1", "m2"), target, source, ctx())
+    absorbed, merged = mine[0], theirs[0]
+    assert isinstance(absorbed, ev.MemberAbsorbed) and isinstance(merged, ev.MemberMerged)
+    assert (absorbed.reason, merged.reason) == (None, None)
