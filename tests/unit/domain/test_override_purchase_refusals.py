@@ -129,3 +129,13 @@ def test_an_unknown_plan_is_refused_listing_every_known_plan() -> None:
     with pytest.raises(InvalidCommand) as caught:
         decide(buy("X-1", "platinum"), state, Context(now=T0, at=T0, policies=h))
     assert caught.value.message == "unknown plan 'platinum'; known: black_gold, gold_card"
+
+
+def test_a_purchase_at_the_instant_a_term_ends_starts_afresh_even_from_a_till_ahead_of_the_ledger() -> None:
+    state = member()
+    first = purchased(run(state, buy("BG-1")))
+    now = first.term_end - timedelta(minutes=1)  # the ledger's clock; the till's is a minute ahead
+    fold(state, tick(state, ctx(now)))
+    assert state.memberships["BG-1"].status == "active"
+    again = purchased(decide(buy("BG-2"), state, Context(now=now, at=first.term_end, policies=HISTORY)))
+    assert (again.renewal_of, again.term_start) == (None, first.term_end)
