@@ -171,3 +171,9 @@ def test_what_is_left_of_a_total_quota_never_goes_below_zero() -> None:
     assert benefits.remaining(ent) == 0
     ent.quota_total = None
     assert benefits.remaining(ent) is None
+
+
+def test_no_term_end_when_no_term_covers_the_moment() -> None:
+    state = member_holding("schedule:quarterly:quarterly_coupon:2026-01-01")
+    assert benefits._plan_term_end(state, "black_gold", T0) is None
+    assert benefits._plan_term_end(state, None, T0) is None

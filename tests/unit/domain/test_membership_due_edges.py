@@ -127,3 +127,28 @@ def test_a_term_bought_ahead_does_not_start_at_another_terms_end() -> None:
     events = memberships.run_due(state, end, ctx(end))
     assert [e.membership_id for e in events if isinstance(e, ev.MembershipLapsed)] == ["A1"]
     assert not [e for e in events if isinstance(e, ev.EntitlementGranted)]
+
+
+def term_coupons() -> PolicyHistory:
+    """The two-card program with its monthly coupon valid for the membership term that carries it."""
+    document: dict[str, Any] = two_cards().model_dump(mode="json")
+    document["benefits"]["black_gold_monthly_coupon"]["validity"] = {"kind": "term"}
+    return PolicyHistory.starting_with(policy_from_data(document), sh(2020, 1, 1))
+
+
+def test_a_monthly_grant_valid_for_the_term_ends_with_the_covering_term_of_its_own_plan() -> None:
+    h = term_coupons()
+    state = member()
+    for membership_id, plan, at in (
+        ("A1", "black_gold", sh(2026, 1, 5, 10)),
+        ("A2", "black_gold", sh(2026, 1, 6, 10)),  # bought ahead: it covers nothing yet
+        ("B1", "gold_card", sh(2026, 1, 20, 10)),  # another card, ending later
+    ):
+        c = Context(now=at, at=at, policies=h)
+        fold(state, tick(state, c))
+        fold(state, decide(PurchaseMembership("m1", membership_id, plan, 19900), state, c))
+    at = sh(2026, 3, 1)
+    c = Context(now=at, at=at, policies=h)
+    fold(state, tick(state, c))
+    coupons = [e for e in state.entitlements.values() if e.benefit == "black_gold_monthly_coupon"]
+    assert coupons and {e.valid_until for e in coupons} == {state.memberships["A1"].term_end}
