@@ -10,15 +10,23 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ledger.domain import events as ev
-from ledger.domain.commands import EnrollMember, ImportedLot, ImportMember
+from ledger.domain.commands import EnrollMember, ImportedLot, ImportedMembership, ImportMember
 from ledger.domain.decide import Context, decide
 from ledger.domain.errors import InvalidCommand, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
-from policies import PolicyHistory, little_sprout, review_due
+from policies import Policy, PolicyHistory, little_sprout, policy_from_data, review_due
 
 SH = ZoneInfo("Asia/Shanghai")
-POLICY = little_sprout()
+
+
+def _two_plans() -> Policy:
+    document: dict[str, Any] = little_sprout().model_dump(mode="json")
+    document["memberships"]["gold_card"] = dict(document["memberships"]["black_gold"], name="Gold card")
+    return policy_from_data(document)
+
+
+POLICY = _two_plans()  # Little Sprout with a second paid plan
 HISTORY = PolicyHistory.starting_with(POLICY, datetime(2020, 1, 1, tzinfo=SH))
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=SH)
 DAY = timedelta(days=1)
@@ -57,6 +65,41 @@ def imported(command: ImportMember, now: datetime = NOW) -> ev.MemberImported:
             "has already passed: an expired lot holds no points",
         ),
         ({"growth": -1}, "growth", "must not be negative"),
+        (
+            {"growth": 5, "growth_window_start": NOW - DAY},
+            "growth_window_end",
+            "growth needs its window (growth_window_start and growth_window_end)",
+        ),
+        (
+            {"growth_window_start": NOW - DAY, "growth_window_end": NOW - DAY},
+            "growth_window_start",
+            "must be before growth_window_end",
+        ),
+        (
+            {"growth_window_start": NOW - DAY, "growth_window_end": NOW + timedelta(microseconds=1)},
+            "growth_window_end",
+            "is after the time of the import",
+        ),
+        (
+            {"membership": ImportedMembership("BG-1", "platinum", NOW - DAY, NOW + DAY)},
+            "membership_plan",
+            "unknown plan 'platinum'; known: black_gold, gold_card",
+        ),
+        (
+            {"membership": ImportedMembership("BG-1", "black_gold", NOW + DAY, NOW + DAY)},
+            "membership_end",
+            "must be after membership_start",
+        ),
+        (
+            {"membership": ImportedMembership("BG-1", "black_gold", NOW - 2 * DAY, NOW)},
+            "membership_end",
+            "has already passed: only a running or future term is imported",
+        ),
+        (
+            {"membership": ImportedMembership("BG-1", "black_gold", NOW - DAY, NOW + DAY, -1)},
+            "membership_paid_fen",
+            "must not be negative",
+        ),
     ],
 )
 def test_a_row_that_cannot_be_imported_names_the_field(
@@ -88,6 +131,12 @@ def test_the_bounds_of_each_check_are_accepted() -> None:
         )
     )
     assert len(event.lots) == 1_000 and event.lots[0].points == 1
+    window = imported(row(growth=0, growth_window_start=NOW - DAY, growth_window_end=NOW))
+    assert (window.growth_window_start, window.growth_window_end) == (None, None)  # no growth: no window kept
+    term = imported(
+        row(membership=ImportedMembership("BG-1", "black_gold", NOW, NOW + timedelta(microseconds=1)))
+    )
+    assert term.membership is not None and term.membership.term_end == NOW + timedelta(microseconds=1)
 
 
 def test_the_first_review_is_the_first_anniversary_after_the_import() -> None:
