@@ -131,6 +131,8 @@ def test_the_bounds_of_each_check_are_accepted() -> None:
         )
     )
     assert len(event.lots) == 1_000 and event.lots[0].points == 1
+    kept = imported(row(growth=5, growth_window_start=NOW - DAY, growth_window_end=NOW))
+    assert (kept.growth, kept.growth_window_start, kept.growth_window_end) == (5, NOW - DAY, NOW)
     window = imported(row(growth=0, growth_window_start=NOW - DAY, growth_window_end=NOW))
     assert (window.growth_window_start, window.growth_window_end) == (None, None)  # no growth: no window kept
     term = imported(
