@@ -139,3 +139,16 @@ def test_a_purchase_at_the_instant_a_term_ends_starts_afresh_even_from_a_till_ah
     assert state.memberships["BG-1"].status == "active"
     again = purchased(decide(buy("BG-2"), state, Context(now=now, at=first.term_end, policies=HISTORY)))
     assert (again.renewal_of, again.term_start) == (None, first.term_end)
+
+
+def test_a_purchase_starting_now_numbers_its_start_grants_from_the_first() -> None:
+    state = member()
+    version = state.version
+    events = run(state, buy("BG-1"))
+    granted = [e.entitlement_id for e in events if isinstance(e, ev.EntitlementGranted)]
+    v = version + 1
+    assert granted == [
+        f"m1/E-free_delivery-{v}",
+        f"m1/E-parenting_consultations-{v}.1",
+        f"m1/E-early_education_sessions-{v}.2",
+    ]
