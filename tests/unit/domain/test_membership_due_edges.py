@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ledger.domain import events as ev
-from ledger.domain.commands import PurchaseMembership
+from ledger.domain.commands import CancelMembership, PurchaseMembership
 from ledger.domain.decide import Context, decide, memberships, tick
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
@@ -152,3 +152,62 @@ def test_a_monthly_grant_valid_for_the_term_ends_with_the_covering_term_of_its_o
     fold(state, tick(state, c))
     coupons = [e for e in state.entitlements.values() if e.benefit == "black_gold_monthly_coupon"]
     assert coupons and {e.valid_until for e in coupons} == {state.memberships["A1"].term_end}
+
+
+REFERENCE = PolicyHistory.starting_with(little_sprout(), sh(2020, 1, 1))
+
+
+def test_a_cancellation_revokes_the_terms_benefits_whatever_the_member_held_before() -> None:
+    state = member()
+    c = Context(now=sh(2026, 1, 20, 10), at=sh(2026, 1, 20, 10), policies=REFERENCE)
+    fold(state, tick(state, c))
+    earlier = [e.entitlement_id for e in state.entitlements.values()]
+    assert earlier  # the member-day coupon of 15 January comes first
+    bought = decide(PurchaseMembership("m1", "BG-1", "black_gold", 19900), state, c)
+    fold(state, bought)
+    own = [e.entitlement_id for e in bought if isinstance(e, ev.EntitlementGranted)]
+    later = Context(now=sh(2026, 1, 21, 10), at=sh(2026, 1, 21, 10), policies=REFERENCE)
+    fold(state, tick(state, later))
+    events = decide(CancelMembership("m1", "BG-1", "changed mind"), state, later)
+    revoked = [e.entitlement_id for e in events if isinstance(e, ev.EntitlementRevoked)]
+    assert len(own) == 3 and sorted(revoked) == sorted(own)
+
+
+def test_a_lapse_leaves_the_monthly_coupons_that_are_revoked_only_on_a_cancellation() -> None:
+    state = member()
+    c = Context(now=sh(2026, 1, 5, 10), at=sh(2026, 1, 5, 10), policies=REFERENCE)
+    fold(state, decide(PurchaseMembership("m1", "BG-1", "black_gold", 19900), state, c))
+    end = state.memberships["BG-1"].term_end
+    fold(state, tick(state, Context(now=end - timedelta(microseconds=1), at=end, policies=REFERENCE)))
+    assert any(
+        e.benefit == "black_gold_monthly_coupon" and e.valid_until > end for e in state.entitlements.values()
+    )
+    events = memberships.run_due(state, end, Context(now=end, at=end, policies=REFERENCE))
+    assert [type(e) for e in events] == [ev.MembershipLapsed]
+
+
+def test_cancelling_a_new_term_revokes_its_benefits_not_the_coupons_of_an_earlier_lapsed_term() -> None:
+    state = MemberState(program_id="ls", member_id="m1")
+    fold(
+        state,
+        [
+            ev.MemberEnrolled(
+                at=sh(2025, 1, 1), member_id="m1", identities=(), tier="regular", policy_version=1
+            )
+        ],
+    )
+
+    def at(when: datetime) -> Context:
+        c = Context(now=when, at=when, policies=REFERENCE)
+        fold(state, tick(state, c))
+        return c
+
+    fold(state, decide(PurchaseMembership("m1", "BG-0", "black_gold", 19900), state, at(sh(2025, 1, 5, 10))))
+    c = at(sh(2026, 1, 10, 10))  # BG-0 lapsed on 5 January; its monthly coupons are still valid
+    old = {e.entitlement_id for e in state.entitlements.values() if e.benefit == "black_gold_monthly_coupon"}
+    assert old and all(state.entitlements[i].revoked_at is None for i in old)
+    bought = decide(PurchaseMembership("m1", "BG-1", "black_gold", 19900), state, c)
+    fold(state, bought)
+    own = sorted(e.entitlement_id for e in bought if isinstance(e, ev.EntitlementGranted))
+    events = decide(CancelMembership("m1", "BG-1", "changed mind"), state, at(sh(2026, 1, 11, 10)))
+    assert sorted(e.entitlement_id for e in events if isinstance(e, ev.EntitlementRevoked)) == own
