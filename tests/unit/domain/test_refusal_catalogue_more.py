@@ -171,3 +171,28 @@ def test_a_merge_records_its_reason_on_both_streams_and_moves_a_single_point() -
     absorbed, merged = mine[0], theirs[0]
     assert isinstance(absorbed, ev.MemberAbsorbed) and isinstance(merged, ev.MemberMerged)
     assert (absorbed.reason, merged.reason) == (None, None)
+
+
+def test_a_transfer_beyond_the_month_is_refused_with_the_rules_message_and_records_what_was_given() -> None:
+    owner, giver = household("m1", "m2", points=20_000)
+    out, into = transfer(cmd.TransferPoints("m2", "m1", "T1", 6_000), giver, owner, ctx())
+    fold(giver, out)
+    fold(owner, into)
+    given = out[0]
+    assert isinstance(given, ev.PointsTransferredOut) and given.given_in_month == 6_000
+    out, _ = transfer(cmd.TransferPoints("m2", "m1", "T2", 1_000), giver, owner, ctx())
+    assert isinstance(out[0], ev.PointsTransferredOut) and out[0].given_in_month == 7_000
+    r = raised(Refusal, transfer, cmd.TransferPoints("m2", "m1", "T3", 4_001), giver, owner, ctx())
+    assert (r.reason, r.message) == (
+        "TRANSFER_LIMIT_REACHED",
+        "at most 10000 points a month per giver: 6000 given, 4000 left",
+    )
+
+
+def test_a_receiver_in_arrears_repays_them_from_what_it_receives() -> None:
+    owner, giver = household("m1", "m2", points=500)
+    owner.arrears = 300  # what an earlier take-back could not take
+    _, into = transfer(cmd.TransferPoints("m2", "m1", "T1", 200), giver, owner, ctx())
+    received = into[0]
+    assert isinstance(received, ev.PointsTransferredIn)
+    assert received.arrears_repaid == 200 and [t.arrears_repaid for t in received.lots] == [200]
