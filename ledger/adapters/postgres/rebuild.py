@@ -48,7 +48,7 @@ from ledger.adapters.postgres.read_schema import (
     table_exists,
 )
 from ledger.adapters.postgres.store import EVENT_COLUMNS, PostgresEventStore
-from ledger.adapters.postgres.store import _event_from_row as event_from_row
+from ledger.adapters.postgres.store_reading import event_from_row
 from ledger.domain.streams import MEMBER_PREFIX
 from ledger.eventlog.port import EventStore, StoredEvent
 from projections.parallel import DEFAULT_CACHE_MEMBERS, ParallelFold, Plan, parallel_report
