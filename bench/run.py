@@ -856,10 +856,11 @@ def bench_rebuild(ctx: Any, tmp: Path, plan: Plan) -> tuple[Generated, list[Rebu
                 url = f"sqlite:///{tmp / 'rebuild.db'}"
             else:
                 url = stack.enter_context(fresh_schema(plan.pg_base))
-            with ctx.Pool(1) as pool:
-                figures: RebuildFigures = pool.apply(
-                    load_and_rebuild, (kind, template_path, plan.rebuild_copies, url, plan.catch_up_events)
-                )
+            # not a Pool: its daemonic process could not fork the rebuild's worker processes
+            with futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as executor:
+                figures: RebuildFigures = executor.submit(
+                    load_and_rebuild, kind, template_path, plan.rebuild_copies, url, plan.catch_up_events
+                ).result()
         if kind == "sqlite":
             for leftover in tmp.glob("rebuild.*"):
                 leftover.unlink()
