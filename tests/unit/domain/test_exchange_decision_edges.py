@@ -75,7 +75,9 @@ def test_the_entitlement_is_numbered_as_the_exchanges_first_and_judged_at_a_temp
 
 
 def test_an_exchange_without_its_stock_loaded_fails_naming_the_reward() -> None:
-    with pytest.raises(AssertionError, match="^the stock of nursing_pillow was not loaded for the exchange$"):
+    with pytest.raises(
+        AssertionError, match=r"^the stock of nursing_pillow was not loaded for the exchange$"
+    ):
         decide(cmd.ExchangePoints("m1", "X1", "nursing_pillow"), member(), CTX)
 
 
