@@ -11,12 +11,11 @@ import pytest
 
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
-from ledger.domain.commands import OrderLine
 from ledger.domain.decide import Context, decide, tick
 from ledger.domain.errors import Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
-from policies import Policy, PolicyHistory, little_sprout, policy_from_data
+from policies import OrderLine, Policy, PolicyHistory, little_sprout, policy_from_data
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=SH)
