@@ -91,3 +91,20 @@ def test_an_entitlement_is_revoked_from_the_instant_of_its_revocation() -> None:
     assert ent.revoked_at == T0 + timedelta(hours=1)
     assert entitlement_status(ent, T0 + timedelta(hours=1)) == "revoked"
     assert entitlement_status(ent, T0 + timedelta(minutes=59)) == "available"
+
+
+def test_a_perk_is_valued_at_the_tier_it_is_granted_for_not_the_tier_left() -> None:
+    document: dict[str, Any] = little_sprout().model_dump(mode="json")
+    document["benefits"]["parenting_consultant"]["value_by_tier"] = {
+        "regular": 100,
+        "silver": 200,
+        "gold": 300,
+    }
+    c = ctx(policy_from_data(document))
+    state = member(c)
+    values = {
+        e.benefit: e.value_fen
+        for e in on_tier_change(state, "regular", "gold", T0, c)
+        if isinstance(e, ev.EntitlementGranted)
+    }
+    assert values["parenting_consultant"] == 300
