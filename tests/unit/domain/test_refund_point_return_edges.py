@@ -57,3 +57,17 @@ def test_a_refund_whose_share_is_below_one_point_gives_none_back() -> None:
         if isinstance(e, ev.PurchaseRefunded)
     ]
     assert (refunded.points_returned, refunded.returned, refunded.relot_sources) == (0, (), ())
+
+
+def test_a_take_back_of_one_point_comes_from_the_orders_own_lot() -> None:
+    state = MemberState(program_id="p", member_id="m1")
+    run(state, cmd.EnrollMember("m1", ()))
+    run(state, cmd.AdjustPoints("m1", 5_000, "GOODWILL", "opening", "op"))
+    line = OrderLine(line_id="l1", sku="SKU-1", category="toys", quantity=1, paid_fen=50_00)
+    run(state, cmd.RecordPurchase("m1", "O1", (line,), 50_00))
+    own = state.orders["O1"].lot_id
+    assert own is not None
+    events = run(state, cmd.RefundPurchase("m1", "O1", "R1", (RefundLine("l1", 100),)))
+    [refunded] = [e for e in events if isinstance(e, ev.PurchaseRefunded)]
+    assert refunded.points_taken == 1
+    assert refunded.debits == (ev.LotDebit(lot_id=own, points=1),)
