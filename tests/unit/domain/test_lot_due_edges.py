@@ -52,4 +52,4 @@ def test_a_lot_of_one_point_expires_when_it_is_due() -> None:
     run(state, cmd.AdjustPoints("m1", 1, "GOODWILL", "one point", "op"))
     [lot] = state.lots.values()
     due = run_due(state, lot.expires_at + timedelta(seconds=1), CTX)
-    assert [(type(e), e.lot_id) for e in due] == [(ev.LotExpired, lot.lot_id)]
+    assert due == [ev.LotExpired(at=lot.expires_at, lot_id=lot.lot_id, points=1)]
