@@ -79,3 +79,12 @@ def test_an_order_recorded_twice_is_refused_naming_it() -> None:
         "ORDER_ALREADY_RECORDED",
         "order O1 was already recorded for this member",
     )
+
+
+def test_an_order_earning_one_point_credits_a_lot_of_one_point() -> None:
+    state = member()
+    line = OrderLine(line_id="L1", sku="SKU-1", category="toys", quantity=1, paid_fen=100)
+    [recorded, *_] = run(state, cmd.RecordPurchase("m1", "O1", (line,), 100))
+    assert isinstance(recorded, ev.PurchaseRecorded)
+    assert recorded.points == 1
+    assert recorded.lot is not None and (recorded.lot.lot_id, recorded.lot.points) == ("P-O1", 1)
