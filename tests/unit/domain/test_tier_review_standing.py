@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide import Context, decide, tick
@@ -64,3 +66,26 @@ def test_a_diamond_who_bought_lately_is_kept_at_the_review() -> None:
     buy(state, "O2", 1_000_000, due - timedelta(days=10))
     [review] = reviews(state, due)
     assert (review.outcome, review.qualifying_tier) == ("kept", "diamond")
+
+
+def silver_by_referrals() -> MemberState:
+    state = member("m1")
+    for invitee_id in ("i1", "i2", "i3"):
+        invitee = member(invitee_id)
+        buy(invitee, f"O-{invitee_id}", 5_000)
+        run(state, cmd.AwardPoints("m1", "referral", invitee_id), invitee=invitee)
+    return state
+
+
+@pytest.mark.parametrize("kind", ["override", "temporary_upgrade"])
+def test_an_override_still_in_force_at_a_review_keeps_its_tier_and_perks(kind: str) -> None:
+    state = silver_by_referrals()
+    assert state.next_review_at is not None
+    due = state.next_review_at
+    run(
+        state,
+        cmd.OverrideTier("m1", "gold", kind, due + timedelta(days=30), "vip", "op"),
+        due - timedelta(days=10),
+    )
+    events = tick(state, Context(now=due, at=due, policies=HISTORY))
+    assert not [e for e in events if isinstance(e, ev.EntitlementRevoked)]
