@@ -89,3 +89,19 @@ def test_an_override_still_in_force_at_a_review_keeps_its_tier_and_perks(kind: s
     )
     events = tick(state, Context(now=due, at=due, policies=HISTORY))
     assert not [e for e in events if isinstance(e, ev.EntitlementRevoked)]
+
+
+def test_perks_renewed_at_a_review_are_numbered_after_the_review() -> None:
+    state = member("m1")
+    buy(state, "O1", 1_000_000)
+    assert state.next_review_at is not None
+    due = state.next_review_at
+    buy(state, "O2", 1_000_000, due - timedelta(days=10))
+    events = tick(state, Context(now=due, at=due, policies=HISTORY))
+    renewed = [e.entitlement_id for e in events if isinstance(e, ev.EntitlementGranted) and e.at == due]
+    assert [eid.rpartition(".")[2] for eid in renewed] == ["1", "2", "3"]
+    assert [eid.rpartition("/")[2].rpartition("-")[0] for eid in renewed] == [
+        "E-parenting_consultant",
+        "E-priority_trial",
+        "E-family_butler",
+    ]
