@@ -88,3 +88,21 @@ def test_an_order_earning_one_point_credits_a_lot_of_one_point() -> None:
     assert isinstance(recorded, ev.PurchaseRecorded)
     assert recorded.points == 1
     assert recorded.lot is not None and (recorded.lot.lot_id, recorded.lot.points) == ("P-O1", 1)
+
+
+def test_a_sale_naming_a_hold_not_committed_is_refused_with_the_holds_status() -> None:
+    state = member()
+    run(state, cmd.HoldPoints("m1", "H1", "O1", 100, 100_00))
+    line = OrderLine(line_id="L1", sku="SKU-1", category="toys", quantity=1, paid_fen=5_000)
+    r = refused(cmd.RecordPurchase("m1", "O1", (line,), 100_00, hold_id="H1"), state)
+    assert (r.reason, r.message, r.metadata) == (
+        "HOLD_NOT_COMMITTED",
+        "hold H1 has not paid anything (it is open): commit it first",
+        {"hold_id": "H1", "status": "OPEN"},
+    )
+    run(state, cmd.ReleaseHold("m1", "H1"))
+    r = refused(cmd.RecordPurchase("m1", "O1", (line,), 100_00, hold_id="H1"), state)
+    assert (r.message, r.metadata) == (
+        "hold H1 has not paid anything (it is released): commit it first",
+        {"hold_id": "H1", "status": "RELEASED"},
+    )
