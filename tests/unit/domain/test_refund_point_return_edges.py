@@ -71,3 +71,29 @@ def test_a_take_back_of_one_point_comes_from_the_orders_own_lot() -> None:
     [refunded] = [e for e in events if isinstance(e, ev.PurchaseRefunded)]
     assert refunded.points_taken == 1
     assert refunded.debits == (ev.LotDebit(lot_id=own, points=1),)
+
+
+def test_a_take_back_never_draws_on_points_reserved_by_an_open_hold() -> None:
+    state = MemberState(program_id="p", member_id="m1")
+    run(state, cmd.EnrollMember("m1", ()))
+    run(state, cmd.AdjustPoints("m1", 100, "GOODWILL", "opening", "op"))
+    line = OrderLine(line_id="l1", sku="SKU-1", category="toys", quantity=1, paid_fen=50_00)
+    run(state, cmd.RecordPurchase("m1", "O1", (line,), 50_00))
+    own = state.lots[state.orders["O1"].lot_id or ""]
+    later = Context(now=own.active_at, at=own.active_at, policies=HISTORY)
+
+    def at_later(command: cmd.MemberCommand) -> list[ev.MemberEvent]:
+        fold(state, tick(state, later))
+        events = decide(command, state, later)
+        fold(state, events)
+        return events
+
+    at_later(cmd.HoldPoints("m1", "H1", "O8", 100, 100_000))  # every opening point reserved
+    at_later(cmd.HoldPoints("m1", "H2", "O9", own.remaining, 100_000))
+    at_later(cmd.CommitHold("m1", "H2", None))  # the order's own points spent
+    [refunded] = [
+        e for e in at_later(cmd.RefundPurchase("m1", "O1", "R1")) if isinstance(e, ev.PurchaseRefunded)
+    ]
+    assert refunded.points_taken == own.amount
+    assert refunded.debits == ()
+    assert refunded.arrears_added + refunded.forgiven == own.amount
