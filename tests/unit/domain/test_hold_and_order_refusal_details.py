@@ -12,7 +12,7 @@ import pytest
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
 from ledger.domain.decide import Context, decide, tick
-from ledger.domain.errors import Refusal
+from ledger.domain.errors import NotFound, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
 from policies import OrderLine, PolicyHistory, little_sprout
@@ -106,3 +106,10 @@ def test_a_sale_naming_a_hold_not_committed_is_refused_with_the_holds_status() -
         "hold H1 has not paid anything (it is released): commit it first",
         {"hold_id": "H1", "status": "RELEASED"},
     )
+
+
+def test_a_sale_naming_an_unknown_hold_is_not_found_by_its_id() -> None:
+    line = OrderLine(line_id="L1", sku="SKU-1", category="toys", quantity=1, paid_fen=5_000)
+    with pytest.raises(NotFound) as caught:
+        decide(cmd.RecordPurchase("m1", "O1", (line,), 100_00, hold_id="H9"), member(), CTX)
+    assert (caught.value.kind, caught.value.identifier) == ("hold", "H9")
