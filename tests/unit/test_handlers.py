@@ -7,20 +7,19 @@ retries answered once - and that the read models follow every write.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ledger.application import command_staging
 from ledger.application.clock import ManualClock
 from ledger.application.results import CommandResult
 from ledger.bootstrap import Settings, Wired, build, reference_document
 from ledger.domain import commands as cmd
 from ledger.domain.errors import Conflict, Refusal
 from policies import OrderLine
+from tests.unit.writer_groups import in_one_group
 
 START = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 P = "sandbox"
@@ -164,29 +163,8 @@ def test_a_referral_is_awarded_once_the_invitee_is_a_member_with_a_purchase(wire
 
 
 def _in_one_group(w: Wired, monkeypatch: pytest.MonkeyPatch, requests: list[cmd.Envelope]) -> list[Any]:
-    """Decide ``requests`` as one group of the writer: it is held inside a first command until they all queue."""
-    entered, go = threading.Event(), threading.Event()
-    real_decide = command_staging.decide  # type: ignore[attr-defined]
-
-    def decide(command: Any, state: Any, ctx: Any) -> Any:
-        if isinstance(command, cmd.AdjustPoints) and command.reason_code == "WAIT":
-            entered.set()
-            assert go.wait(30)
-        return real_decide(command, state, ctx)
-
-    monkeypatch.setattr(command_staging, "decide", decide)
-    blocker = threading.Thread(target=run, args=(w, cmd.AdjustPoints("m1", 1, "WAIT", "n", "op1"), "wait"))
-    blocker.start()
-    assert entered.wait(30)
-    results: list[Any] = []
-    submitter = threading.Thread(target=lambda: results.extend(w.app.writer.execute_many(requests)))
-    submitter.start()
-    while w.app.writer._queue.qsize() < len(requests):
-        pass
-    go.set()
-    blocker.join(30)
-    submitter.join(30)
-    return results
+    """Decide ``requests`` as one group of the writer (held inside a first command of m1 until they all queue)."""
+    return in_one_group(w, monkeypatch, requests, P, "m1")
 
 
 def test_in_one_group_a_retry_gets_the_first_answer_and_another_request_with_the_key_is_refused(
