@@ -19,7 +19,7 @@ from ledger.domain.evolve import evolve
 from ledger.domain.queries import tier_in_effect
 from ledger.domain.state import Balances, MemberState
 from ledger.domain.streams import member_stream, member_streams_of
-from ledger.eventlog.chain import ChainBreak, verify_stream
+from ledger.eventlog.chain import ChainBreak, stream_head, verify_stream
 from ledger.eventlog.port import EventStore, StoredEvent
 from policies import Policy, PolicyHistory
 
@@ -145,12 +145,16 @@ class MemberAudit:
         """The member's hash chain checked, then the same events folded (once) and, when the application has
         read models, the rows they should hold compared with those it holds."""
         policies = self.program(program_id).policies
-        stored_events = self.store.read_stream(member_stream(program_id, member_id))
+        stream = member_stream(program_id, member_id)
+        # The head the store keeps with the stream, read first: events removed from the end leave a chain that is
+        # intact up to where it stops, and only the head tells. Events appended after it are not read.
+        head_version, head_hash = stream_head(self.store, stream)
+        stored_events = self.store.read_stream(stream, limit=head_version or None)
         if not stored_events:
             raise NotFound("member", member_id)
         report = VerifyReport(program_id, member_id, True, len(stored_events), stored_events[-1].hash)
         try:
-            report.chain_break = verify_stream(stored_events)
+            report.chain_break = verify_stream(stored_events, head_version=head_version, head_hash=head_hash)
         except Exception as exc:  # a row altered into something unreadable is a finding too
             first = stored_events[0]
             report.chain_break = ChainBreak(first.stream_id, first.version, first.position, f"unreadable event: {exc}")

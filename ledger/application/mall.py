@@ -15,7 +15,7 @@ from ledger.domain.evolve import evolve
 from ledger.domain.state import MemberState
 from ledger.domain.stock import StockAdjusted, StockReturned, StockState, StockTaken, decode, evolve_stock
 from ledger.domain.streams import member_stream, stock_stream, stock_streams_of
-from ledger.eventlog.chain import verify_stream
+from ledger.eventlog.chain import stream_head, verify_stream
 from policies import NoPolicyInForce, Reward, judge_exchange, stock_left
 
 if TYPE_CHECKING:
@@ -90,10 +90,11 @@ def verify_stock(app: LedgerApp, program_id: str) -> list[StockReport]:
     reports: list[StockReport] = []
     for sid in app.store.list_streams(prefix):
         reward_id = sid[len(prefix) :]
-        stored = app.store.read_stream(sid)
+        head_version, head_hash = stream_head(app.store, sid)
+        stored = app.store.read_stream(sid, limit=head_version or None)
         report = StockReport(sid, events=len(stored))
         reports.append(report)
-        broken = verify_stream(stored)
+        broken = verify_stream(stored, head_version=head_version, head_hash=head_hash)
         if broken is not None:
             report.fail(f"hash chain broken at version {broken.version}: {broken.reason}")
             continue

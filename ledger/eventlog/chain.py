@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from ledger.eventlog.port import NewEvent, StoredEvent
+from ledger.eventlog.port import EventStore, NewEvent, StoredEvent
 
 GENESIS = bytes(32)
 """The ``prev_hash`` of a stream's first event."""
@@ -133,6 +134,17 @@ class ChainBreak:
     version: int
     position: int | None
     reason: str
+
+
+def stream_head(store: EventStore[Any], stream: str) -> tuple[int, bytes | None]:
+    """The version and hash of the stream's head as the store keeps them, read as one pair: the hash is left out
+    (None) when events kept arriving between the reads."""
+    for _ in range(3):
+        version = store.stream_version(stream)
+        head_hash = store.stream_head_hash(stream)
+        if store.stream_version(stream) == version:
+            return version, head_hash
+    return version, None
 
 
 def verify_stream(

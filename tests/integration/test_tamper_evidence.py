@@ -82,3 +82,14 @@ def test_deleted_event_is_named(db: str) -> None:
     done = verify(db)
     assert done.returncode == 1
     assert "member=alice" in done.stdout
+
+
+def test_a_stream_cut_short_at_its_last_event_is_named(db: str) -> None:
+    """Removing a member's latest event (a redemption undone behind the ledger's back, say) leaves a chain
+    that is intact up to where it stops: the stream's head, which the store keeps with the stream, tells."""
+    statement = "DELETE FROM events WHERE stream_id = 'member-audit-bob' AND version = 2"
+    tamper(db, statement, statement)
+    done = verify(db)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "member=bob" in done.stdout and "version 2" in done.stdout
+    assert "member=alice" not in done.stdout
