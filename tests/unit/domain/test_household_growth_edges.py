@@ -44,3 +44,16 @@ def test_growth_of_a_member_not_in_the_owners_household_counts_nothing() -> None
 
 def test_growth_toward_a_member_who_owns_no_household_counts_nothing() -> None:
     assert count_growth(member("m1"), "m2", [GrowthEntry(T0, 300)], CTX) == []
+
+
+def test_the_owner_is_upgraded_on_exactly_the_growth_counted_one_short_of_silver_stays_regular() -> None:
+    owner, m2 = member("m1"), member("m2")
+    fold(owner, create(CreateHousehold("m1"), owner, CTX))
+    fold(owner, join(JoinHousehold("m2", "m1"), m2, owner, CTX)[1])
+    short = count_growth(owner, "m2", [GrowthEntry(T0, 1999)], CTX)
+    assert [e for e in short if isinstance(e, ev.TierChanged)] == []
+    fold(owner, short)
+    [changed] = [
+        e for e in count_growth(owner, "m2", [GrowthEntry(T0, 1)], CTX) if isinstance(e, ev.TierChanged)
+    ]
+    assert (changed.from_tier, changed.to_tier, changed.growth_in_window) == ("regular", "silver", 2000)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from ledger.domain import commands as cmd
 from ledger.domain import events as ev
-from ledger.domain.decide import Context, decide, tick
+from ledger.domain.decide import Context, decide, lots_due, tick
 from ledger.domain.decide.lots_due import run_due
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState
@@ -53,3 +53,14 @@ def test_a_lot_of_one_point_expires_when_it_is_due() -> None:
     [lot] = state.lots.values()
     due = run_due(state, lot.expires_at + timedelta(seconds=1), CTX)
     assert due == [ev.LotExpired(at=lot.expires_at, lot_id=lot.lot_id, points=1)]
+
+
+def test_a_lot_with_one_point_left_expires_when_the_clock_reaches_its_expiry() -> None:
+    state = member()
+    run(state, cmd.AdjustPoints("m1", 5, "GOODWILL", "five points", "op"))
+    run(state, cmd.AdjustPoints("m1", -4, "FIX", "four spent", "op"))
+    [lot] = state.lots.values()
+    assert lot.remaining == 1
+    assert lots_due.next_due(state, CTX) == lot.expires_at
+    due = tick(state, Context(now=lot.expires_at, at=lot.expires_at, policies=HISTORY))
+    assert ev.LotExpired(at=lot.expires_at, lot_id=lot.lot_id, points=1) in due

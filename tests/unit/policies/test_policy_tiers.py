@@ -78,3 +78,25 @@ def test_the_growth_window_is_twelve_local_months(policy: Policy, sh) -> None:
 def test_review_and_downgrade_dates(policy: Policy, sh) -> None:
     assert review_due(policy, sh(2026, 2, 10, 9)) == sh(2027, 2, 10, 9)
     assert downgrade_due(policy, sh(2027, 2, 10, 9)) == sh(2027, 3, 12, 9)
+
+
+def test_a_member_with_less_than_no_growth_in_the_window_is_still_at_the_entry_tier(
+    policy: Policy, now: datetime
+) -> None:
+    assert qualifying_tier(policy, -100, 0, now - timedelta(days=1), now) == "regular"
+
+
+def test_an_unknown_tier_is_refused_naming_the_code(policy: Policy) -> None:
+    with pytest.raises(UnknownTier, match=r"^unknown tier 'platinum'$") as by_rank:
+        tier_rank(policy, "platinum")
+    assert by_rank.value.code == "platinum"
+    with pytest.raises(UnknownTier, match=r"^unknown tier 'platinum'$") as by_level:
+        tier_multiplier(policy, "platinum")
+    assert by_level.value.code == "platinum"
+
+
+def test_a_window_ending_early_on_a_local_29_february_starts_on_the_local_28_february(
+    policy: Policy, sh
+) -> None:
+    # 05:00 on 29 February in Shanghai is still 28 February in UTC: the months are counted on the local calendar.
+    assert window_start(policy, sh(2028, 2, 29, 5)) == sh(2027, 2, 28, 5)

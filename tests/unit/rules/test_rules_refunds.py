@@ -317,3 +317,29 @@ def test_a_new_lot_of_returned_points_expiring_with_an_older_lot_is_taken_back_a
     assert refunded.relot is not None and refunded.relot.expires_at == m.lot(older).expires_at == sh(2027, 4, 1)
     assert (refunded.points_taken, pairs(refunded.debits)) == (9, [(older, 9)])
     assert m.remaining(older, refunded.relot.lot_id) == [91, 100]
+
+
+def test_points_returned_as_a_new_lot_give_the_take_back_only_what_is_left_after_repaying_arrears() -> None:
+    m = _relot_after_everything_expired()
+    correction = cmd.AdjustPoints("m1", -95, "FIX", "correction", "op-1", allow_arrears=True)
+    m.run(correction, now=sh(2027, 4, 2, 10))
+    assert m.state.arrears == 95
+    refunded = m.refund("C1", "F1", now=sh(2027, 4, 14, 10))
+    assert refunded.relot is not None
+    relot = refunded.relot.lot_id
+    # the 100 points come back, 95 repay the arrears, 5 are left for the take-back of 9: 4 back into arrears
+    assert (refunded.arrears_repaid, pairs(refunded.debits), refunded.arrears_added) == (95, [(relot, 5)], 4)
+    assert (m.state.active, m.state.arrears, m.remaining(relot)) == (0, 4, [0])
+
+
+def test_take_back_one_point_beyond_the_sales_own_lot_takes_it_from_another_active_lot() -> None:
+    m = Member(sh(2026, 3, 1))
+    m.award("workshop", now=sh(2026, 3, 2, 10))  # 100 points, expires at the end of March 2027
+    # 100 points, active 03-09, the same expiry as the workshop's and a later business time
+    m.buy("O1", line(10_000), now=sh(2026, 3, 2, 11))
+    later = m.adjust(1, now=sh(2026, 4, 1, 10)).lot  # expires at the end of April 2027
+    assert later is not None
+    m.redeem("X1", 101, 1_000_000)  # the workshop's 100, then 1 of O1's own lot
+    refunded = m.refund("O1", "F1")
+    assert (refunded.points_taken, pairs(refunded.debits)) == (100, [("P-O1", 99), (later.lot_id, 1)])
+    assert (refunded.arrears_added, m.state.active, m.state.arrears) == (0, 0, 0)
