@@ -10,6 +10,7 @@ import pytest
 from policies import (
     Policy,
     UnknownBenefit,
+    benefit,
     benefit_valid_until,
     benefit_value_fen,
     grant_moments,
@@ -58,6 +59,18 @@ def test_term_benefits_end_with_the_term(policy: Policy, sh) -> None:
         benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), None)
 
 
+def test_a_term_benefit_asked_without_the_terms_end_is_refused_with_its_code(policy: Policy, sh) -> None:
+    with pytest.raises(ValueError, match="benefit 'free_delivery' is valid for a membership term"):
+        benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), None)
+
+
+def test_an_unknown_benefit_is_refused_with_its_code(policy: Policy) -> None:
+    with pytest.raises(UnknownBenefit) as refused:
+        benefit(policy, "pony")
+    assert refused.value.code == "pony"
+    assert str(refused.value) == "unknown benefit 'pony'"
+
+
 def test_end_of_month_validity(document: dict[str, Any], sh) -> None:
     document["benefits"]["member_day_coupon"]["validity"] = {"kind": "end_of_month"}
     changed = policy_from_data(document)
@@ -91,3 +104,39 @@ def test_tier_grants_up_to_the_tier(policy: Policy) -> None:
     assert [rule.benefit for rule in tier_grants(policy, "regular")] == []
     assert [rule.benefit for rule in tier_grants(policy, "gold")] == ["parenting_consultant", "priority_trial"]
     assert [rule.benefit for rule in tier_grants(policy, "diamond")] == ["parenting_consultant", "priority_trial", "family_butler"]
+
+
+def test_a_monthly_rule_listed_after_the_quarterly_one_grants_in_every_month(document: dict[str, Any], sh) -> None:
+    document["grants"].append({"benefit": "referral_coupon", "schedule": "monthly", "day_of_month": 5})
+    changed = policy_from_data(document)
+    moments = [(t, rule.benefit) for t, rule in grant_moments(changed, sh(2026, 2, 1), sh(2026, 2, 28))]
+    assert moments == [(sh(2026, 2, 5), "referral_coupon"), (sh(2026, 2, 15), "member_day_coupon")]
+
+
+def test_a_cards_monthly_grants_fall_in_time_order_then_in_the_rules_order(document: dict[str, Any], sh) -> None:
+    """A rule listed first but falling later in the month comes after; two on one day keep the rules' order."""
+    document["grants"].insert(
+        0, {"benefit": "member_day_coupon", "schedule": "membership_monthly", "day_of_month": 20, "plan": "black_gold"}
+    )
+    document["grants"].append(
+        {"benefit": "referral_coupon", "schedule": "membership_monthly", "day_of_month": 1, "plan": "black_gold"}
+    )
+    changed = policy_from_data(document)
+    start, end = sh(2026, 3, 10, 14), sh(2027, 3, 10, 14)
+    moments = membership_grant_moments(changed, "black_gold", start, end, sh(2026, 3, 31), sh(2026, 5, 1))
+    assert [(t, rule.benefit) for t, rule in moments] == [
+        (sh(2026, 4, 1), "black_gold_monthly_coupon"),
+        (sh(2026, 4, 1), "referral_coupon"),
+        (sh(2026, 4, 20), "member_day_coupon"),
+        (sh(2026, 5, 1), "black_gold_monthly_coupon"),
+        (sh(2026, 5, 1), "referral_coupon"),
+    ]
+
+
+def test_a_term_starting_at_a_grant_moment_gets_it_at_its_first_instant(policy: Policy, sh) -> None:
+    """The due work at the term's first instant asks for ``(start - 1us, start]``: that moment is the grant's."""
+    start = sh(2027, 3, 1)
+    moments = membership_grant_moments(
+        policy, "black_gold", start, sh(2028, 3, 1), start - timedelta(microseconds=1), start
+    )
+    assert [(t, rule.benefit) for t, rule in moments] == [(start, "black_gold_monthly_coupon")]
