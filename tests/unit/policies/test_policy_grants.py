@@ -106,21 +106,18 @@ def test_tier_grants_up_to_the_tier(policy: Policy) -> None:
     assert [rule.benefit for rule in tier_grants(policy, "diamond")] == ["parenting_consultant", "priority_trial", "family_butler"]
 
 
-def test_a_monthly_rule_listed_after_the_quarterly_one_grants_in_every_month(document: dict[str, Any], sh) -> None:
+def test_a_monthly_rule_listed_after_a_quarterly_one_grants_every_month(document: dict[str, Any], sh) -> None:
     document["grants"].append({"benefit": "referral_coupon", "schedule": "monthly", "day_of_month": 5})
     changed = policy_from_data(document)
     moments = [(t, rule.benefit) for t, rule in grant_moments(changed, sh(2026, 2, 1), sh(2026, 2, 28))]
     assert moments == [(sh(2026, 2, 5), "referral_coupon"), (sh(2026, 2, 15), "member_day_coupon")]
 
 
-def test_a_cards_monthly_grants_fall_in_time_order_then_in_the_rules_order(document: dict[str, Any], sh) -> None:
+def test_a_cards_monthly_grants_fall_in_time_then_in_rule_order(document: dict[str, Any], sh) -> None:
     """A rule listed first but falling later in the month comes after; two on one day keep the rules' order."""
-    document["grants"].insert(
-        0, {"benefit": "member_day_coupon", "schedule": "membership_monthly", "day_of_month": 20, "plan": "black_gold"}
-    )
-    document["grants"].append(
-        {"benefit": "referral_coupon", "schedule": "membership_monthly", "day_of_month": 1, "plan": "black_gold"}
-    )
+    card = {"schedule": "membership_monthly", "plan": "black_gold"}
+    document["grants"].insert(0, {"benefit": "member_day_coupon", "day_of_month": 20, **card})
+    document["grants"].append({"benefit": "referral_coupon", "day_of_month": 1, **card})
     changed = policy_from_data(document)
     start, end = sh(2026, 3, 10, 14), sh(2027, 3, 10, 14)
     moments = membership_grant_moments(changed, "black_gold", start, end, sh(2026, 3, 31), sh(2026, 5, 1))
