@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -137,3 +141,39 @@ def test_a_term_starting_at_a_grant_moment_gets_it_at_its_first_instant(policy: 
         policy, "black_gold", start, sh(2028, 3, 1), start - timedelta(microseconds=1), start
     )
     assert [(t, rule.benefit) for t, rule in moments] == [(start, "black_gold_monthly_coupon")]
+
+
+@pytest.fixture
+def far_ahead_host_clock() -> Iterator[None]:
+    """The machine's own clock set to UTC+14, 26 hours ahead of a program at UTC-12."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_grant_moments_are_counted_on_the_programs_calendar_not_the_machines(
+    document: dict[str, Any], far_ahead_host_clock: None
+) -> None:
+    """At 23:30 on 27 February in a program at UTC-12 it is already 1 March on a machine at UTC+14: the grants
+    on the 28th of February still fall."""
+    document["timezone"] = "Etc/GMT+12"
+    document["grants"].append({"benefit": "referral_coupon", "schedule": "monthly", "day_of_month": 28})
+    card_rule = {"schedule": "membership_monthly", "day_of_month": 28, "plan": "black_gold"}
+    document["grants"].append({"benefit": "member_day_coupon", **card_rule})
+    changed = policy_from_data(document)
+    zone = ZoneInfo("Etc/GMT+12")
+    late, then = datetime(2026, 2, 27, 23, 30, tzinfo=zone), datetime(2026, 2, 28, 12, tzinfo=zone)
+    feb_28 = datetime(2026, 2, 28, tzinfo=zone)
+    assert [(t, r.benefit) for t, r in grant_moments(changed, late, then)] == [(feb_28, "referral_coupon")]
+    card = membership_grant_moments(
+        changed, "black_gold", late, late + timedelta(days=365), late - timedelta(days=9), then
+    )
+    assert [(t, r.benefit) for t, r in card] == [(feb_28, "member_day_coupon")]
