@@ -3,6 +3,9 @@ moment of members with and without a card, and a policy version taking effect on
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -159,3 +162,41 @@ def test_a_grant_moment_at_the_instant_a_policy_version_takes_effect_is_judged_b
         state = member(policies)
         state.grants_through = sh(2026, 5, 1)
         assert benefits.next_due(state, ctx(policies, sh(2026, 5, 1))) == due
+
+
+@pytest.fixture
+def far_ahead_host_clock() -> Iterator[None]:
+    """The machine's own clock set to UTC+14, 26 hours ahead of a program at UTC-12."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_the_next_grant_moment_a_year_ahead_is_looked_for_on_the_programs_calendar(
+    far_ahead_host_clock: None,
+) -> None:
+    """A program at UTC-12 whose only grant is a card's coupon on the 28th; the member's one card term starts
+    on 1 February 2027. From 23:30 on 30 January 2026 the look-ahead of 13 months reaches 23:30 on 28 February
+    2027 (the 30th clamped) on the program's calendar, so the coupon of 28 February 2027 is the next moment."""
+
+    def only_a_card_coupon_on_the_28th(document: dict[str, Any]) -> None:
+        document["timezone"] = "Etc/GMT+12"
+        document["grants"] = [
+            {"benefit": "black_gold_monthly_coupon", "schedule": "membership_monthly", "day_of_month": 28,
+             "plan": "black_gold"},
+        ]  # fmt: skip
+
+    zone = ZoneInfo("Etc/GMT+12")
+    policies = history(changed(only_a_card_coupon_on_the_28th))
+    state = with_card(member(policies), datetime(2027, 2, 1, tzinfo=zone))
+    state.grants_through = datetime(2026, 1, 30, 23, 30, tzinfo=zone)
+    due = benefits.next_due(state, ctx(policies, datetime(2026, 1, 31, tzinfo=zone)))
+    assert due == datetime(2027, 2, 28, tzinfo=zone)
