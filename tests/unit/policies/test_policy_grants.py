@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from policies import (
     Policy,
     UnknownBenefit,
+    benefit,
     benefit_valid_until,
     benefit_value_fen,
     grant_moments,
@@ -58,6 +63,18 @@ def test_term_benefits_end_with_the_term(policy: Policy, sh) -> None:
         benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), None)
 
 
+def test_a_term_benefit_asked_without_the_terms_end_is_refused_with_its_code(policy: Policy, sh) -> None:
+    with pytest.raises(ValueError, match="benefit 'free_delivery' is valid for a membership term"):
+        benefit_valid_until(policy, "free_delivery", sh(2026, 3, 10), None)
+
+
+def test_an_unknown_benefit_is_refused_with_its_code(policy: Policy) -> None:
+    with pytest.raises(UnknownBenefit) as refused:
+        benefit(policy, "pony")
+    assert refused.value.code == "pony"
+    assert str(refused.value) == "unknown benefit 'pony'"
+
+
 def test_end_of_month_validity(document: dict[str, Any], sh) -> None:
     document["benefits"]["member_day_coupon"]["validity"] = {"kind": "end_of_month"}
     changed = policy_from_data(document)
@@ -91,3 +108,72 @@ def test_tier_grants_up_to_the_tier(policy: Policy) -> None:
     assert [rule.benefit for rule in tier_grants(policy, "regular")] == []
     assert [rule.benefit for rule in tier_grants(policy, "gold")] == ["parenting_consultant", "priority_trial"]
     assert [rule.benefit for rule in tier_grants(policy, "diamond")] == ["parenting_consultant", "priority_trial", "family_butler"]
+
+
+def test_a_monthly_rule_listed_after_a_quarterly_one_grants_every_month(document: dict[str, Any], sh) -> None:
+    document["grants"].append({"benefit": "referral_coupon", "schedule": "monthly", "day_of_month": 5})
+    changed = policy_from_data(document)
+    moments = [(t, rule.benefit) for t, rule in grant_moments(changed, sh(2026, 2, 1), sh(2026, 2, 28))]
+    assert moments == [(sh(2026, 2, 5), "referral_coupon"), (sh(2026, 2, 15), "member_day_coupon")]
+
+
+def test_a_cards_monthly_grants_fall_in_time_then_in_rule_order(document: dict[str, Any], sh) -> None:
+    """A rule listed first but falling later in the month comes after; two on one day keep the rules' order."""
+    card = {"schedule": "membership_monthly", "plan": "black_gold"}
+    document["grants"].insert(0, {"benefit": "member_day_coupon", "day_of_month": 20, **card})
+    document["grants"].append({"benefit": "referral_coupon", "day_of_month": 1, **card})
+    changed = policy_from_data(document)
+    start, end = sh(2026, 3, 10, 14), sh(2027, 3, 10, 14)
+    moments = membership_grant_moments(changed, "black_gold", start, end, sh(2026, 3, 31), sh(2026, 5, 1))
+    assert [(t, rule.benefit) for t, rule in moments] == [
+        (sh(2026, 4, 1), "black_gold_monthly_coupon"),
+        (sh(2026, 4, 1), "referral_coupon"),
+        (sh(2026, 4, 20), "member_day_coupon"),
+        (sh(2026, 5, 1), "black_gold_monthly_coupon"),
+        (sh(2026, 5, 1), "referral_coupon"),
+    ]
+
+
+def test_a_term_starting_at_a_grant_moment_gets_it_at_its_first_instant(policy: Policy, sh) -> None:
+    """The due work at the term's first instant asks for ``(start - 1us, start]``: that moment is the grant's."""
+    start = sh(2027, 3, 1)
+    moments = membership_grant_moments(
+        policy, "black_gold", start, sh(2028, 3, 1), start - timedelta(microseconds=1), start
+    )
+    assert [(t, rule.benefit) for t, rule in moments] == [(start, "black_gold_monthly_coupon")]
+
+
+@pytest.fixture
+def far_ahead_host_clock() -> Iterator[None]:
+    """The machine's own clock set to UTC+14, 26 hours ahead of a program at UTC-12."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Kiritimati"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_grant_moments_are_counted_on_the_programs_calendar_not_the_machines(
+    document: dict[str, Any], far_ahead_host_clock: None
+) -> None:
+    """At 23:30 on 27 February in a program at UTC-12 it is already 1 March on a machine at UTC+14: the grants
+    on the 28th of February still fall."""
+    document["timezone"] = "Etc/GMT+12"
+    document["grants"].append({"benefit": "referral_coupon", "schedule": "monthly", "day_of_month": 28})
+    card_rule = {"schedule": "membership_monthly", "day_of_month": 28, "plan": "black_gold"}
+    document["grants"].append({"benefit": "member_day_coupon", **card_rule})
+    changed = policy_from_data(document)
+    zone = ZoneInfo("Etc/GMT+12")
+    late, then = datetime(2026, 2, 27, 23, 30, tzinfo=zone), datetime(2026, 2, 28, 12, tzinfo=zone)
+    feb_28 = datetime(2026, 2, 28, tzinfo=zone)
+    assert [(t, r.benefit) for t, r in grant_moments(changed, late, then)] == [(feb_28, "referral_coupon")]
+    card = membership_grant_moments(
+        changed, "black_gold", late, late + timedelta(days=365), late - timedelta(days=9), then
+    )
+    assert [(t, r.benefit) for t, r in card] == [(feb_28, "member_day_coupon")]
