@@ -283,3 +283,16 @@ def test_lapse_revokes_monthly_coupons_only_when_no_renewal_carries_on() -> None
     # The coupons of the last 365 days that are still unused: April 2026 to March 2027.
     assert len(revoked) == 12 and all(e.reason == "membership_lapsed" for e in revoked)
     assert lapse(renew=True) == []
+
+
+def test_a_renewal_whose_id_contains_a_colon_gets_its_card_once_when_its_term_starts() -> None:
+    state = enrolled(sh(2026, 1, 5, 10))
+    buy(state, "BG:2026", sh(2026, 3, 10, 14))
+    assert state.memberships["BG:2026"].benefits_granted
+    assert advance(state, sh(2026, 3, 10, 15)) == []  # the new term's card is not granted a second time
+    buy(state, "BG:2027", sh(2026, 12, 1, 11))
+    events = advance(state, sh(2027, 3, 10, 14))
+    grants = [e for e in of_type(events, ev.EntitlementGranted) if e.source.startswith("membership:BG:2027:")]
+    assert sorted(e.benefit for e in grants) == sorted(CARD)
+    assert state.memberships["BG:2027"].benefits_granted
+    assert memberships.next_due(state, context(sh(2027, 3, 10, 14))) == sh(2028, 3, 10, 14)
