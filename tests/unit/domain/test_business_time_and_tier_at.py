@@ -11,11 +11,11 @@ import pytest
 
 from ledger.domain import events as ev
 from ledger.domain.commands import EnrollMember, MemberCommand, MergeMembers, RecordPurchase, Tick
-from ledger.domain.decide import Context, decide, effective_tier, tick
+from ledger.domain.decide import Context, decide, effective_tier, next_due, tick
 from ledger.domain.errors import InvalidCommand, NotFound, Refusal
 from ledger.domain.evolve import fold
 from ledger.domain.state import MemberState, TierOverride
-from policies import OrderLine, PolicyHistory, little_sprout
+from policies import OrderLine, PolicyHistory, little_sprout, policy_from_data
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = little_sprout()
@@ -69,6 +69,39 @@ def test_a_sale_more_than_thirty_days_old_is_refused_with_the_window_and_both_ti
         "window_days": "30",
         "earliest_allowed": "2026-03-02T02:00:00Z",
     }
+
+
+def test_a_sale_before_the_programs_first_policy_is_refused_naming_when_the_first_took_effect() -> None:
+    starts = T0 - timedelta(days=10)
+    history = PolicyHistory.starting_with(POLICY, starts)
+    state = MemberState(program_id="p", member_id="m1")
+    fold(state, decide(EnrollMember("m1", ()), state, Context(now=T0, at=T0, policies=history)))
+    with pytest.raises(Refusal) as caught:
+        decide(sale("O1"), state, Context(now=T0, at=T0 - timedelta(days=20), policies=history))
+    assert caught.value.reason == "POLICY_NOT_EFFECTIVE_YET"
+    assert caught.value.metadata == {
+        "occurred_at": "2026-03-12T02:00:00Z",
+        "first_effective_from": "2026-03-22T02:00:00Z",
+    }
+
+
+# -- what falls due -------------------------------------------------------------------------------------------------
+
+
+def test_the_next_due_moment_is_asked_again_of_another_programs_policies() -> None:
+    state = member()
+    without_grants = POLICY.model_dump(mode="json")
+    without_grants["grants"] = []
+    other = PolicyHistory.starting_with(policy_from_data(without_grants), datetime(2020, 1, 1, tzinfo=SH))
+    assert next_due(state, Context(now=T0, at=T0, policies=HISTORY)) is not None  # the grants fall due
+    assert next_due(state, Context(now=T0, at=T0, policies=other)) is None  # the same state, nothing due
+
+
+def test_nothing_falls_due_for_a_member_merged_into_another() -> None:
+    state = member()
+    assert next_due(state, Context(now=T0, at=T0, policies=HISTORY)) is not None
+    fold(state, [ev.MemberMerged(at=T0, into_member_id="m2", points_moved=0, arrears_moved=0, reason=None)])
+    assert next_due(state, Context(now=T0, at=T0, policies=HISTORY)) is None
 
 
 # -- dispatch -------------------------------------------------------------------------------------------------------
