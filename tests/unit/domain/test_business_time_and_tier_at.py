@@ -79,10 +79,19 @@ def test_a_sale_before_the_programs_first_policy_is_refused_naming_when_the_firs
     with pytest.raises(Refusal) as caught:
         decide(sale("O1"), state, Context(now=T0, at=T0 - timedelta(days=20), policies=history))
     assert caught.value.reason == "POLICY_NOT_EFFECTIVE_YET"
+    assert caught.value.message == "no policy version of this program was in force at that time"
     assert caught.value.metadata == {
         "occurred_at": "2026-03-12T02:00:00Z",
         "first_effective_from": "2026-03-22T02:00:00Z",
     }
+
+
+def test_a_program_without_any_policy_refuses_enrolment_naming_only_the_time() -> None:
+    state = MemberState(program_id="p", member_id="m1")
+    with pytest.raises(Refusal) as caught:
+        decide(EnrollMember("m1", ()), state, Context(now=T0, at=T0, policies=PolicyHistory()))
+    assert caught.value.reason == "POLICY_NOT_EFFECTIVE_YET"
+    assert caught.value.metadata == {"occurred_at": "2026-04-01T02:00:00Z"}
 
 
 # -- what falls due -------------------------------------------------------------------------------------------------
