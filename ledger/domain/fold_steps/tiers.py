@@ -76,8 +76,11 @@ def _granted(s: MemberState, e: ev.EntitlementGranted) -> None:
     )
     if e.source.startswith("schedule:") and (s.grants_through is None or e.at > s.grants_through):
         s.grants_through = e.at
-    if e.source.startswith("membership:"):
-        membership = s.memberships.get(e.source.split(":", 2)[1])
+    # A membership's own grant has the source ``membership:{membership_id}:{benefit}``, and the id may itself
+    # contain ``:``: the id is what lies between the prefix and the benefit code.
+    prefix, suffix = "membership:", f":{e.benefit}"
+    if e.source.startswith(prefix) and e.source.endswith(suffix):
+        membership = s.memberships.get(e.source[len(prefix) : -len(suffix)])
         if membership is not None:
             membership.benefits_granted = True
 

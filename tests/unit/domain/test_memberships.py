@@ -283,3 +283,54 @@ def test_lapse_revokes_monthly_coupons_only_when_no_renewal_carries_on() -> None
     # The coupons of the last 365 days that are still unused: April 2026 to March 2027.
     assert len(revoked) == 12 and all(e.reason == "membership_lapsed" for e in revoked)
     assert lapse(renew=True) == []
+
+
+def test_a_renewal_whose_id_contains_a_colon_gets_its_card_once_when_its_term_starts() -> None:
+    state = enrolled(sh(2026, 1, 5, 10))
+    buy(state, "BG:2026", sh(2026, 3, 10, 14))
+    assert state.memberships["BG:2026"].benefits_granted
+    assert advance(state, sh(2026, 3, 10, 15)) == []  # the new term's card is not granted a second time
+    buy(state, "BG:2027", sh(2026, 12, 1, 11))
+    events = advance(state, sh(2027, 3, 10, 14))
+    grants = [e for e in of_type(events, ev.EntitlementGranted) if e.source.startswith("membership:BG:2027:")]
+    assert sorted(e.benefit for e in grants) == sorted(CARD)
+    assert state.memberships["BG:2027"].benefits_granted
+    assert memberships.next_due(state, context(sh(2027, 3, 10, 14))) == sh(2028, 3, 10, 14)
+
+
+def test_cancelling_a_renewal_revokes_the_monthly_coupon_granted_the_instant_its_term_started() -> None:
+    state = enrolled(sh(2026, 1, 5, 10))
+    buy(state, "BG-1", sh(2026, 3, 1))  # its term ends at midnight on 1 March 2027
+    buy(state, "BG-2", sh(2027, 2, 25, 10))  # the renewal's term starts then
+    events = advance(state, sh(2027, 3, 1))
+    [coupon] = [e for e in of_type(events, ev.EntitlementGranted) if e.benefit == "black_gold_monthly_coupon"]
+    assert coupon.at == state.memberships["BG-2"].term_start == sh(2027, 3, 1)
+    events = run(state, CancelMembership(member_id="m1", membership_id="BG-2", reason="r"), sh(2027, 3, 3))
+    assert coupon.entitlement_id in {e.entitlement_id for e in of_type(events, ev.EntitlementRevoked)}
+
+
+def test_cancelling_one_plan_leaves_the_monthly_coupons_of_another_plan() -> None:
+    document = POLICY.model_dump(mode="json")
+    document["memberships"]["silver_card"] = {**document["memberships"]["black_gold"], "price_fen": 9900}
+    document["benefits"]["silver_monthly_coupon"] = document["benefits"]["black_gold_monthly_coupon"]
+    document["grants"].append(
+        {"benefit": "silver_monthly_coupon", "schedule": "membership_monthly", "plan": "silver_card"}
+    )
+    history = PolicyHistory.starting_with(policy_from_data(document), datetime(2020, 1, 1, tzinfo=SH))
+
+    state = enrolled(sh(2026, 1, 5, 10))
+    ctx = Context(now=sh(2026, 3, 10), at=sh(2026, 3, 10), policies=history)
+    silver = PurchaseMembership(member_id="m1", membership_id="SC-1", plan="silver_card", paid_fen=9900)
+    fold(state, decide(silver, state, ctx))
+    black_gold = PurchaseMembership(member_id="m1", membership_id="BG-1", plan="black_gold", paid_fen=PRICE)
+    fold(state, decide(black_gold, state, ctx.for_time(sh(2026, 3, 28))))
+    granted = tick(state, ctx.for_time(sh(2026, 4, 1, 8)))
+    fold(state, granted)
+    first_of_april = [e for e in of_type(granted, ev.EntitlementGranted) if e.at == sh(2026, 4, 1)]
+    coupons = {e.benefit: e.entitlement_id for e in first_of_april}
+    assert set(coupons) == {"black_gold_monthly_coupon", "silver_monthly_coupon"}
+    cancel = CancelMembership(member_id="m1", membership_id="BG-1", reason="r")
+    cancelled = decide(cancel, state, ctx.for_time(sh(2026, 4, 2)))
+    revoked = {e.entitlement_id for e in of_type(cancelled, ev.EntitlementRevoked)}
+    assert coupons["black_gold_monthly_coupon"] in revoked
+    assert coupons["silver_monthly_coupon"] not in revoked

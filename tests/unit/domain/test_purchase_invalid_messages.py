@@ -64,3 +64,10 @@ def test_a_hold_committed_for_another_order_or_for_other_points_is_invalid_sayin
         "points_paid",
         "must equal the 100 points hold H1 committed (or be 0)",
     )
+
+
+def test_points_paid_below_zero_is_invalid_naming_points_paid() -> None:
+    assert invalid(cmd.RecordPurchase("m1", "O1", (line(),), 5_000, points_paid=-1)) == (
+        "points_paid",
+        "must not be negative",
+    )
