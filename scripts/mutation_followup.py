@@ -46,6 +46,7 @@ class Module:
     not_run: int = 0
     survivors: list[str] = field(default_factory=list)
     rerun_whole: bool = False
+    had_survivors: bool = False
 
     @property
     def open(self) -> int:
@@ -131,6 +132,7 @@ def combine(
                     m.survivors.append(name)
         else:
             m = Module(path, base.total, base.killed, base.equivalent, base.not_run)
+            m.had_survivors = bool(by_module.get(path))
             for name in by_module.get(path, []):
                 if codes.get(name) in KILLED:
                     m.killed += 1
@@ -155,7 +157,7 @@ def tree(modules: list[Module], prefix: str) -> Module:
 
 
 def _row(m: Module) -> str:
-    how = "whole module again" if m.rerun_whole else "survivors again"
+    how = "whole module again" if m.rerun_whole else "survivors again" if m.had_survivors else "full run"
     return (
         f"| `{m.path}` | {m.total} | {m.killed} | {m.open} | {m.equivalent} | {m.not_run} | {m.rate()} | "
         f"{m.rate(not_run_as_survivors=True)} |" + (f" {how} |" if m.path.endswith(".py") else " |")

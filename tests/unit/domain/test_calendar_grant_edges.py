@@ -200,3 +200,17 @@ def test_the_next_grant_moment_a_year_ahead_is_looked_for_on_the_programs_calend
     state.grants_through = datetime(2026, 1, 30, 23, 30, tzinfo=zone)
     due = benefits.next_due(state, ctx(policies, datetime(2026, 1, 31, tzinfo=zone)))
     assert due == datetime(2027, 2, 28, tzinfo=zone)
+
+
+def test_the_remembered_next_grant_moments_are_bounded_and_still_answer_once_full() -> None:
+    """The next grant moment is remembered per history and cursor; past 10,000 answers the memory starts afresh
+    (it must neither grow without end nor fail), and the answer is the one computed without it."""
+    policies = history()
+    state = member(policies)
+    expected = benefits.next_due(state, ctx(policies, T0))
+    assert expected is not None
+    memo = benefits._NEXT_DUE_MEMO[id(policies)]
+    memo[1].clear()
+    memo[1].update({("another cursor", i): None for i in range(10_001)})
+    assert benefits.next_due(state, ctx(policies, T0)) == expected
+    assert len(benefits._NEXT_DUE_MEMO[id(policies)][1]) == 1
