@@ -55,8 +55,9 @@ def _start_grants(state: MemberState, m: Membership, at: datetime, ctx: Context,
 def _revocations(state: MemberState, m: Membership, at: datetime, ctx: Context, reason: str) -> list[MemberEvent]:
     """Revoke what remains of the benefits that came with ``m`` and may be revoked for ``reason``.
 
-    These are the membership's own grants (``membership:{id}:...``) and, when no other term of the same
-    plan carries on at ``at``, the monthly grants for holders of the plan made during this term.
+    These are the membership's own grants (source exactly ``membership:{id}:{benefit}``: another membership's
+    id may begin with ``{id}:``) and, when no other term of the same plan carries on at ``at``, the monthly
+    grants for holders of the plan made during this term.
     """
     policy = ctx.policy_at(at).policy
     monthly = {r.benefit for r in policy.grants if r.schedule == "membership_monthly" and r.plan in (None, m.plan)}
@@ -74,7 +75,7 @@ def _revocations(state: MemberState, m: Membership, at: datetime, ctx: Context, 
             and ent.benefit in monthly
             and m.term_start <= ent.granted_at < m.term_end
         )
-        if not (ent.source.startswith(own) or monthly_of_term):
+        if not (ent.source == own + ent.benefit or monthly_of_term):
             continue
         out.append(EntitlementRevoked(at=at, entitlement_id=ent.entitlement_id, reason=reason))
     return out
