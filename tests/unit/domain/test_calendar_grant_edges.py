@@ -3,9 +3,6 @@ moment of members with and without a card, and a policy version taking effect on
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -162,22 +159,6 @@ def test_a_grant_moment_at_the_instant_a_policy_version_takes_effect_is_judged_b
         state = member(policies)
         state.grants_through = sh(2026, 5, 1)
         assert benefits.next_due(state, ctx(policies, sh(2026, 5, 1))) == due
-
-
-@pytest.fixture
-def far_ahead_host_clock() -> Iterator[None]:
-    """The machine's own clock set to UTC+14, 26 hours ahead of a program at UTC-12."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Pacific/Kiritimati"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def test_the_next_grant_moment_a_year_ahead_is_looked_for_on_the_programs_calendar(

@@ -309,21 +309,30 @@ def test_cancelling_a_renewal_revokes_the_monthly_coupon_granted_the_instant_its
     assert coupon.entitlement_id in {e.entitlement_id for e in of_type(events, ev.EntitlementRevoked)}
 
 
-def test_cancelling_one_plan_leaves_the_monthly_coupons_of_another_plan() -> None:
+def silver_beside_black_gold(silver_id: str, edit: Any) -> tuple[MemberState, Context]:
+    """A member holding a silver card (a copy of Black-gold at 99 CNY, the policy then changed by ``edit``),
+    bought on 10 March 2026 as ``silver_id``, and Black-gold "BG-1" bought on 28 March."""
     document = POLICY.model_dump(mode="json")
     document["memberships"]["silver_card"] = {**document["memberships"]["black_gold"], "price_fen": 9900}
-    document["benefits"]["silver_monthly_coupon"] = document["benefits"]["black_gold_monthly_coupon"]
-    document["grants"].append(
-        {"benefit": "silver_monthly_coupon", "schedule": "membership_monthly", "plan": "silver_card"}
-    )
+    edit(document)
     history = PolicyHistory.starting_with(policy_from_data(document), datetime(2020, 1, 1, tzinfo=SH))
-
     state = enrolled(sh(2026, 1, 5, 10))
     ctx = Context(now=sh(2026, 3, 10), at=sh(2026, 3, 10), policies=history)
-    silver = PurchaseMembership(member_id="m1", membership_id="SC-1", plan="silver_card", paid_fen=9900)
+    silver = PurchaseMembership(member_id="m1", membership_id=silver_id, plan="silver_card", paid_fen=9900)
     fold(state, decide(silver, state, ctx))
     black_gold = PurchaseMembership(member_id="m1", membership_id="BG-1", plan="black_gold", paid_fen=PRICE)
     fold(state, decide(black_gold, state, ctx.for_time(sh(2026, 3, 28))))
+    return state, ctx
+
+
+def test_cancelling_one_plan_leaves_the_monthly_coupons_of_another_plan() -> None:
+    def silver_monthly_coupon(document: dict[str, Any]) -> None:
+        document["benefits"]["silver_monthly_coupon"] = document["benefits"]["black_gold_monthly_coupon"]
+        document["grants"].append(
+            {"benefit": "silver_monthly_coupon", "schedule": "membership_monthly", "plan": "silver_card"}
+        )
+
+    state, ctx = silver_beside_black_gold("SC-1", silver_monthly_coupon)
     granted = tick(state, ctx.for_time(sh(2026, 4, 1, 8)))
     fold(state, granted)
     first_of_april = [e for e in of_type(granted, ev.EntitlementGranted) if e.at == sh(2026, 4, 1)]
@@ -339,24 +348,17 @@ def test_cancelling_one_plan_leaves_the_monthly_coupons_of_another_plan() -> Non
 def test_cancelling_a_card_leaves_the_own_grants_of_a_card_whose_id_begins_with_its_id() -> None:
     """A card's own grants are those whose source is exactly ``membership:{id}:{benefit}``: cancelling "BG-1"
     revokes its own card, not that of "BG-1:silver" (whose sources also begin with "membership:BG-1:")."""
-    document = POLICY.model_dump(mode="json")
-    document["memberships"]["silver_card"] = {**document["memberships"]["black_gold"], "price_fen": 9900}
-    starts = [g for g in document["grants"] if g["schedule"] == "membership_start"]
-    assert starts
-    document["grants"] += [{**g, "plan": "silver_card"} for g in starts if g.get("plan") == "black_gold"]
-    history = PolicyHistory.starting_with(policy_from_data(document), datetime(2020, 1, 1, tzinfo=SH))
 
-    state = enrolled(sh(2026, 1, 5, 10))
-    ctx = Context(now=sh(2026, 3, 10), at=sh(2026, 3, 10), policies=history)
-    silver = PurchaseMembership(member_id="m1", membership_id="BG-1:silver", plan="silver_card", paid_fen=9900)
-    fold(state, decide(silver, state, ctx))
-    black_gold = PurchaseMembership(member_id="m1", membership_id="BG-1", plan="black_gold", paid_fen=PRICE)
-    fold(state, decide(black_gold, state, ctx.for_time(sh(2026, 3, 28))))
+    def silver_card_grants(document: dict[str, Any]) -> None:
+        starts = [g for g in document["grants"] if g["schedule"] == "membership_start"]
+        assert starts
+        document["grants"] += [{**g, "plan": "silver_card"} for g in starts if g.get("plan") == "black_gold"]
+
+    state, ctx = silver_beside_black_gold("BG-1:silver", silver_card_grants)
     own = {
-        mid: {e.entitlement_id for e in state.entitlements.values() if e.source.startswith(f"membership:{mid}:")
-              and e.source.removeprefix(f"membership:{mid}:") == e.benefit}
+        mid: {e.entitlement_id for e in state.entitlements.values() if e.source == f"membership:{mid}:{e.benefit}"}
         for mid in ("BG-1", "BG-1:silver")
-    }  # fmt: skip
+    }
     assert own["BG-1"] and own["BG-1:silver"]
     cancel = CancelMembership(member_id="m1", membership_id="BG-1", reason="r")
     cancelled = decide(cancel, state, ctx.for_time(sh(2026, 4, 2)))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -141,22 +138,6 @@ def test_a_term_starting_at_a_grant_moment_gets_it_at_its_first_instant(policy: 
         policy, "black_gold", start, sh(2028, 3, 1), start - timedelta(microseconds=1), start
     )
     assert [(t, rule.benefit) for t, rule in moments] == [(start, "black_gold_monthly_coupon")]
-
-
-@pytest.fixture
-def far_ahead_host_clock() -> Iterator[None]:
-    """The machine's own clock set to UTC+14, 26 hours ahead of a program at UTC-12."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Pacific/Kiritimati"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 def test_grant_moments_are_counted_on_the_programs_calendar_not_the_machines(
