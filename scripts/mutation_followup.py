@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mutation_report import DOC, KILLED, NOTES, SKIPPED, TARGETS, _natural, load_notes
+from mutation_report import DOC, KILLED, NOTES, SKIPPED, TARGETS, _natural, load_notes, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "scripts" / "mutation_baseline.tsv"
@@ -181,17 +181,6 @@ def render(modules: list[Module], notes: dict[str, str], when: str | None) -> st
     return "\n".join(lines)
 
 
-def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -213,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     notes = load_notes(args.notes)
     modules = combine(load_baseline(args.baseline), load_runs(args.mutants), notes)
-    write_section(args.doc, render(modules, notes, args.when))
+    write_section(args.doc, render(modules, notes, args.when), BEGIN, END)
     for t in TARGETS:
         m = tree(modules, t)
         print(

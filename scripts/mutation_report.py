@@ -169,6 +169,19 @@ def render(modules: list[ModuleCounts], notes: dict[str, str], wall_time: str | 
     return "\n".join(lines)
 
 
+def write_section(doc: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``section`` (which starts with ``begin`` and ends with ``end``) in place of the one between those
+    markers in ``doc``, or at its end when it has none yet."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Mutation testing\n"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wall-time", help="wall time of the run, as text (e.g. '41 min')")
@@ -180,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = load_notes()
     modules = collect(notes)
     section = render(modules, notes, args.wall_time)
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text, encoding="utf-8")
+    write_section(DOC, section)
     counts = Counter[str]()
     for t in TARGETS:
         m = total_of(modules, t)
